@@ -1,0 +1,454 @@
+"""Real SSH servers (OpenSSH sshd, dropbear) on 127.0.0.1 standing in for ESXi hosts.
+
+Each server runs the scripts in `tests/fakehost/` as its forced command, so every command a
+client sends runs with fake `vim-cmd` and `poweroff` first on PATH; they log to
+`<fake_dir>/commands.log`. Nothing here touches the real `/root/.ssh` or `/etc/ssh`: dropbear,
+which only reads `~root/.ssh/authorized_keys`, runs in a private mount namespace with a
+temporary home bind-mounted over `/root`.
+
+This module knows nothing of pytest; `conftest.py` turns `ServerUnavailable` into skip/fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+FAKEHOST_DIR = Path(__file__).resolve().parent / "fakehost"
+FAKEHOST_DATA = FAKEHOST_DIR / "data"
+WRAPPER = FAKEHOST_DIR / "wrapper"
+HOST = "127.0.0.1"
+READY_TIMEOUT = 10.0
+CLIENT_PASSPHRASE = "correct horse #7 $battery 'staple'"
+
+ServerKind = Literal["openssh", "dropbear"]
+KINDS: tuple[ServerKind, ...] = ("openssh", "dropbear")
+
+
+class ServerUnavailable(Exception):
+    """The server binary (or what it needs to run here) is missing: skip, or fail on CI."""
+
+
+class ServerFailed(Exception):
+    """The server was there but did not come up; carries its log."""
+
+
+def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        argv, check=True, capture_output=True, text=True, timeout=30, **kwargs
+    )
+
+
+@dataclass(frozen=True)
+class ClientKeys:
+    """Client key pairs: `key` unencrypted, `passphrase_key` protected by `passphrase`.
+
+    `stranger_key` is a valid key pair that no server authorizes.
+    """
+
+    key: Path
+    passphrase_key: Path
+    passphrase: str
+    stranger_key: Path
+    other_host_pub: str  # an ed25519 public key no server uses, for a "changed" known_hosts
+
+    @property
+    def authorized_keys(self) -> str:
+        pubs = [Path(f"{k}.pub").read_text().strip() for k in (self.key, self.passphrase_key)]
+        return "\n".join(pubs) + "\n"
+
+
+def ssh_keygen(path: Path, passphrase: str = "", comment: str = "esxi-suspend-test") -> Path:
+    """An OpenSSH-format ed25519 key pair at `path` / `path.pub`, private part 0600."""
+    if shutil.which("ssh-keygen") is None:
+        raise ServerUnavailable("ssh-keygen not found (apt-get install openssh-client)")
+    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", comment, "-f", str(path)])
+    path.chmod(0o600)
+    return path
+
+
+def make_client_keys(directory: Path) -> ClientKeys:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    other = ssh_keygen(directory / "other_host_ed25519")
+    return ClientKeys(
+        key=ssh_keygen(directory / "id_ed25519"),
+        passphrase_key=ssh_keygen(directory / "id_ed25519_pass", CLIENT_PASSPHRASE),
+        passphrase=CLIENT_PASSPHRASE,
+        stranger_key=ssh_keygen(directory / "id_ed25519_stranger"),
+        other_host_pub=_pub_key_fields(Path(f"{other}.pub").read_text()),
+    )
+
+
+def _pub_key_fields(text: str) -> str:
+    """`ssh-ed25519 AAAA...` from a public key line or from dropbearkey's output."""
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0].startswith("ssh-"):
+            return f"{fields[0]} {fields[1]}"
+    raise ServerFailed(f"no public key in {text!r}")
+
+
+def known_hosts_line(port: int, pub: str) -> str:
+    host = HOST if port == 22 else f"[{HOST}]:{port}"
+    return f"{host} {pub}\n"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def read_banner(port: int, timeout: float = 2.0) -> str:
+    """The server's identification line, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3`."""
+    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        data = b""
+        while b"\n" not in data:
+            chunk = sock.recv(256)
+            if not chunk:
+                break
+            data += chunk
+    return data.split(b"\n", 1)[0].decode("ascii", "replace").strip()
+
+
+@dataclass
+class SshServer:
+    """A running fake ESXi host. `fake_dir` is its FAKE_ESXI_DIR."""
+
+    kind: ServerKind
+    port: int
+    root: Path
+    fake_dir: Path
+    host_pub: str
+    keys: ClientKeys
+    process: subprocess.Popen[bytes]
+    log_file: Path
+    banner: str = ""
+    host: str = HOST
+    local_dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.local_dir = self.root / "local"
+        self.local_dir.mkdir(exist_ok=True)
+
+    # -- what a client needs --------------------------------------------------------------
+    @property
+    def key_file(self) -> Path:
+        return self.keys.key
+
+    @property
+    def passphrase_key_file(self) -> Path:
+        return self.keys.passphrase_key
+
+    @property
+    def passphrase(self) -> str:
+        return self.keys.passphrase
+
+    @property
+    def known_hosts(self) -> Path:
+        """Pins this server's real host key."""
+        path = self.local_dir / "known_hosts"
+        if not path.exists():
+            path.write_text(known_hosts_line(self.port, self.host_pub))
+        return path
+
+    @property
+    def wrong_known_hosts(self) -> Path:
+        """Pins another key for this host and port: the host key 'changed'."""
+        path = self.local_dir / "known_hosts.wrong"
+        if not path.exists():
+            path.write_text(known_hosts_line(self.port, self.keys.other_host_pub))
+        return path
+
+    @property
+    def empty_known_hosts(self) -> Path:
+        path = self.local_dir / "known_hosts.empty"
+        path.touch()
+        return path
+
+    # -- the fake host's state ------------------------------------------------------------
+    def commands(self) -> list[str]:
+        """Logged command lines in order, without timestamps: `vim-cmd vmsvc/getallvms`."""
+        log = self.fake_dir / "commands.log"
+        if not log.exists():
+            return []
+        return [line.split("\t", 1)[-1] for line in log.read_text().splitlines() if line]
+
+    def write_fake(self, name: str, content: str) -> Path:
+        """Write `<fake_dir>/<name>` (e.g. `getallvms.txt`, `state/12`, `poweroff_mode`)."""
+        path = self.fake_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content if content.endswith("\n") else content + "\n")
+        return path
+
+    # -- the local side: restart marker and env file -------------------------------------
+    @property
+    def restart_marker(self) -> Path:
+        return self.local_dir / "restart.marker"
+
+    @property
+    def restart_script(self) -> Path:
+        """Stands in for restarting nut-monitor: appends one line to `restart_marker`."""
+        path = self.local_dir / "restart-nut-monitor"
+        if not path.exists():
+            path.write_text(
+                f'#!/bin/sh\necho "restarted $*" >>{shlex.quote(str(self.restart_marker))}\n'
+            )
+            path.chmod(0o755)
+        return path
+
+    def restarts(self) -> list[str]:
+        if not self.restart_marker.exists():
+            return []
+        return self.restart_marker.read_text().splitlines()
+
+    def env_settings(self, *, passphrase: bool = False) -> dict[str, str]:
+        settings = {
+            "ESXI_HOST": self.host,
+            "ESXI_PORT": str(self.port),
+            "ESXI_USER": "root",
+            "ESXI_KEY_FILE": str(self.passphrase_key_file if passphrase else self.key_file),
+            "ESXI_KNOWN_HOSTS": str(self.known_hosts),
+            "ESXI_CONNECT_TIMEOUT": "5",
+            "ESXI_COMMAND_TIMEOUT": "20",
+            "UPS_SERVICE": "none",
+            "UPS_RESTART_COMMAND": str(self.restart_script),
+        }
+        if passphrase:
+            settings["ESXI_KEY_PASSPHRASE"] = self.passphrase
+        return settings
+
+    def write_env(
+        self,
+        path: Path | None = None,
+        *,
+        passphrase: bool = False,
+        mode: int = 0o600,
+        **overrides: str | None,
+    ) -> Path:
+        """An env file for esxi-suspend pointing at this server; `KEY=None` leaves KEY out."""
+        settings: dict[str, str | None] = dict(self.env_settings(passphrase=passphrase))
+        settings.update(overrides)
+        path = path or self.local_dir / "esxi-suspend.env"
+        path.write_text(dotenv_text({k: v for k, v in settings.items() if v is not None}))
+        path.chmod(mode)
+        return path
+
+    def ssh_argv(self, *, key: Path | None = None, known_hosts: Path | None = None) -> list[str]:
+        """An OpenSSH client command line for this server, ignoring every user/system config."""
+        return [
+            "ssh", "-F", "/dev/null",
+            "-i", str(key or self.key_file),
+            "-o", "IdentitiesOnly=yes",
+            "-o", "IdentityAgent=none",
+            "-o", f"UserKnownHostsFile={known_hosts or self.known_hosts}",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=5",
+            "-p", str(self.port),
+            f"root@{self.host}",
+        ]  # fmt: skip
+
+    def log(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def dotenv_text(settings: dict[str, str]) -> str:
+    """Single-quoted dotenv lines: python-dotenv keeps them literal but for `\\'` and `\\\\`."""
+    lines = []
+    for key, value in settings.items():
+        quoted = value.replace("\\", "\\\\").replace("'", "\\'")
+        lines.append(f"{key}='{quoted}'")
+    return "\n".join(lines) + "\n"
+
+
+# -- starting servers ---------------------------------------------------------------------
+
+
+def _sshd_config(root: Path, port: int, host_key: Path, fake_dir: Path) -> Path:
+    config = root / "sshd_config"
+    forced = f"{shlex.quote(str(WRAPPER))} {shlex.quote(str(fake_dir))}"
+    config.write_text(
+        f"""\
+ListenAddress {HOST}
+Port {port}
+HostKey {host_key}
+AuthorizedKeysFile {root / "authorized_keys"}
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+PidFile none
+X11Forwarding no
+AllowTcpForwarding no
+PermitTTY no
+ForceCommand {forced}
+"""
+    )
+    return config
+
+
+def _openssh_argv(root: Path, port: int, fake_dir: Path, keys: ClientKeys) -> tuple[list[str], str]:
+    sshd = "/usr/sbin/sshd"
+    if not os.access(sshd, os.X_OK):
+        raise ServerUnavailable(f"{sshd} not found (apt-get install openssh-server)")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+    host_key = root / "ssh_host_ed25519_key"
+    if not host_key.exists():
+        ssh_keygen(host_key, comment="fake-esxi-openssh")
+    (root / "authorized_keys").write_text(keys.authorized_keys)
+    config = _sshd_config(root, port, host_key, fake_dir)
+    return [sshd, "-D", "-e", "-f", str(config)], Path(f"{host_key}.pub").read_text()
+
+
+def _dropbear_argv(
+    root: Path, port: int, fake_dir: Path, keys: ClientKeys
+) -> tuple[list[str], str]:
+    dropbear = shutil.which("dropbear") or shutil.which("dropbear", path="/usr/sbin:/sbin")
+    dropbearkey = shutil.which("dropbearkey") or shutil.which("dropbearkey", path="/usr/sbin")
+    unshare = shutil.which("unshare")
+    if not (dropbear and dropbearkey):
+        raise ServerUnavailable("dropbear not found (apt-get install dropbear-bin)")
+    if not unshare:
+        raise ServerUnavailable("unshare not found (util-linux)")
+    if os.geteuid() != 0:
+        raise ServerUnavailable("dropbear fixture needs root (mount namespace over /root)")
+    host_key = root / "dropbear_ed25519_host_key"
+    if not host_key.exists():
+        _run([dropbearkey, "-t", "ed25519", "-f", str(host_key)])
+    pub = _run([dropbearkey, "-y", "-f", str(host_key)]).stdout
+    home = root / "home"
+    (home / ".ssh").mkdir(mode=0o700, parents=True, exist_ok=True)
+    authorized = home / ".ssh" / "authorized_keys"
+    authorized.write_text(keys.authorized_keys)
+    authorized.chmod(0o600)
+    home.chmod(0o700)
+    forced = f"{shlex.quote(str(WRAPPER))} {shlex.quote(str(fake_dir))}"
+    inner = " ".join(
+        shlex.quote(arg)
+        for arg in [
+            dropbear, "-F", "-E", "-s", "-j", "-k",
+            "-p", f"{HOST}:{port}",
+            "-r", str(host_key),
+            "-P", str(root / "dropbear.pid"),
+            "-c", forced,
+        ]
+    )  # fmt: skip
+    script = f"mount --bind {shlex.quote(str(home))} /root && exec {inner}"
+    return [unshare, "--mount", "--propagation", "private", "sh", "-c", script], pub
+
+
+def _wait_ready(process: subprocess.Popen[bytes], port: int, log_file: Path) -> str:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerFailed(
+                f"server exited with {process.returncode}:\n{log_file.read_text(errors='replace')}"
+            )
+        with contextlib.suppress(OSError):
+            banner = read_banner(port, timeout=1.0)
+            if banner.startswith("SSH-"):
+                return banner
+        time.sleep(0.05)
+    raise ServerFailed(
+        f"no SSH banner on {HOST}:{port} within {READY_TIMEOUT:.0f} s:\n"
+        + log_file.read_text(errors="replace")
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+def kill_leftovers(fake_dir: Path) -> None:
+    """SIGKILL processes still running a fake command of `fake_dir` (e.g. a sleeping autostop).
+
+    Per-connection server processes call setsid(), so killing the listener's process group
+    does not reach them; they are found by the FAKE_ESXI_DIR in their environment.
+    """
+    needle = f"FAKE_ESXI_DIR={fake_dir}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if needle in environ:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running_server(kind: ServerKind, root: Path, keys: ClientKeys) -> Iterator[SshServer]:
+    """Start a fake ESXi host of `kind` under `root`; stop it (and its leftovers) on exit."""
+    root.mkdir(parents=True, exist_ok=True)
+    fake_dir = root / "fake"
+    fake_dir.mkdir(exist_ok=True)
+    log_file = root / f"{kind}.log"
+    build = _openssh_argv if kind == "openssh" else _dropbear_argv
+    last_error: ServerFailed | None = None
+    for _attempt in range(3):  # the free port can be taken between probe and bind
+        port = free_port()
+        argv, pub = build(root, port, fake_dir, keys)
+        with log_file.open("ab") as log:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            banner = _wait_ready(process, port, log_file)
+        except ServerFailed as error:
+            _stop(process)
+            last_error = error
+            if kind == "dropbear" and ("unshare:" in str(error) or "mount:" in str(error)):
+                raise ServerUnavailable(
+                    f"cannot run dropbear in a mount namespace: {error}"
+                ) from error
+            continue
+        server = SshServer(
+            kind=kind,
+            port=port,
+            root=root,
+            fake_dir=fake_dir,
+            host_pub=_pub_key_fields(pub),
+            keys=keys,
+            process=process,
+            log_file=log_file,
+            banner=banner,
+        )
+        try:
+            yield server
+        finally:
+            _stop(process)
+            kill_leftovers(fake_dir)
+        return
+    assert last_error is not None
+    raise last_error
