@@ -1,0 +1,74 @@
+"""Exit codes and the error classes that carry them.
+
+Library code raises these; only `cli.main` turns them into exit codes and log lines. The codes
+grow with severity, so the worst of several outcomes is simply the largest.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What `esxi-suspend` exits with; documented in the README and `--help`."""
+
+    OK = 0
+    USAGE = 2
+    LOCAL_RESTART = 3
+    REMOTE_COMMAND = 4
+    CONNECTION = 5
+    CONFIG = 6
+    INTERNAL = 70
+
+
+class EsxiSuspendError(Exception):
+    """An expected failure: its message names what is at fault and what to do about it."""
+
+    exit_code = ExitCode.INTERNAL
+
+
+class ConfigError(EsxiSuspendError):
+    """The env file or one of its settings is wrong; lists every problem at once."""
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"configuration {source} has {len(self.problems)} problem(s):\n{lines}")
+
+
+class ConnectionFailed(EsxiSuspendError):
+    """The host could not be reached, refused our key, or showed a host key we do not trust."""
+
+    exit_code = ExitCode.CONNECTION
+
+
+class HostKeyRejected(ConnectionFailed):
+    """The host key is unknown or differs from the pinned one: we never talk to such a host."""
+
+
+class RemoteCommandFailed(EsxiSuspendError):
+    """A command on the host exited non-zero, timed out, or could not be started."""
+
+    exit_code = ExitCode.REMOTE_COMMAND
+
+    def __init__(self, message: str, command: str, exit_status: int | None = None) -> None:
+        self.command = command
+        self.exit_status = exit_status
+        super().__init__(message)
+
+
+class RemoteTimeout(RemoteCommandFailed):
+    """A remote command outlived ESXI_COMMAND_TIMEOUT."""
+
+
+class SessionDropped(RemoteCommandFailed):
+    """The SSH session ended before the command reported an exit status."""
+
+
+class LocalRestartFailed(EsxiSuspendError):
+    """Restarting the local NUT monitor service failed."""
+
+    exit_code = ExitCode.LOCAL_RESTART

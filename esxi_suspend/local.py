@@ -1,0 +1,145 @@
+"""Local commands: restarting the NUT monitor service that re-arms UPS monitoring.
+
+The one module that starts local processes. upsmon gives us a minimal environment, so programs
+are looked up on a fixed system PATH as well as ours, never through a shell.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from esxi_suspend.config import RestartSettings
+from esxi_suspend.errors import LocalRestartFailed
+
+log = logging.getLogger(__name__)
+
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RESTART_TIMEOUT = 60
+# systemd units first (Debian/Ubuntu, Fedora/RHEL), then SysV scripts (Debian, old Fedora).
+SYSTEMD_UNITS = ("nut-monitor.service", "nut-client.service")
+SYSV_SCRIPTS = ("nut-client", "ups")
+SYSTEMD_RUNNING = Path("/run/systemd/system")
+INIT_D = Path("/etc/init.d")
+
+
+@dataclass(frozen=True)
+class RestartPlan:
+    """The command that restarts the monitor, or None when UPS_SERVICE=none."""
+
+    argv: tuple[str, ...] | None
+    why: str
+
+    def describe(self) -> str:
+        return " ".join(self.argv) if self.argv else f"nothing ({self.why})"
+
+
+def search_path() -> str:
+    own = os.environ.get("PATH", "")
+    return f"{own}:{SYSTEM_PATH}" if own else SYSTEM_PATH
+
+
+def which(program: str) -> str | None:
+    if "/" in program:
+        return program if os.access(program, os.X_OK) and os.path.isfile(program) else None
+    return shutil.which(program, path=search_path())
+
+
+def _systemd_has(systemctl: str, unit: str) -> bool:
+    try:
+        out = subprocess.run(
+            [systemctl, "show", "--property=LoadState", "--value", unit],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.stdout.strip() == "loaded"
+
+
+def plan_restart(settings: RestartSettings) -> RestartPlan:
+    """Pick the restart command; raise LocalRestartFailed when nothing fits (says what to set)."""
+    if settings.command:
+        program = which(settings.command[0])
+        if program is None:
+            raise LocalRestartFailed(
+                f"UPS_RESTART_COMMAND: program {settings.command[0]!r} not found or not "
+                f"executable (searched {search_path()}); give its full path"
+            )
+        return RestartPlan((program, *settings.command[1:]), "UPS_RESTART_COMMAND")
+    if settings.service == "none":
+        return RestartPlan(None, "UPS_SERVICE=none")
+    systemctl = which("systemctl") if SYSTEMD_RUNNING.is_dir() else None
+    if settings.service != "auto":
+        if systemctl:
+            return RestartPlan((systemctl, "--no-block", "restart", settings.service), "systemd")
+        return _sysv_plan(settings.service)
+    if systemctl:
+        for unit in SYSTEMD_UNITS:
+            if _systemd_has(systemctl, unit):
+                # --no-block: systemd stops upsmon's unit, and with it our own process group.
+                return RestartPlan((systemctl, "--no-block", "restart", unit), "systemd")
+    for script in SYSV_SCRIPTS:
+        if (INIT_D / script).exists():
+            return _sysv_plan(script)
+    raise LocalRestartFailed(
+        "UPS_SERVICE=auto: no NUT monitor service found (systemd "
+        f"{', '.join(SYSTEMD_UNITS)}; SysV {', '.join(SYSV_SCRIPTS)}); set UPS_SERVICE to its "
+        "name, UPS_RESTART_COMMAND to a command, or UPS_SERVICE=none"
+    )
+
+
+def _sysv_plan(script: str) -> RestartPlan:
+    service = which("service")
+    if service:
+        return RestartPlan((service, script, "restart"), "SysV")
+    init_script = INIT_D / script
+    if init_script.exists():
+        return RestartPlan((str(init_script), "restart"), "SysV")
+    raise LocalRestartFailed(
+        f"UPS_SERVICE={script}: neither systemctl, service nor {init_script} found; set "
+        "UPS_RESTART_COMMAND to the command that restarts the NUT monitor"
+    )
+
+
+def run_restart(plan: RestartPlan) -> str:
+    """Run the restart; return what it did, or raise LocalRestartFailed with its output."""
+    if plan.argv is None:
+        return plan.describe()
+    env = dict(os.environ)
+    env["PATH"] = search_path()
+    try:
+        done = subprocess.run(
+            list(plan.argv),
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=RESTART_TIMEOUT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd="/",
+        )
+    except subprocess.TimeoutExpired:
+        raise LocalRestartFailed(
+            f"`{plan.describe()}` did not finish within {RESTART_TIMEOUT} s"
+        ) from None
+    except OSError as exc:
+        raise LocalRestartFailed(
+            f"`{plan.describe()}` could not start ({exc.strerror or exc})"
+        ) from None
+    if done.returncode != 0:
+        output = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        tail = output[-1][:200] if output else "no output"
+        raise LocalRestartFailed(
+            f"`{plan.describe()}` exited {done.returncode} ({tail}); restart the NUT monitor "
+            "by hand and check UPS_SERVICE / UPS_RESTART_COMMAND"
+        )
+    return plan.describe()

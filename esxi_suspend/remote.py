@@ -1,0 +1,262 @@
+"""The SSH connection to one ESXi host: the only module that imports fabric and paramiko.
+
+Fabric's `Connection` trusts any host key and reads root's `~/.ssh/config` by default. Here it
+gets an empty SSH config, only our pinned known_hosts, a policy that refuses unknown keys, and
+exactly one private key: no agent, no key search, no password. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import paramiko
+from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
+
+from esxi_suspend.config import Settings
+from esxi_suspend.errors import (
+    ConfigError,
+    ConnectionFailed,
+    HostKeyRejected,
+    RemoteCommandFailed,
+    RemoteTimeout,
+    SessionDropped,
+)
+
+# What the host reports when the channel closes without an exit status.
+NO_EXIT_STATUS = -1
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one remote command printed and how it ended."""
+
+    command: str
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def error_tail(self, limit: int = 200) -> str:
+        """The last words of its stderr (or stdout), one line, for a log message."""
+        text = (self.stderr.strip() or self.stdout.strip()).splitlines()
+        tail = text[-1] if text else "no output"
+        return tail if len(tail) <= limit else tail[: limit - 3] + "..."
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """`SHA256:...` as `ssh-keygen -lf` prints it, so the admin can compare with the console."""
+    return f"{key.get_name()} {key.fingerprint}"
+
+
+class _RefuseUnknownHostKey(paramiko.RejectPolicy):  # type: ignore[misc]
+    """RejectPolicy that says which key it refused, and how to pin it after checking it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def missing_host_key(self, client: Any, hostname: str, key: paramiko.PKey) -> None:
+        raise HostKeyRejected(
+            f"host {hostname}: unknown host key {fingerprint(key)}, not in ESXI_KNOWN_HOSTS "
+            f"{self.settings.known_hosts}; nothing was run. If that fingerprint matches the one "
+            f"on the host's console, pin it: ssh-keyscan -p {self.settings.port} "
+            f"{self.settings.host} >> {self.settings.known_hosts}"
+        )
+
+
+def load_private_key(settings: Settings) -> paramiko.PKey:
+    """The one key we authenticate with; a bad file or passphrase is a configuration error."""
+    passphrase = settings.key_passphrase.encode() if settings.key_passphrase else None
+    try:
+        return paramiko.PKey.from_path(str(settings.key_file), password=passphrase)
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or type(exc).__name__})"
+    except (TypeError, ValueError, paramiko.SSHException) as exc:
+        if "password" in str(exc).lower() and passphrase is None:
+            problem = "is protected by a passphrase; set ESXI_KEY_PASSPHRASE"
+        elif passphrase is not None:
+            problem = "cannot be decrypted or parsed: wrong ESXI_KEY_PASSPHRASE, or not a key"
+        else:
+            problem = "is not an OpenSSH/PEM private key (ed25519, ecdsa or rsa)"
+    raise ConfigError(str(settings.source), [f"ESXI_KEY_FILE={settings.key_file}: {problem}"])
+
+
+def open_socket(host: str, port: int, timeout: float) -> socket.socket:
+    """TCP connection with a bound on name resolution too (getaddrinfo itself has none)."""
+    addresses: list[Any] = []
+    failure: list[BaseException] = []
+
+    def resolve() -> None:
+        try:
+            addresses.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as exc:
+            failure.append(exc)
+
+    resolver = threading.Thread(target=resolve, name=f"resolve-{host}", daemon=True)
+    resolver.start()
+    resolver.join(timeout)
+    if resolver.is_alive():
+        raise ConnectionFailed(
+            f"host {host}: name lookup took longer than ESXI_CONNECT_TIMEOUT={timeout:g} s; "
+            "check DNS, or put the host's IP address in ESXI_HOST"
+        )
+    if failure or not addresses:
+        raise ConnectionFailed(
+            f"host {host}: name does not resolve ({failure[0] if failure else 'no address'}); "
+            "check ESXI_HOST, or use the host's IP address"
+        )
+    errors: list[str] = []
+    for family, kind, proto, _name, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+        except socket.timeout:
+            errors.append(f"{address[0]}: no answer within {timeout:g} s")
+        except OSError as exc:
+            errors.append(f"{address[0]}: {exc.strerror or exc}")
+        else:
+            return sock
+        sock.close()
+    raise ConnectionFailed(
+        f"host {host} port {port}: cannot connect ({'; '.join(errors)}); check that the host is "
+        "up, that SSH is enabled on it (ESXi: Host > Actions > Services > Enable SSH) and "
+        "ESXI_PORT"
+    )
+
+
+class RemoteHost:
+    """One authenticated SSH session to one ESXi host; use as a context manager."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.name = settings.host
+        self._connection: Connection | None = None
+
+    def __enter__(self) -> RemoteHost:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Connect, check the host key against the pinned one, authenticate with our key."""
+        settings = self.settings
+        key = load_private_key(settings)
+        timeout = settings.connect_timeout
+        sock = open_socket(settings.host, settings.port, timeout)
+        connection = Connection(
+            settings.host,
+            user=settings.user,
+            port=settings.port,
+            config=Config(ssh_config=paramiko.SSHConfig(), lazy=True),
+            connect_kwargs={
+                "pkey": key,
+                "look_for_keys": False,
+                "allow_agent": False,
+                "sock": sock,
+                "timeout": timeout,
+                "banner_timeout": timeout,
+                "auth_timeout": timeout,
+                "channel_timeout": timeout,
+            },
+        )
+        client = connection.client
+        client.load_host_keys(str(settings.known_hosts))
+        client.set_missing_host_key_policy(_RefuseUnknownHostKey(settings))
+        try:
+            connection.open()
+        except HostKeyRejected:
+            _close_quietly(connection, sock)
+            raise
+        except paramiko.BadHostKeyException as exc:
+            _close_quietly(connection, sock)
+            raise HostKeyRejected(
+                f"host {settings.host}: HOST KEY CHANGED: it shows {fingerprint(exc.key)}, "
+                f"but ESXI_KNOWN_HOSTS {settings.known_hosts} pins "
+                f"{fingerprint(exc.expected_key)}; nothing was run. Someone may be "
+                "impersonating the host; if the host was reinstalled, check the new fingerprint "
+                "on its console and replace its line in that file"
+            ) from None
+        except paramiko.AuthenticationException:
+            _close_quietly(connection, sock)
+            raise ConnectionFailed(
+                f"host {settings.host}: user {settings.user} refused our key "
+                f"{settings.key_file}; add {settings.key_file}.pub to the host's authorized keys "
+                "(ESXi 5.x and later: /etc/ssh/keys-root/authorized_keys)"
+            ) from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            _close_quietly(connection, sock)
+            raise ConnectionFailed(
+                f"host {settings.host} port {settings.port}: SSH handshake failed "
+                f"({_short(exc)}); check that an SSH server answers there (ESXI_PORT) and "
+                f"ESXI_CONNECT_TIMEOUT={timeout}"
+            ) from None
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(5)
+        self._connection = connection
+
+    @property
+    def host_key(self) -> str:
+        """The verified host key's type and fingerprint, for the log."""
+        transport = self._connection.client.get_transport() if self._connection else None
+        return fingerprint(transport.get_remote_server_key()) if transport else "unknown"
+
+    def run(self, command: str, timeout: int) -> CommandResult:
+        """Run one command; raise RemoteTimeout or SessionDropped, else return how it ended."""
+        if self._connection is None:
+            raise RemoteCommandFailed(f"host {self.name}: not connected", command)
+        try:
+            result = self._connection.run(
+                command, hide=True, warn=True, in_stream=False, pty=False, timeout=timeout
+            )
+        except CommandTimedOut:
+            raise RemoteTimeout(
+                f"host {self.name}: `{command}` did not finish within "
+                f"ESXI_COMMAND_TIMEOUT={timeout} s",
+                command,
+            ) from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise SessionDropped(
+                f"host {self.name}: session lost while running `{command}` ({_short(exc)})",
+                command,
+            ) from None
+        status = int(result.exited) if result.exited is not None else NO_EXIT_STATUS
+        if status == NO_EXIT_STATUS:
+            raise SessionDropped(
+                f"host {self.name}: session closed before `{command}` reported an exit status",
+                command,
+            )
+        return CommandResult(command, status, str(result.stdout), str(result.stderr))
+
+    def close(self) -> None:
+        if self._connection is not None:
+            _close_quietly(self._connection, None)
+            self._connection = None
+
+
+def _close_quietly(connection: Connection, sock: socket.socket | None) -> None:
+    with contextlib.suppress(Exception):  # closing a dead session must never raise
+        connection.close()
+    if sock is not None:
+        sock.close()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text and text[0] else type(exc).__name__
