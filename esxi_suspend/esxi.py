@@ -86,13 +86,19 @@ _SKIPPED = re.compile(r"^\s*Skipping invalid VM\b")
 
 
 def _split_vm_rest(rest: str) -> re.Match[str] | None:
-    """Find where the name ends: the last ` [datastore] ` that starts a `.vmx` path."""
-    starts = [m.start() + 1 for m in re.finditer(r"\s\[", rest)]
-    for pattern in (_STRICT_TAIL, _LOOSE_TAIL):
-        for start in reversed(starts):
-            match = pattern.match(rest, start)
-            if match:
-                return match
+    """Find where the name ends: the last `  [datastore] ` that starts a `.vmx` path.
+
+    Columns are padded, so a boundary after two or more spaces is tried first; a single space
+    (a name filling its column) only after that, since names and paths can hold ` [` too.
+    """
+    padded = [m.end() - 1 for m in re.finditer(r"\s{2,}\[", rest)]
+    single = [m.end() - 1 for m in re.finditer(r"\s\[", rest)]
+    for starts in (padded, single):
+        for pattern in (_STRICT_TAIL, _LOOSE_TAIL):
+            for start in reversed(starts):
+                match = pattern.match(rest, start)
+                if match:
+                    return match
     return None
 
 

@@ -1,0 +1,53 @@
+"""Choosing and running the local NUT monitor restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from esxi_suspend import local
+from esxi_suspend.config import RestartSettings
+from esxi_suspend.errors import LocalRestartFailed
+
+
+def test_restart_command_replaces_the_service(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    plan = local.plan_restart(RestartSettings(command=("touch", str(marker))))
+    assert plan.argv is not None and plan.argv[0].endswith("/touch")
+    assert local.run_restart(plan).endswith(str(marker))
+    assert marker.exists()
+
+
+def test_none_does_nothing() -> None:
+    plan = local.plan_restart(RestartSettings(service="none"))
+    assert plan.argv is None
+    assert local.run_restart(plan) == "nothing (UPS_SERVICE=none)"
+
+
+def test_missing_program_is_named() -> None:
+    with pytest.raises(LocalRestartFailed, match="'no-such-program' not found"):
+        local.plan_restart(RestartSettings(command=("no-such-program",)))
+
+
+def test_failing_command_reports_its_exit_and_output() -> None:
+    plan = local.plan_restart(RestartSettings(command=("sh", "-c", "echo nope >&2; exit 3")))
+    with pytest.raises(LocalRestartFailed, match=r"exited 3 \(nope\)"):
+        local.run_restart(plan)
+
+
+def test_auto_finds_systemd_unit_or_sysv_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    init_d = tmp_path / "init.d"
+    init_d.mkdir()
+    monkeypatch.setattr(local, "SYSTEMD_RUNNING", tmp_path / "no-systemd")
+    monkeypatch.setattr(local, "INIT_D", init_d)
+    with pytest.raises(LocalRestartFailed, match="no NUT monitor service found"):
+        local.plan_restart(RestartSettings())
+    (init_d / "ups").write_text("#!/bin/sh\n")
+    plan = local.plan_restart(RestartSettings())
+    assert plan.argv is not None and plan.argv[-2:] == ("ups", "restart")
+    (init_d / "nut-client").write_text("#!/bin/sh\n")
+    plan = local.plan_restart(RestartSettings())
+    assert plan.argv is not None and plan.argv[-2:] == ("nut-client", "restart")
