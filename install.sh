@@ -255,8 +255,9 @@ ESXI_KEY_FILE=$key
 # Passphrase of ESXI_KEY_FILE, if it has one (default: none).
 #ESXI_KEY_PASSPHRASE=
 
-# The host's pinned SSH host key (default $known_hosts). An unknown or changed host key is
-# refused, never learnt. Make it with ssh-keyscan and compare the fingerprint (README).
+# The host's pinned SSH host key (default /etc/esxi-suspend/known_hosts). An unknown or
+# changed host key is refused, never learnt. Make it with ssh-keyscan, then compare the
+# fingerprint with the host's console (README).
 #ESXI_KNOWN_HOSTS=$known_hosts
 
 # Seconds to wait for the SSH connection (default 10).
@@ -265,8 +266,9 @@ ESXI_KEY_FILE=$key
 # Seconds each remote command may run before it is abandoned (default 300).
 #ESXI_COMMAND_TIMEOUT=300
 
-# Local NUT monitor service esxi-suspend restarts: auto (find it: nut-monitor, nut-client or
-# ups), a service name, or none (default auto).
+# Local NUT monitor service esxi-suspend restarts when it is done, so that upsmon (which runs
+# SHUTDOWNCMD only once) watches the UPS again: auto (the first of nut-monitor, nut-client,
+# ups that exists), a service name, or none (default auto).
 #UPS_SERVICE=auto
 
 # Full command line to run instead of restarting UPS_SERVICE (default: none).
@@ -337,7 +339,7 @@ Next steps (by hand; HOST is your ESXi host, SSH enabled on it):
       ssh-keygen -t rsa -b 3072 -N '' -f $etc/id_rsa  (then set ESXI_KEY_FILE)
  3. Edit $env_file: set ESXI_HOST, check the rest.
  4. Test without shutting anything down:
-      $command_link check
+      $command_link check${root:+ --env-file $env_file}
  5. In upsmon.conf (Debian: /etc/nut/upsmon.conf; see upsmon.conf.sample), then restart
     upsmon (Debian: systemctl restart nut-monitor):
       SHUTDOWNCMD "$command_link shutdown"
