@@ -1,0 +1,239 @@
+"""install.sh into a temporary root: the tree it makes, reruns, edits kept, --uninstall.
+
+Each install builds a real venv with `sys.executable` and pip-installs this source tree and its
+dependencies into it (about 10 s from a local wheel cache, longer from PyPI; pip's own PIP_*
+variables, e.g. PIP_FIND_LINKS, reach it unchanged). Nothing outside the temporary root is
+touched.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SOURCE = Path(__file__).resolve().parents[2]
+INSTALL_SH = SOURCE / "install.sh"
+INSTALL_TIMEOUT = 600  # pip may fetch fabric and its dependencies from PyPI
+QUICK_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Tree:
+    """The paths install.sh writes under one root."""
+
+    root: Path
+
+    @property
+    def venv(self) -> Path:
+        return self.root / "opt/esxi-suspend"
+
+    @property
+    def venv_command(self) -> Path:
+        return self.venv / "bin/esxi-suspend"
+
+    @property
+    def command(self) -> Path:
+        return self.root / "usr/local/sbin/esxi-suspend"
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc/esxi-suspend"
+
+    @property
+    def env_file(self) -> Path:
+        return self.etc / "esxi-suspend.env"
+
+    @property
+    def key(self) -> Path:
+        return self.etc / "id_ed25519"
+
+    @property
+    def public_key(self) -> Path:
+        return self.etc / "id_ed25519.pub"
+
+
+def run_install(*args: str, timeout: int = INSTALL_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("DESTDIR", None)
+    return subprocess.run(
+        ["bash", str(INSTALL_SH), *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def install(root: Path) -> subprocess.CompletedProcess[str]:
+    result = run_install("--root", str(root), "--python", sys.executable)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def snapshot(tree: Tree) -> dict[str, bytes]:
+    return {
+        str(path): path.read_bytes()
+        for path in (tree.env_file, tree.key, tree.public_key, tree.venv / "pyvenv.cfg")
+    }
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Tree, str]:
+    """One install shared by the tests that only look at it; returns the tree and stdout."""
+    tree = Tree(tmp_path_factory.mktemp("root"))
+    return tree, install(tree.root).stdout
+
+
+def test_help_exits_zero_and_names_what_it_changes() -> None:
+    result = run_install("--help", timeout=QUICK_TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    for text in ("/opt/esxi-suspend", "/usr/local/sbin/esxi-suspend", "--root", "--uninstall"):
+        assert text in result.stdout
+
+
+def test_unknown_option_fails_with_usage() -> None:
+    result = run_install("--no-such-option", timeout=QUICK_TIMEOUT)
+    assert result.returncode == 1
+    assert "unknown argument: --no-such-option" in result.stderr
+    assert "Usage:" in result.stderr
+
+
+def test_tree_has_venv_command_and_private_etc(installed: tuple[Tree, str]) -> None:
+    tree, _ = installed
+    assert (tree.venv / "bin/python").is_file()
+    assert os.access(tree.venv_command, os.X_OK)
+    assert tree.command.is_symlink()
+    assert Path(os.readlink(tree.command)) == tree.venv_command
+    assert mode(tree.etc) == 0o700
+    assert mode(tree.env_file) == 0o600
+    assert mode(tree.key) == 0o600
+    assert tree.public_key.read_text().startswith("ssh-ed25519 ")
+    assert " esxi-suspend@" in tree.public_key.read_text()
+
+
+def test_key_is_ed25519_without_passphrase(installed: tuple[Tree, str]) -> None:
+    tree, _ = installed
+    # -P '' fails instead of prompting if the key had a passphrase.
+    derived = subprocess.run(
+        ["ssh-keygen", "-y", "-P", "", "-f", str(tree.key)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=QUICK_TIMEOUT,
+        check=True,
+    )
+    assert derived.stdout.split()[:2] == tree.public_key.read_text().split()[:2]
+
+
+def test_env_template_lists_every_setting(installed: tuple[Tree, str]) -> None:
+    tree, _ = installed
+    lines = tree.env_file.read_text().splitlines()
+    # The only active setting is the generated key; ESXI_HOST must be set by hand.
+    active = [line for line in lines if line and not line.startswith("#")]
+    assert active == [f"ESXI_KEY_FILE={tree.key}"]
+    for setting in (
+        "ESXI_HOST=",
+        "ESXI_USER=root",
+        "ESXI_PORT=22",
+        "ESXI_KEY_PASSPHRASE=",
+        f"ESXI_KNOWN_HOSTS={tree.etc / 'known_hosts'}",
+        "ESXI_CONNECT_TIMEOUT=10",
+        "ESXI_COMMAND_TIMEOUT=300",
+        "UPS_SERVICE=auto",
+        "UPS_RESTART_COMMAND=",
+    ):
+        assert any(line.startswith(f"#{setting}") for line in lines), setting
+
+
+def test_output_gives_next_steps(installed: tuple[Tree, str]) -> None:
+    tree, output = installed
+    assert f"ssh-keyscan -p 22 HOST > {tree.etc / 'known_hosts'}" in output
+    assert f"ssh-keygen -lf {tree.etc / 'known_hosts'}" in output
+    assert "/etc/ssh/keys-root/authorized_keys" in output
+    assert f'SHUTDOWNCMD "{tree.command} shutdown"' in output
+
+
+def test_installed_command_without_arguments_exits_with_usage(
+    installed: tuple[Tree, str],
+) -> None:
+    tree, _ = installed
+    result = subprocess.run(
+        [str(tree.command)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=QUICK_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_installed_check_reads_the_template_and_asks_only_for_the_host(
+    installed: tuple[Tree, str],
+) -> None:
+    tree, _ = installed
+    result = subprocess.run(
+        [str(tree.command), "check", "--env-file", str(tree.env_file)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=QUICK_TIMEOUT,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 6, output  # ExitCode.CONFIG: ESXI_HOST is not set yet
+    assert "ESXI_HOST" in result.stderr
+    assert "ESXI_KEY_FILE" not in result.stderr  # the generated key is accepted
+    assert "Traceback" not in output
+
+
+def test_rerun_changes_nothing_and_says_so(installed: tuple[Tree, str]) -> None:
+    tree, _ = installed
+    before = snapshot(tree)
+    result = install(tree.root)
+    assert snapshot(tree) == before
+    assert Path(os.readlink(tree.command)) == tree.venv_command
+    assert f"kept      {tree.env_file} (never overwritten)" in result.stdout
+    assert f"kept      {tree.key}\n" in result.stdout
+    assert "pip install" not in result.stdout  # source unchanged: no reinstall
+    assert "Nothing changed: everything was already in place." in result.stdout
+
+
+def test_edits_survive_rerun_and_uninstall_keeps_etc(tmp_path: Path) -> None:
+    tree = Tree(tmp_path)
+    install(tree.root)
+    edited = tree.env_file.read_text() + "ESXI_HOST=esxi.example.test\n"
+    tree.env_file.write_text(edited)
+    tree.env_file.chmod(0o644)
+    key = tree.key.read_bytes()
+
+    rerun = install(tree.root)
+    assert tree.env_file.read_text() == edited
+    assert mode(tree.env_file) == 0o600
+    assert f"fixed     {tree.env_file} (mode 644 -> 600)" in rerun.stdout
+    assert tree.key.read_bytes() == key
+
+    removed = run_install("--root", str(tree.root), "--uninstall", timeout=QUICK_TIMEOUT)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert not tree.venv.exists()
+    assert not tree.command.is_symlink()
+    assert tree.env_file.read_text() == edited
+    assert tree.key.read_bytes() == key
+    assert f"kept      {tree.etc}" in removed.stdout
+
+    again = run_install("--root", str(tree.root), "--uninstall", timeout=QUICK_TIMEOUT)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"absent    {tree.venv}" in again.stdout
