@@ -19,7 +19,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -234,13 +234,19 @@ class SshServer:
         *,
         passphrase: bool = False,
         mode: int = 0o600,
+        settings: Mapping[str, str | None] | None = None,
         **overrides: str | None,
     ) -> Path:
-        """An env file for esxi-suspend pointing at this server; `KEY=None` leaves KEY out."""
-        settings: dict[str, str | None] = dict(self.env_settings(passphrase=passphrase))
-        settings.update(overrides)
+        """An env file for esxi-suspend pointing at this server.
+
+        `settings` and `overrides` replace the defaults of `env_settings`; a None value leaves
+        the key out of the file.
+        """
+        merged: dict[str, str | None] = dict(self.env_settings(passphrase=passphrase))
+        merged.update(settings or {})
+        merged.update(overrides)
         path = path or self.local_dir / "esxi-suspend.env"
-        path.write_text(dotenv_text({k: v for k, v in settings.items() if v is not None}))
+        path.write_text(dotenv_text({k: v for k, v in merged.items() if v is not None}))
         path.chmod(mode)
         return path
 
