@@ -223,7 +223,9 @@ def restart_local(settings: RestartSettings, dry_run: bool) -> tuple[ExitCode, s
 
 
 def _one_line(exc: BaseException) -> str:
-    return "; ".join(line.strip(" -") for line in str(exc).splitlines() if line.strip())
+    """A multi-line error (a problem list) as one log line: `header: one; two`."""
+    head, *rest = [line.strip(" -") for line in str(exc).splitlines() if line.strip()] or [""]
+    return f"{head} {'; '.join(rest)}" if rest else head
 
 
 def _log_error(exc: BaseException, prefix: str = "") -> None:

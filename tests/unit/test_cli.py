@@ -53,3 +53,14 @@ def test_internal_error_is_one_line(
     assert main(["check"]) == ExitCode.INTERNAL
     err = capsys.readouterr().err
     assert "internal error" in err and "Traceback" not in err
+
+
+def test_python_dash_m_is_the_same_command() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "esxi_suspend"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == ExitCode.USAGE
+    assert "usage: esxi-suspend" in done.stderr
