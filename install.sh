@@ -144,11 +144,11 @@ stamp=$venv/.esxi-suspend-source.sha256
 
 uninstall() {
     echo "Uninstalling esxi-suspend:"
-    if [[ -L $command_link ]]; then
+    if [[ -L $command_link && $(readlink -- "$command_link") == "$command_target" ]]; then
         rm -f -- "$command_link"
         say "removed" "$command_link"
-    elif [[ -e $command_link ]]; then
-        say "left" "$command_link" "not a symlink, not ours: remove it yourself"
+    elif [[ -e $command_link || -L $command_link ]]; then
+        say "left" "$command_link" "not our symlink: remove it yourself"
     else
         say "absent" "$command_link"
     fi
@@ -197,10 +197,11 @@ install_venv() {
         say "created" "$venv" "venv, $("$venv/bin/python" -V 2>&1)"
     fi
 
+    # python -I: the current directory may be the source tree; look only inside the venv.
     local digest
     digest=$(source_digest)
     if [[ $reinstall == no && -f $stamp && $(<"$stamp") == "$digest" && -x $command_target ]] \
-        && "$venv/bin/python" -c 'import esxi_suspend' 2>/dev/null; then
+        && "$venv/bin/python" -I -c 'import esxi_suspend' 2>/dev/null; then
         say "kept" "$command_target" "installed from this source already; --reinstall forces pip"
         return
     fi
@@ -211,7 +212,7 @@ install_venv() {
     [[ -x $command_target ]] || die "pip installed no $command_target: is $src the esxi-suspend source?"
     printf '%s\n' "$digest" >"$stamp"
     say "installed" "$command_target" \
-        "esxi-suspend $("$venv/bin/python" -c 'from importlib.metadata import version; print(version("esxi-suspend"))')"
+        "esxi-suspend $("$venv/bin/python" -I -c 'from importlib.metadata import version; print(version("esxi-suspend"))')"
 }
 
 install_command_link() {
