@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
+import time
 from collections.abc import Sequence
 
 from esxi_suspend import __version__, logs
@@ -24,7 +26,7 @@ from esxi_suspend.config import (
 from esxi_suspend.errors import EsxiSuspendError, ExitCode
 from esxi_suspend.local import plan_restart, run_restart
 from esxi_suspend.remote import RemoteHost
-from esxi_suspend.shutdown import HostResult, inspect_host, render_plan, shutdown_host
+from esxi_suspend.shutdown import HostResult, check_host, shutdown_host
 
 log = logging.getLogger("esxi_suspend")
 
@@ -122,7 +124,7 @@ def main_exit() -> None:
 
 
 def run(env_file: str | None, dry_run: bool) -> ExitCode:
-    """Config, host, local restart: each failure recorded, none stopping the next step."""
+    """Config, hosts, local restart: each failure recorded, none stopping the next step."""
     path = env_file_path(env_file)
     mode = "check (dry run: nothing will be changed)" if dry_run else "shutdown"
     log.info("esxi-suspend %s: %s, settings from %s", __version__, mode, path)
@@ -137,18 +139,21 @@ def run(env_file: str | None, dry_run: bool) -> ExitCode:
         codes.append(exc.exit_code)
         restart_settings = exc.restart
 
-    host_result: HostResult | None = None
+    results: list[HostResult] = []
     if settings is not None:
-        host_result = run_host(settings, dry_run)
-        codes.append(host_result.exit_code)
+        results = run_hosts(settings, dry_run)
+        codes += [result.exit_code for result in results]
+        for result in results:
+            if result.report:
+                print(result.report)
 
     restart_code, restart_text = restart_local(restart_settings, dry_run)
     codes.append(restart_code)
     worst = max(codes)
-    host_text = host_result.summary() if host_result else "no host contacted (configuration)"
+    hosts_text = "; ".join(r.summary() for r in results) or "no host contacted (configuration)"
     log.info(
         "summary: %s; local restart: %s; exit %d (%s)",
-        host_text,
+        hosts_text,
         restart_text,
         worst,
         worst.name,
@@ -159,8 +164,40 @@ def run(env_file: str | None, dry_run: bool) -> ExitCode:
     return worst
 
 
-def run_host(settings: Settings, dry_run: bool) -> HostResult:
-    result = HostResult(settings.host)
+def run_hosts(settings: Settings, dry_run: bool) -> list[HostResult]:
+    """Every host at once, one thread each: a slow or dead host never holds the others up."""
+    targets = [settings.for_target(target) for target in settings.all_targets]
+    results = [HostResult(target.host) for target in targets]
+    threads = [
+        threading.Thread(
+            target=run_host,
+            args=(target, dry_run, result),
+            name=f"host-{target.host}",
+            daemon=True,
+        )
+        for target, result in zip(targets, results)
+    ]
+    for thread in threads:
+        thread.start()
+    # Each host bounds its own waits; this outer bound only guards against a bug.
+    bound = time.monotonic() + settings.deadline + 4 * settings.command_timeout + 120
+    for thread, result in zip(threads, results):
+        thread.join(max(0.0, bound - time.monotonic()))
+        if thread.is_alive():
+            result.add("bound", ExitCode.INTERNAL, "still running past every bound: left behind")
+    return results
+
+
+def run_host(settings: Settings, dry_run: bool, result: HostResult) -> None:
+    """One host, from connect to poweroff (or the dry run's report); never raises."""
+    try:
+        _run_host(settings, dry_run, result)
+    except Exception as exc:  # a bug: traceback to syslog, the other hosts go on
+        log.critical("host %s: internal error: %s", settings.host, exc, exc_info=True)
+        result.add("internal", ExitCode.INTERNAL, f"internal error: {exc}")
+
+
+def _run_host(settings: Settings, dry_run: bool, result: HostResult) -> None:
     log.info(
         "host %s: connecting as %s, port %d, key %s, host key pinned in %s",
         settings.host,
@@ -174,18 +211,15 @@ def run_host(settings: Settings, dry_run: bool) -> HostResult:
         remote.open()
     except EsxiSuspendError as exc:
         result.add("connect", exc.exit_code, _one_line(exc))
-        return result
+        return
     result.add("connect", ExitCode.OK, f"host key {remote.host_key} matches; key accepted")
     try:
         if dry_run:
-            plan = inspect_host(remote, settings, result)
-            restart = _describe_restart(settings.restart)
-            print(render_plan(plan, settings, restart))
+            check_host(remote, settings, result, _describe_restart(settings.restart))
         else:
             shutdown_host(remote, settings, result, lambda: _reconnect(settings))
     finally:
         remote.close()
-    return result
 
 
 def _reconnect(settings: Settings) -> RemoteHost | None:

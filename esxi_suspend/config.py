@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -37,9 +37,18 @@ KNOWN_KEYS: dict[str, str | None] = {
     "ESXI_KNOWN_HOSTS": str(DEFAULT_KNOWN_HOSTS),
     "ESXI_CONNECT_TIMEOUT": "10",
     "ESXI_COMMAND_TIMEOUT": "300",
+    "ESXI_STRATEGY": "autostop",
+    "ESXI_DEADLINE": "240",
+    "ESXI_VM_ORDER": None,
+    "ESXI_STOP_ACTIONS": "shutdown,suspend,poweroff",
+    "ESXI_STRAGGLER_ACTION": "suspend",
+    "ESXI_SELF_VM": None,
+    "ESXI_POLL_INTERVAL": "2",
     "UPS_SERVICE": "auto",
     "UPS_RESTART_COMMAND": None,
 }
+STRATEGIES = ("autostop", "parallel")
+VM_ACTIONS = ("shutdown", "suspend", "poweroff")
 REQUIRED_KEYS = ("ESXI_HOST", "ESXI_KEY_FILE")
 # The names the original shell script used; accepted so an old env file keeps working.
 ALIASES = {"ESXIHOST": "ESXI_HOST", "ESXIUSER": "ESXI_USER"}
@@ -62,8 +71,20 @@ class RestartSettings:
 
 
 @dataclass(frozen=True)
+class Target:
+    """One host of `ESXI_HOST`: `[user@]host[:port]`, user and port defaulting to the file's."""
+
+    host: str
+    user: str
+    port: int
+
+
+@dataclass(frozen=True)
 class Settings:
-    """Everything one run needs, validated; the passphrase never shows in a repr or a log."""
+    """Everything one run needs, validated; the passphrase never shows in a repr or a log.
+
+    `host`, `user` and `port` are those of one target; `for_target` gives each host its own.
+    """
 
     source: Path
     host: str
@@ -75,6 +96,21 @@ class Settings:
     command_timeout: int
     restart: RestartSettings
     key_passphrase: str | None = field(default=None, repr=False)
+    targets: tuple[Target, ...] = ()
+    strategy: str = "autostop"
+    deadline: int = 240
+    vm_order: tuple[tuple[str, ...], ...] = ()
+    stop_actions: tuple[str, ...] = VM_ACTIONS
+    straggler_action: str = "suspend"
+    self_vm: str | None = None
+    poll_interval: float = 2.0
+
+    def for_target(self, target: Target) -> Settings:
+        return replace(self, host=target.host, user=target.user, port=target.port)
+
+    @property
+    def all_targets(self) -> tuple[Target, ...]:
+        return self.targets or (Target(self.host, self.user, self.port),)
 
 
 def env_file_path(cli_value: str | None) -> Path:
@@ -210,35 +246,62 @@ class _Reader:
         return RestartSettings(service=service, command=command)
 
     def settings(self, restart: RestartSettings) -> Settings | None:
-        host = self._checked("ESXI_HOST", _host_name)
         user = self._checked("ESXI_USER", _user_name)
         port = self._checked("ESXI_PORT", _integer_in(1, 65535))
+        targets = self._checked("ESXI_HOST", _host_list(user or "root", port or 22))
         key_file = self._checked("ESXI_KEY_FILE", _existing_file("ESXI_KEY_FILE"))
         known_hosts = self._checked("ESXI_KNOWN_HOSTS", _existing_file("ESXI_KNOWN_HOSTS"))
         connect_timeout = self._checked("ESXI_CONNECT_TIMEOUT", _integer_in(1, 600))
         command_timeout = self._checked("ESXI_COMMAND_TIMEOUT", _integer_in(1, 86400))
+        strategy = self._checked("ESXI_STRATEGY", _one_of(STRATEGIES))
+        deadline = self._checked("ESXI_DEADLINE", _integer_in(10, 86400))
+        vm_order = self._checked("ESXI_VM_ORDER", _vm_groups) or ()
+        stop_actions = self._checked("ESXI_STOP_ACTIONS", _action_list)
+        straggler = self._checked("ESXI_STRAGGLER_ACTION", _one_of(("suspend", "poweroff")))
+        self_vm = self._raw("ESXI_SELF_VM") or None
+        poll = self._checked("ESXI_POLL_INTERVAL", _seconds(0.01, 60.0))
+        if vm_order and strategy == "autostop":
+            self.problems.append(
+                "ESXI_VM_ORDER: groups need ESXI_STRATEGY=parallel (autostop follows the host's "
+                "own autostart order)"
+            )
+            return None
         passphrase = self.values.get("ESXI_KEY_PASSPHRASE") or None
         if (
-            host is None
+            targets is None
             or user is None
             or port is None
             or key_file is None
             or known_hosts is None
             or connect_timeout is None
             or command_timeout is None
+            or strategy is None
+            or deadline is None
+            or stop_actions is None
+            or straggler is None
+            or poll is None
         ):
             return None
+        first = targets[0]
         return Settings(
             source=self.path,
-            host=host,
-            user=user,
-            port=port,
+            host=first.host,
+            user=first.user,
+            port=first.port,
             key_file=key_file,
             known_hosts=known_hosts,
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
             restart=restart,
             key_passphrase=passphrase,
+            targets=targets,
+            strategy=strategy,
+            deadline=deadline,
+            vm_order=vm_order,
+            stop_actions=stop_actions,
+            straggler_action=straggler,
+            self_vm=self_vm,
+            poll_interval=poll,
         )
 
 
@@ -251,6 +314,72 @@ def _host_name(value: str) -> str:
     if not _HOST_RE.match(value):
         raise ValueError("not a host name or IP address (one host; no spaces, ports or options)")
     return value.strip("[]")
+
+
+_TARGET_RE = re.compile(
+    r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]]+\]|[^:\s]+|[0-9A-Fa-f:]+)(?::(?P<port>\d+))?$"
+)
+
+
+def _host_list(default_user: str, default_port: int) -> Callable[[str], tuple[Target, ...]]:
+    """`ESXI_HOST=esxi1, root@esxi2:2222, [fe80::1]:22`: one or more `[user@]host[:port]`."""
+
+    def convert(value: str) -> tuple[Target, ...]:
+        targets: list[Target] = []
+        for entry in (part.strip() for part in value.split(",")):
+            match = _TARGET_RE.match(entry)
+            if not entry or match is None:
+                raise ValueError(f"{entry!r} is not [user@]host[:port]; separate hosts with ','")
+            host = _host_name(match.group("host"))
+            user = _user_name(match.group("user")) if match.group("user") else default_user
+            port = match.group("port")
+            number = _integer_in(1, 65535)(port) if port else default_port
+            if any(t.host == host and t.port == number for t in targets):
+                raise ValueError(f"{host} is listed twice")
+            targets.append(Target(host, user, number))
+        return tuple(targets)
+
+    return convert
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def convert(value: str) -> str:
+        if value.lower() not in choices:
+            raise ValueError(f"use one of: {', '.join(choices)}")
+        return value.lower()
+
+    return convert
+
+
+def _action_list(value: str) -> tuple[str, ...]:
+    actions = tuple(part.strip().lower() for part in value.split(",") if part.strip())
+    unknown = [a for a in actions if a not in VM_ACTIONS]
+    if unknown or not actions or len(set(actions)) != len(actions):
+        raise ValueError(f"a comma-separated order of {', '.join(VM_ACTIONS)}, each once")
+    return actions
+
+
+def _vm_groups(value: str) -> tuple[tuple[str, ...], ...]:
+    """`web1, web2; db1; nas`: groups stop one after another, in this order."""
+    groups = tuple(
+        tuple(name.strip() for name in group.split(",") if name.strip())
+        for group in value.split(";")
+    )
+    if any(not group for group in groups):
+        raise ValueError("an empty group; write groups of VM names or ids separated by ';'")
+    return groups
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def convert(value: str) -> float:
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):
+            raise ValueError(f"not a number of seconds; use {low:g} to {high:g}")
+        number = float(value)
+        if not low <= number <= high:
+            raise ValueError(f"out of range; use {low:g} to {high:g} seconds")
+        return number
+
+    return convert
 
 
 def _user_name(value: str) -> str:

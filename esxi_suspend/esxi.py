@@ -229,3 +229,87 @@ def effective_stop(entry: AutostartEntry, defaults: AutostartDefaults) -> tuple[
         action = defaults.stop_action
     delay = defaults.stop_delay if entry.stop_delay < 0 else entry.stop_delay
     return action, delay
+
+
+def power_shutdown(vmid: int) -> str:
+    """Guest OS shutdown: needs VMware Tools running; returns at once."""
+    return f"vim-cmd vmsvc/power.shutdown {vm_id(vmid)}"
+
+
+def power_suspend(vmid: int) -> str:
+    return f"vim-cmd vmsvc/power.suspend {vm_id(vmid)}"
+
+
+def power_off(vmid: int) -> str:
+    """Hard power-off: the last resort."""
+    return f"vim-cmd vmsvc/power.off {vm_id(vmid)}"
+
+
+def get_guest(vmid: int) -> str:
+    return f"vim-cmd vmsvc/get.guest {vm_id(vmid)}"
+
+
+def get_config(vmid: int) -> str:
+    return f"vim-cmd vmsvc/get.config {vm_id(vmid)}"
+
+
+def echo_marker(label: str, number: int | None = None) -> str:
+    """`echo @@label N`: separates the outputs of several commands sent in one line."""
+    if not re.fullmatch(r"[a-z]+", label):
+        raise ValueError(f"not a marker label: {label!r}")
+    return f"echo @@{label}" if number is None else f"echo @@{label} {vm_id(number)}"
+
+
+_TOOLS = re.compile(r'toolsRunningStatus\s*=\s*"(\w+)"')
+
+
+def parse_tools_running(text: str) -> bool:
+    """`vim-cmd vmsvc/get.guest ID`: are VMware Tools running (guest shutdown possible)?"""
+    match = _TOOLS.search(text)
+    if match is None:
+        raise ParseError("vim-cmd vmsvc/get.guest: no toolsRunningStatus")
+    return match.group(1) == "guestToolsRunning"
+
+
+_UUID = re.compile(r'^\s*uuid\s*=\s*"([0-9A-Fa-f-]{32,36})"', re.MULTILINE)
+
+
+def parse_bios_uuid(text: str) -> str | None:
+    """`vim-cmd vmsvc/get.config ID`: the VM's BIOS UUID (its SMBIOS UUID inside the guest)."""
+    match = _UUID.search(text)
+    return normalize_uuid(match.group(1)) if match else None
+
+
+def normalize_uuid(text: str) -> str | None:
+    digits = re.sub(r"[^0-9a-f]", "", text.lower())
+    return digits if len(digits) == 32 else None
+
+
+def uuid_matches(smbios: str, bios: str) -> bool:
+    """Guests see the BIOS UUID either as is or with its first three fields byte-swapped."""
+    a, b = normalize_uuid(smbios), normalize_uuid(bios)
+    if a is None or b is None:
+        return False
+    swapped = (
+        "".join(bytes.fromhex(part)[::-1].hex() for part in (b[0:8], b[8:12], b[12:16])) + b[16:]
+    )
+    return a in (b, swapped)
+
+
+def split_marked(text: str) -> dict[str, str]:
+    """Cut one command line's output at `@@label [N]` marker lines: {"label N": output}."""
+    sections: dict[str, str] = {}
+    key: str | None = None
+    lines: list[str] = []
+    for line in text.splitlines():
+        match = re.fullmatch(r"@@([a-z]+)(?: (\d{1,9}))?", line.strip())
+        if match:
+            if key is not None:
+                sections[key] = "\n".join(lines)
+            key = match.group(1) if match.group(2) is None else f"{match.group(1)} {match.group(2)}"
+            lines = []
+        elif key is not None:
+            lines.append(line)
+    if key is not None:
+        sections[key] = "\n".join(lines)
+    return sections

@@ -143,3 +143,16 @@ def run_restart(plan: RestartPlan) -> str:
             "by hand and check UPS_SERVICE / UPS_RESTART_COMMAND"
         )
     return plan.describe()
+
+
+DMI = Path("/sys/class/dmi/id")
+
+
+def smbios_uuid() -> str | None:
+    """This machine's SMBIOS UUID when it is a VMware VM (root can read it), else None."""
+    try:
+        if "vmware" not in (DMI / "sys_vendor").read_text().lower():
+            return None
+        return (DMI / "product_uuid").read_text().strip() or None
+    except OSError:
+        return None

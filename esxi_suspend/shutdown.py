@@ -6,30 +6,23 @@ A step that fails is recorded and the next one still runs: the battery decides, 
 from __future__ import annotations
 
 import logging
-import unicodedata
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional
 
-from esxi_suspend import esxi
+from esxi_suspend import esxi, local
 from esxi_suspend.config import Settings
 from esxi_suspend.errors import (
-    EsxiSuspendError,
     ExitCode,
     RemoteCommandFailed,
     RemoteTimeout,
     SessionDropped,
 )
-from esxi_suspend.remote import CommandResult
+from esxi_suspend.inventory import Remote, read_inventory
+from esxi_suspend.report import describe_plan, render_check
+from esxi_suspend.sequence import run_sequence
+from esxi_suspend.strategy import find_self_vm, make_plan
 
 log = logging.getLogger(__name__)
-
-
-class Remote(Protocol):
-    """What the steps need from a connected host (remote.RemoteHost, or a fake in unit tests)."""
-
-    name: str
-
-    def run(self, command: str, timeout: int) -> CommandResult: ...
 
 
 # Opens a fresh session to the same host (after the host dropped ours); None if not possible.
@@ -53,15 +46,15 @@ class HostResult:
 
     host: str
     steps: list[StepResult] = field(default_factory=list)
+    report: str = ""
 
-    def add(self, name: str, exit_code: ExitCode, detail: str) -> StepResult:
+    def add(self, name: str, exit_code: ExitCode, detail: str) -> None:
         step = StepResult(name, exit_code, detail)
         self.steps.append(step)
         if step.ok:
             log.info("host %s: %s: %s", self.host, name, detail)
         else:
             log.error("host %s: %s: %s", self.host, name, detail)
-        return step
 
     @property
     def exit_code(self) -> ExitCode:
@@ -75,7 +68,35 @@ class HostResult:
 def shutdown_host(
     remote: Remote, settings: Settings, result: HostResult, reconnect: Reconnect
 ) -> None:
-    """autostop, then poweroff whatever autostop did; a session lost at poweroff is success."""
+    """Read the host, plan, and run the plan detached on the host; plain path if unreadable."""
+    smbios = local.smbios_uuid()
+    try:
+        inventory = read_inventory(remote, settings.command_timeout, want_uuids=bool(smbios))
+    except RemoteCommandFailed as exc:
+        result.add("inventory", exc.exit_code, f"{_one_line(exc)}; falling back to autostop")
+        plain_shutdown(remote, settings, result, reconnect)
+        return
+    self_vm, why = find_self_vm(inventory, settings, smbios)
+    plan = make_plan(inventory, settings, self_vm)
+    running = sum(1 for info in inventory.vms if info.running)
+    result.add("inventory", ExitCode.OK, f"{len(inventory.vms)} VM(s), {running} running")
+    for line in describe_plan(inventory, plan, why):
+        log.info("host %s: plan: %s", remote.name, line)
+    run_sequence(
+        remote,
+        inventory,
+        plan,
+        settings.command_timeout,
+        settings.poll_interval,
+        reconnect,
+        result.add,
+    )
+
+
+def plain_shutdown(
+    remote: Remote, settings: Settings, result: HostResult, reconnect: Reconnect
+) -> None:
+    """The original path: autostop, then poweroff whatever autostop did."""
     timeout = settings.command_timeout
     log.info("host %s: running `%s` (bound %d s)", remote.name, esxi.AUTOSTOP, timeout)
     session_lost = False
@@ -124,139 +145,35 @@ def power_off(remote: Remote, timeout: int, result: HostResult) -> None:
         )
 
 
-@dataclass
-class VmPlan:
-    vm: esxi.Vm
-    state: esxi.PowerState | None
-    action: str
-    worst_seconds: int = 0
-    hard_killed: bool = False
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
-@dataclass
-class HostPlan:
-    """The dry run's findings: each VM, its state, what autostop will do to it."""
-
-    host: str
-    vms: list[VmPlan] = field(default_factory=list)
-    defaults: esxi.AutostartDefaults | None = None
-    poweroff_path: str = ""
-
-    @property
-    def autostop_worst_seconds(self) -> int:
-        return sum(vm.worst_seconds for vm in self.vms)
-
-
-def inspect_host(remote: Remote, settings: Settings, result: HostResult) -> HostPlan:
-    """Read-only: inventory, power states and the autostart sequence, turned into the plan."""
-    plan = HostPlan(remote.name)
-    timeout = settings.command_timeout
-
-    def read(step: str, command: str) -> str | None:
-        try:
-            done = remote.run(command, timeout)
-        except EsxiSuspendError as exc:
-            result.add(step, exc.exit_code, str(exc))
-            return None
-        if not done.ok:
-            result.add(
-                step,
-                ExitCode.REMOTE_COMMAND,
-                f"`{command}` exited {done.exit_status} ({done.error_tail()})",
-            )
-            return None
-        return done.stdout
-
-    inventory = read("inventory", esxi.GETALLVMS)
-    defaults_text = read("autostart defaults", esxi.GET_DEFAULTS)
-    sequence_text = read("autostart sequence", esxi.GET_AUTOSTARTSEQ)
-    poweroff_path = read("poweroff present", esxi.FIND_POWEROFF)
-    if poweroff_path is not None:
-        plan.poweroff_path = poweroff_path.strip()
-        result.add("poweroff present", ExitCode.OK, f"found {_printable(plan.poweroff_path)}")
-    if inventory is None or defaults_text is None or sequence_text is None:
-        return plan
+def check_host(remote: Remote, settings: Settings, result: HostResult, restart: str) -> None:
+    """Dry run: read the host, make the plan, put the report in the result; change nothing."""
+    smbios = local.smbios_uuid()
     try:
-        vms = esxi.parse_getallvms(inventory)
-        plan.defaults = esxi.parse_defaults(defaults_text)
-        sequence = {entry.vmid: entry for entry in esxi.parse_autostartseq(sequence_text)}
-    except esxi.ParseError as exc:
-        result.add("inventory", ExitCode.REMOTE_COMMAND, f"unexpected host output: {exc}")
-        return plan
-    result.add("inventory", ExitCode.OK, f"{len(vms)} VM(s), {len(sequence)} in autostart")
-    for vm in vms:
-        state_text = read(f"power state of VM {vm.vmid}", esxi.power_getstate(vm.vmid))
-        state: esxi.PowerState | None = None
-        if state_text is not None:
-            try:
-                state = esxi.parse_power_state(state_text)
-            except esxi.ParseError as exc:
-                result.add(f"power state of VM {vm.vmid}", ExitCode.REMOTE_COMMAND, str(exc))
-        plan.vms.append(_plan_vm(vm, state, sequence.get(vm.vmid), plan.defaults))
-    return plan
-
-
-def _plan_vm(
-    vm: esxi.Vm,
-    state: esxi.PowerState | None,
-    entry: esxi.AutostartEntry | None,
-    defaults: esxi.AutostartDefaults,
-) -> VmPlan:
-    if state is None:
-        return VmPlan(vm, state, "unknown: its power state could not be read")
-    if state is not esxi.PowerState.ON:
-        return VmPlan(vm, state, "nothing: not running")
-    if entry is None:
-        return VmPlan(
-            vm,
-            state,
-            "HARD POWER-OFF when the host powers off: not in the autostart list",
-            hard_killed=True,
+        inventory = read_inventory(remote, settings.command_timeout, want_uuids=bool(smbios))
+    except RemoteCommandFailed as exc:
+        result.add("inventory", exc.exit_code, _one_line(exc))
+        return
+    running = sum(1 for info in inventory.vms if info.running)
+    result.add("inventory", ExitCode.OK, f"{len(inventory.vms)} VM(s), {running} running")
+    if inventory.poweroff_path:
+        result.add("poweroff present", ExitCode.OK, f"found {inventory.poweroff_path}")
+    else:
+        result.add(
+            "poweroff present",
+            ExitCode.REMOTE_COMMAND,
+            "`command -v poweroff` found nothing: this host cannot be powered off this way",
         )
-    action, delay = esxi.effective_stop(entry, defaults)
-    return VmPlan(
-        vm,
-        state,
-        f"{action}, then waits up to {delay} s (autostart order {entry.start_order})",
-        worst_seconds=delay,
-    )
-
-
-def _printable(text: str) -> str:
-    """Host text made safe for a terminal and a log: control characters become '?'."""
-    return "".join("?" if unicodedata.category(ch)[0] == "C" else ch for ch in text)
-
-
-def render_plan(plan: HostPlan, settings: Settings, restart: str) -> str:
-    """The dry run's report for a person: each VM, its state, what will happen to it."""
-    lines = [f"host {plan.host} ({settings.user}@{settings.host}:{settings.port})"]
-    if plan.defaults is not None:
-        lines.append(
-            f"  autostart defaults: stop action {_printable(plan.defaults.stop_action)}, "
-            f"stop delay {plan.defaults.stop_delay} s"
+    self_vm, why = find_self_vm(inventory, settings, smbios)
+    plan = make_plan(inventory, settings, self_vm)
+    if not plan.fits:
+        log.warning(
+            "host %s: the plan wants %d s, more than ESXI_DEADLINE=%d s",
+            remote.name,
+            plan.worst_case,
+            plan.deadline,
         )
-    lines.append(f"  VMs: {len(plan.vms)}")
-    width = max([len(_printable(vm.vm.name)) for vm in plan.vms] + [4])
-    width = min(width, 40)
-    lines.append(f"    {'id':>5}  {'state':<12} {'name':<{width}}  what autostop will do")
-    for vm in plan.vms:
-        state = vm.state.value if vm.state else "?"
-        name = _printable(vm.vm.name)
-        lines.append(f"    {vm.vm.vmid:>5}  {state:<12} {name:<{width}}  {vm.action}")
-    hard = [vm for vm in plan.vms if vm.hard_killed]
-    worst = plan.autostop_worst_seconds
-    lines.append(
-        f"  autostop: up to {worst} s (sum of stop delays); "
-        f"ESXI_COMMAND_TIMEOUT={settings.command_timeout} s"
-    )
-    if worst > settings.command_timeout:
-        lines.append(
-            "  WARNING: autostop may outlast ESXI_COMMAND_TIMEOUT: poweroff would then cut "
-            "the VMs still stopping"
-        )
-    if hard:
-        lines.append(f"  WARNING: {len(hard)} running VM(s) would be hard powered off")
-    lines.append(f"  would run: {esxi.AUTOSTOP} (dry run; not run)")
-    lines.append(f"  would run: {esxi.POWEROFF} (dry run; not run)")
-    lines.append(f"  local: would run: {restart} (dry run; not run)")
-    return "\n".join(lines)
+    result.report = render_check(inventory, plan, settings, why, restart)

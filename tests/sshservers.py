@@ -221,6 +221,9 @@ class SshServer:
             "ESXI_KNOWN_HOSTS": str(self.known_hosts),
             "ESXI_CONNECT_TIMEOUT": "5",
             "ESXI_COMMAND_TIMEOUT": "20",
+            # Real seconds here (the fake host has no time scale): keep the sequence short.
+            "ESXI_DEADLINE": "20",
+            "ESXI_POLL_INTERVAL": "0.2",
             "UPS_SERVICE": "none",
             "UPS_RESTART_COMMAND": str(self.restart_script),
         }

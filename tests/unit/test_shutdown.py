@@ -11,14 +11,9 @@ from test_esxi import DEFAULTS, GETALLVMS, SEQUENCE
 from esxi_suspend import esxi
 from esxi_suspend.config import RestartSettings, Settings
 from esxi_suspend.errors import ExitCode, RemoteTimeout, SessionDropped
+from esxi_suspend.inventory import Remote
 from esxi_suspend.remote import CommandResult
-from esxi_suspend.shutdown import (
-    HostResult,
-    Remote,
-    inspect_host,
-    render_plan,
-    shutdown_host,
-)
+from esxi_suspend.shutdown import HostResult, check_host, plain_shutdown
 
 Outcome = Union[CommandResult, Exception]
 
@@ -65,7 +60,7 @@ def no_reconnect() -> Remote | None:
 def test_autostop_then_poweroff() -> None:
     remote = FakeRemote({esxi.AUTOSTOP: ok(esxi.AUTOSTOP), esxi.POWEROFF: ok(esxi.POWEROFF)})
     result = HostResult("esxi1")
-    shutdown_host(remote, SETTINGS, result, no_reconnect)
+    plain_shutdown(remote, SETTINGS, result, no_reconnect)
     assert remote.ran == [esxi.AUTOSTOP, esxi.POWEROFF]
     assert result.exit_code == ExitCode.OK
     assert result.summary() == "host esxi1: autostop ok, poweroff ok"
@@ -82,7 +77,7 @@ def test_autostop_then_poweroff() -> None:
 def test_poweroff_even_when_autostop_fails(autostop: Outcome) -> None:
     remote = FakeRemote({esxi.AUTOSTOP: autostop, esxi.POWEROFF: ok(esxi.POWEROFF)})
     result = HostResult("esxi1")
-    shutdown_host(remote, SETTINGS, result, no_reconnect)
+    plain_shutdown(remote, SETTINGS, result, no_reconnect)
     assert remote.ran == [esxi.AUTOSTOP, esxi.POWEROFF]
     assert result.exit_code == ExitCode.REMOTE_COMMAND
     assert result.steps[1].ok
@@ -93,7 +88,7 @@ def test_session_dropped_by_poweroff_is_success() -> None:
         {esxi.AUTOSTOP: ok(esxi.AUTOSTOP), esxi.POWEROFF: SessionDropped("gone", esxi.POWEROFF)}
     )
     result = HostResult("esxi1")
-    shutdown_host(remote, SETTINGS, result, no_reconnect)
+    plain_shutdown(remote, SETTINGS, result, no_reconnect)
     assert result.exit_code == ExitCode.OK
 
 
@@ -101,7 +96,7 @@ def test_session_dropped_during_autostop_reconnects_for_poweroff() -> None:
     first = FakeRemote({esxi.AUTOSTOP: SessionDropped("gone", esxi.AUTOSTOP)})
     second = FakeRemote({esxi.POWEROFF: ok(esxi.POWEROFF)})
     result = HostResult("esxi1")
-    shutdown_host(first, SETTINGS, result, lambda: second)
+    plain_shutdown(first, SETTINGS, result, lambda: second)
     assert (first.ran, second.ran) == ([esxi.AUTOSTOP], [esxi.POWEROFF])
     assert result.steps[1].ok
 
@@ -114,7 +109,7 @@ def test_poweroff_failure_is_reported() -> None:
         }
     )
     result = HostResult("esxi1")
-    shutdown_host(remote, SETTINGS, result, no_reconnect)
+    plain_shutdown(remote, SETTINGS, result, no_reconnect)
     assert result.exit_code == ExitCode.REMOTE_COMMAND
     assert "not found" in result.steps[-1].detail
 
@@ -122,40 +117,61 @@ def test_poweroff_failure_is_reported() -> None:
 def inventory_remote(
     getallvms: str = GETALLVMS, states: dict[int, str] | None = None
 ) -> FakeRemote:
-    states = states or {}
+    """A fake host answering the inventory's batched read-only command lines."""
+    return FakeRemote(fake_host_outcomes(getallvms, states or {}))
+
+
+def fake_host_outcomes(getallvms: str, states: dict[int, str]) -> dict[str, Outcome]:
+    vms = esxi.parse_getallvms(getallvms)
+    host_line = (
+        "echo @@defaults; vim-cmd hostsvc/autostartmanager/get_defaults; "
+        "echo @@sequence; vim-cmd hostsvc/autostartmanager/get_autostartseq; "
+        "echo @@poweroff; command -v poweroff; echo @@nohup; command -v nohup"
+    )
+    host_out = f"@@defaults\n{DEFAULTS}@@sequence\n{SEQUENCE}@@poweroff\n/bin/poweroff\n@@nohup\n"
+    state_line = "; ".join(
+        f"echo @@state {vm.vmid}; vim-cmd vmsvc/power.getstate {vm.vmid}" for vm in vms
+    )
+    state_out = "".join(
+        f"@@state {vm.vmid}\nRetrieved runtime info\n{states.get(vm.vmid, 'Powered on')}\n"
+        for vm in vms
+    )
+    running = [vm.vmid for vm in vms if states.get(vm.vmid, "Powered on") == "Powered on"]
+    guest_line = "; ".join(f"echo @@guest {i}; vim-cmd vmsvc/get.guest {i}" for i in running)
+    guest_out = "".join(
+        f'@@guest {i}\n   toolsRunningStatus = "guestToolsRunning",\n' for i in running
+    )
     outcomes: dict[str, Outcome] = {
         esxi.GETALLVMS: ok(esxi.GETALLVMS, getallvms),
-        esxi.GET_DEFAULTS: ok(esxi.GET_DEFAULTS, DEFAULTS),
-        esxi.GET_AUTOSTARTSEQ: ok(esxi.GET_AUTOSTARTSEQ, SEQUENCE),
-        esxi.FIND_POWEROFF: ok(esxi.FIND_POWEROFF, "/bin/poweroff\n"),
+        host_line: ok(host_line, host_out),
+        state_line: ok(state_line, state_out),
     }
-    for vm in esxi.parse_getallvms(getallvms):
-        text = f"Retrieved runtime info\n{states.get(vm.vmid, 'Powered on')}\n"
-        outcomes[esxi.power_getstate(vm.vmid)] = ok(esxi.power_getstate(vm.vmid), text)
-    return FakeRemote(outcomes)
+    if running:
+        outcomes[guest_line] = ok(guest_line, guest_out)
+    return outcomes
 
 
-def test_plan_names_each_vm_and_its_fate() -> None:
+def test_check_names_each_vm_and_its_fate() -> None:
     remote = inventory_remote(states={15: "Powered off"})
     result = HostResult("esxi1")
-    plan = inspect_host(remote, SETTINGS, result)
-    assert result.exit_code == ExitCode.OK
-    fates = {vm.vm.vmid: (vm.state, vm.hard_killed) for vm in plan.vms}
-    assert fates == {
-        1: (esxi.PowerState.ON, True),
-        12: (esxi.PowerState.ON, False),
-        15: (esxi.PowerState.OFF, False),
-    }
-    assert plan.autostop_worst_seconds == 120
-    assert not any(cmd in remote.ran for cmd in (esxi.AUTOSTOP, esxi.POWEROFF))
-    text = render_plan(plan, SETTINGS, "/bin/true")
+    check_host(remote, SETTINGS, result, "/bin/true")
+    assert result.exit_code == ExitCode.OK, result.steps
+    text = result.report
     assert "Web Server (prod)" in text
-    assert "HARD POWER-OFF" in text
-    assert "WARNING: autostop may outlast ESXI_COMMAND_TIMEOUT" in text
+    assert "before autostop (not in the autostart list)" in text  # VM 1: outside the sequence
+    assert "autostop: PowerOff (order 1)" in text  # VM 12
+    assert "nothing: not running" in text  # VM 15
     assert "(dry run; not run)" in text
+    assert all("power.shutdown" not in cmd or cmd.startswith("echo") for cmd in remote.ran[:1])
+    changing = ("autostop", "poweroff", "power.shutdown", "power.suspend", "power.off")
+    assert not any(
+        word in cmd and "command -v" not in cmd and "get" not in cmd
+        for cmd in remote.ran
+        for word in changing
+    ), remote.ran
 
 
-def test_plan_with_hostile_names_runs_only_integer_commands() -> None:
+def test_check_with_hostile_names_runs_only_integer_commands() -> None:
     header = GETALLVMS.splitlines()[0]
     lines = [
         header,
@@ -163,18 +179,18 @@ def test_plan_with_hostile_names_runs_only_integer_commands() -> None:
         "9   $(reboot)\x1b[2J   [ds1] r/r.vmx   otherGuest  vmx-07",
     ]
     remote = inventory_remote("\n".join(lines))
-    plan = inspect_host(remote, SETTINGS, HostResult("esxi1"))
-    assert "vim-cmd vmsvc/power.getstate 8" in remote.ran
-    assert all("reboot" not in cmd and ";" not in cmd for cmd in remote.ran)
-    text = render_plan(plan, SETTINGS, "/bin/true")
-    assert "\x1b" not in text
-    assert "$(reboot)?[2J" in text
-
-
-def test_plan_reports_unparseable_output() -> None:
-    remote = inventory_remote()
-    remote.outcomes[esxi.GET_AUTOSTARTSEQ] = ok(esxi.GET_AUTOSTARTSEQ, "garbage")
     result = HostResult("esxi1")
-    inspect_host(remote, SETTINGS, result)
+    check_host(remote, SETTINGS, result, "/bin/true")
+    assert any("power.getstate 8" in cmd for cmd in remote.ran)
+    assert all("reboot" not in cmd and "x; poweroff" not in cmd for cmd in remote.ran)
+    assert "\x1b" not in result.report
+    assert "$(reboot)?[2J" in result.report
+
+
+def test_check_reports_unparseable_output() -> None:
+    remote = inventory_remote()
+    remote.outcomes[esxi.GETALLVMS] = ok(esxi.GETALLVMS, "garbage without a vm line")
+    result = HostResult("esxi1")
+    check_host(remote, SETTINGS, result, "/bin/true")
     assert result.exit_code == ExitCode.REMOTE_COMMAND
-    assert "unexpected host output" in result.steps[-1].detail
+    assert "unexpected output" in result.steps[-1].detail

@@ -1,0 +1,99 @@
+"""The plan in words: log lines for a real run, the report `check` prints for a person."""
+
+from __future__ import annotations
+
+from esxi_suspend import esxi
+from esxi_suspend.config import Settings
+from esxi_suspend.inventory import Inventory, VmInfo
+from esxi_suspend.strategy import ShutdownPlan, host_script
+
+
+def printable(text: str) -> str:
+    """Host text made safe for a terminal and a log: control characters become '?'."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def vm_fate(info: VmInfo, plan: ShutdownPlan, inventory: Inventory) -> str:
+    """What the plan does to one VM, in a few words."""
+    if info.vmid == plan.self_vm:
+        return "this machine: suspended last, just before host poweroff"
+    if not info.running:
+        return "nothing: not running" if info.state else "unknown: power state not readable"
+    for number, phase in enumerate(plan.phases, start=1):
+        for step in phase.steps:
+            if step.vmid == info.vmid:
+                chain = ", else ".join(action.value for action in step.actions)
+                where = (
+                    "before autostop (not in the autostart list)"
+                    if phase.autostop
+                    else f"phase {number} ({phase.label})"
+                )
+                return f"{chain}, {where}; waits up to {step.seconds} s"
+    if info.autostart is not None:
+        action, delay = esxi.effective_stop(info.autostart, inventory.defaults)
+        return f"autostop: {action} (order {info.autostart.start_order}), waits up to {delay} s"
+    return "?"
+
+
+def describe_plan(inventory: Inventory, plan: ShutdownPlan, self_why: str) -> list[str]:
+    """One log line per VM and per phase, then the timing and any warning."""
+    lines = [
+        f"strategy {plan.strategy}, deadline {plan.deadline} s, worst case {plan.worst_case} s"
+    ]
+    if plan.self_vm is not None:
+        lines.append(f"this machine is VM {plan.self_vm} ({self_why}): it goes last, by suspend")
+    elif self_why:
+        lines.append(self_why)
+    for info in inventory.vms:
+        lines.append(
+            f"VM {info.vmid} ({printable(info.vm.name)}): {vm_fate(info, plan, inventory)}"
+        )
+    for number, phase in enumerate(plan.phases, start=1):
+        extra = " + autostop" if phase.autostop else ""
+        lines.append(
+            f"phase {number} {phase.label}: {len(phase.steps)} VM(s){extra}, "
+            f"budget {phase.budget} s (wants {phase.wanted} s)"
+        )
+    lines.append(
+        f"final: VMs still running get {plan.straggler_action.value}, then host poweroff, "
+        f"at the latest {plan.scheduled} s after the start"
+    )
+    if not plan.fits:
+        lines.append(
+            f"WARNING: the plan wants {plan.worst_case} s, more than ESXI_DEADLINE="
+            f"{plan.deadline} s: VMs still running then get {plan.straggler_action.value}"
+        )
+    lines += [f"note: {note}" for note in plan.notes]
+    return lines
+
+
+def render_check(
+    inventory: Inventory, plan: ShutdownPlan, settings: Settings, self_why: str, restart: str
+) -> str:
+    """What `check` prints for one host: each VM, its state and fate, timing, what would run."""
+    lines = [f"host {settings.host} ({settings.user}@{settings.host}:{settings.port})"]
+    defaults = inventory.defaults
+    lines.append(
+        f"  autostart defaults: stop action {printable(defaults.stop_action)}, "
+        f"stop delay {defaults.stop_delay} s"
+    )
+    width = min(max([len(printable(i.vm.name)) for i in inventory.vms] + [4]), 32)
+    lines.append(f"  VMs: {len(inventory.vms)}")
+    lines.append(f"    {'id':>5}  {'state':<11}  {'tools':<5}  {'name':<{width}}  plan")
+    for info in inventory.vms:
+        state = info.state.value if info.state else "?"
+        tools = {True: "yes", False: "no", None: "-"}[info.tools_running]
+        name = printable(info.vm.name)[:width]
+        fate = vm_fate(info, plan, inventory)
+        lines.append(f"    {info.vmid:>5}  {state:<11}  {tools:<5}  {name:<{width}}  {fate}")
+    described = describe_plan(inventory, plan, self_why)
+    lines += [f"  {line}" for line in described if not line.startswith("VM ")]
+    hard = [i for i in inventory.vms if i.running and i.autostart is None]
+    if hard and plan.strategy == "autostop":
+        lines.append(
+            f"  {len(hard)} running VM(s) outside the autostart list: ESXi's autostop alone "
+            "would hard power them off; they get their own stop action first"
+        )
+    lines.append(f"  would run on the host, detached: {host_script(plan)} (dry run; not run)")
+    lines.append(f"  local: would run: {restart} (dry run; not run)")
+    return "\n".join(lines)

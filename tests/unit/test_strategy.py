@@ -1,0 +1,169 @@
+"""The plan and the host script, from inventories built here: pure, no host."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+from test_shutdown import SETTINGS
+
+from esxi_suspend import esxi
+from esxi_suspend.inventory import Inventory, VmInfo
+from esxi_suspend.strategy import (
+    Action,
+    detached,
+    find_self_vm,
+    host_script,
+    log_path,
+    make_plan,
+)
+
+DEFAULTS = esxi.AutostartDefaults(stop_delay=120, stop_action="PowerOff", enabled=True)
+
+
+def vm(
+    vmid: int,
+    name: str,
+    *,
+    on: bool = True,
+    tools: bool | None = True,
+    order: int | None = None,
+    stop: str = "systemDefault",
+    delay: int = -1,
+    uuid: str | None = None,
+) -> VmInfo:
+    entry = esxi.AutostartEntry(vmid, order, delay, stop) if order is not None else None
+    return VmInfo(
+        esxi.Vm(vmid, name, "ds1", f"{vmid}/{vmid}.vmx", "otherGuest", "vmx-13", ""),
+        esxi.PowerState.ON if on else esxi.PowerState.OFF,
+        tools if on else None,
+        entry,
+        uuid,
+    )
+
+
+def inventory(*vms: VmInfo) -> Inventory:
+    return Inventory(tuple(vms), DEFAULTS, "/bin/poweroff", has_nohup=True)
+
+
+FLEET = inventory(
+    vm(1, "nut-client", order=3, stop="suspend", delay=30),
+    vm(2, "web", order=1, stop="guestShutdown", delay=90),
+    vm(3, "db", order=2, stop="GuestShutdown", delay=200),
+    vm(4, "legacy no tools", tools=False),
+    vm(5, "lab with tools", tools=True),
+    vm(6, "off", on=False),
+)
+
+
+def steps_by_vm(plan_phases: object) -> dict[int, tuple[Action, ...]]:
+    assert isinstance(plan_phases, tuple)
+    return {step.vmid: step.actions for phase in plan_phases for step in phase.steps}
+
+
+def test_autostop_fixes_the_quirk_for_vms_outside_the_sequence() -> None:
+    plan = make_plan(FLEET, replace(SETTINGS, deadline=600), self_vm=None)
+    (phase,) = plan.phases
+    assert phase.autostop
+    assert steps_by_vm(plan.phases) == {
+        4: (Action.SUSPEND, Action.POWEROFF),  # no tools: no guest shutdown
+        5: (Action.SHUTDOWN, Action.SUSPEND, Action.POWEROFF),
+    }
+    # autostop is sequential: it wants the sum of the sequence's stop delays
+    assert phase.wanted == 30 + 90 + 200
+    assert plan.watched == (1, 2, 3, 4, 5)
+    assert plan.fits
+
+
+def test_parallel_wants_the_slowest_vm_not_the_sum() -> None:
+    plan = make_plan(FLEET, replace(SETTINGS, strategy="parallel", deadline=600), None)
+    (phase,) = plan.phases
+    assert phase.wanted == 200
+    assert steps_by_vm(plan.phases)[3][0] is Action.SHUTDOWN  # the sequence's own action
+    assert steps_by_vm(plan.phases)[1][0] is Action.SUSPEND
+    assert plan.worst_case < make_plan(FLEET, replace(SETTINGS, deadline=600), None).worst_case
+
+
+def test_ordered_groups_and_unlisted_vms_first() -> None:
+    settings = replace(
+        SETTINGS, strategy="parallel", deadline=900, vm_order=(("web", "5"), ("db",), ("nas",))
+    )
+    plan = make_plan(FLEET, settings, None)
+    groups = [sorted(step.vmid for step in phase.steps) for phase in plan.phases]
+    assert groups == [[1, 2, 4, 5], [3]]
+    assert any("'nas'" in note for note in plan.notes)
+
+
+def test_deadline_cuts_budgets_and_schedules_poweroff_in_time() -> None:
+    settings = replace(SETTINGS, strategy="parallel", deadline=120, vm_order=(("web",), ("db",)))
+    plan = make_plan(FLEET, settings, None)
+    assert not plan.fits
+    assert plan.scheduled <= plan.deadline
+    assert all(phase.budget >= 1 for phase in plan.phases)
+
+
+def test_self_vm_goes_last_by_suspend() -> None:
+    plan = make_plan(FLEET, replace(SETTINGS, strategy="parallel"), self_vm=1)
+    assert 1 not in plan.watched
+    assert 1 not in steps_by_vm(plan.phases)
+    script = host_script(plan)
+    assert script.rstrip().endswith(
+        'vim-cmd vmsvc/power.suspend 1; echo "esxi-suspend: host poweroff"; poweroff'
+    )
+
+
+@pytest.mark.parametrize(
+    ("wanted", "smbios", "expected"),
+    [
+        ("nut-client", None, 1),
+        ("3", None, 3),
+        (None, "564D0000-0000-0000-0000-000000000005", 5),
+        # guests may show the first three fields byte-swapped
+        (None, "0000 4d56 0000 0000-0000-000000000005", 5),
+        (None, "11111111-2222-3333-4444-555555555555", None),
+    ],
+)
+def test_find_self_vm(wanted: str | None, smbios: str | None, expected: int | None) -> None:
+    fleet = inventory(
+        *[
+            replace(info, bios_uuid=f"564d0000-0000-0000-0000-00000000000{info.vmid}")
+            for info in FLEET.vms
+        ]
+    )
+    found, _why = find_self_vm(fleet, replace(SETTINGS, self_vm=wanted), smbios)
+    assert found == expected
+
+
+def test_host_script_holds_only_constants_and_integers() -> None:
+    hostile = inventory(
+        vm(7, "x; poweroff"),
+        vm(8, "$(reboot)", order=1),
+        vm(9, 'it\'s "quoted"\nnewline', tools=False),
+    )
+    for strategy in ("autostop", "parallel"):
+        plan = make_plan(hostile, replace(SETTINGS, strategy=strategy), None)
+        script = host_script(plan)
+        assert "reboot" not in script and "quoted" not in script
+        assert "'" not in script and "$" not in script
+        words = set(re.findall(r"[A-Za-z][A-Za-z_./-]*", script))
+        allowed = {
+            "trap", "HUP", "echo", "esxi-suspend", "host", "sequence", "started", "strategy",
+            "autostop", "parallel", "deadline", "s", "phase", "group", "VM", "sh", "c",
+            "vim-cmd", "vmsvc/power.shutdown", "vmsvc/power.suspend", "vmsvc/power.off",
+            "hostsvc/autostartmanager/autostop", "sleep", "final", "still", "to", "stop",
+            "poweroff",
+        }  # fmt: skip
+        assert words <= allowed, words - allowed
+
+
+def test_detached_command_survives_the_session() -> None:
+    path = log_path(1700000000, 42)
+    assert path == "/tmp/esxi-suspend-1700000000-42.log"
+    line = detached("echo hi; poweroff", path, has_nohup=True)
+    assert line == f"nohup sh -c 'echo hi; poweroff' >> {path} 2>&1 < /dev/null &"
+    assert detached("true", path, has_nohup=False).startswith("sh -c 'true'")
+    with pytest.raises(ValueError):
+        detached("echo 'quoted'", path, has_nohup=True)
+    with pytest.raises(ValueError):
+        detached("true", "/etc/passwd", has_nohup=True)
