@@ -383,7 +383,10 @@ class HostModel:
             self.settle()
             for vm in self.vms.values():
                 if vm.power == ON:
-                    was = f" ({vm.pending} was still running)" if vm.pending else ""
+                    what = {"shutdown": "guest shutdown", "off": "power-off"}.get(
+                        vm.pending or "", vm.pending
+                    )
+                    was = f" ({what} was still running)" if vm.pending else ""
                     vm.power, vm.pending, vm.fate = OFF, None, Fate.HARD_KILLED
                     self.record(
                         "vm",

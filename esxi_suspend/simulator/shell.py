@@ -356,8 +356,18 @@ class Shell:
         return status
 
     def _background(self, item: AndOr, ctx: Context) -> None:
+        fds = dict(ctx.fds)
+        if not item.rest:
+            # A simple command: the forked child applies its redirections before running, so
+            # `cmd >/dev/null 2>&1 &` no longer holds the session's stdout open.
+            redirected = self._redirect(item.first.redirs, ctx)
+            if isinstance(redirected, str):
+                ctx.out(2, redirected)
+                return
+            fds = redirected
+            item = AndOr(Command(item.first.words, []))
         job = self.host.new_job(_describe(item), self.session, background=True)
-        child = Context(job, dict(ctx.fds), env=dict(ctx.env), status=ctx.status)
+        child = Context(job, fds, env=dict(ctx.env), status=ctx.status)
         terminals = {id(s.terminal): s.terminal for s in child.fds.values() if s.terminal}
         for term in terminals.values():
             term.hold()
