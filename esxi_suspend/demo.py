@@ -58,7 +58,7 @@ def _env_text(settings: dict[str, str]) -> str:
     return "".join(f"{key}='{value}'\n" for key, value in quoted.items())
 
 
-def _prepare(directory: Path, host: SimulatedHost, private_key: str) -> Path:
+def prepare_env(directory: Path, host: SimulatedHost, private_key: str) -> Path:
     key = directory / "id_ed25519"
     key.write_text(private_key)
     key.chmod(0o600)
@@ -121,7 +121,7 @@ def run(fleet_file: str | None, dry_run: bool, time_scale: float = DEFAULT_TIME_
         SimulatedHost(fleet, authorized_key=public_key, time_scale=time_scale) as host,
     ):
         directory = Path(tmp)
-        env = _prepare(directory, host, private_key)
+        env = prepare_env(directory, host, private_key)
         capture = _Capture(host)
         logger.addHandler(capture)
         mode = "shutdown --dry-run (the plan only)" if dry_run else "shutdown"
