@@ -1,0 +1,194 @@
+"""Benchmarks (not part of the test suite's pass/fail): `python benchmarks/run.py`.
+
+P1 fixed overhead: wall time and peak RSS of `esxi-suspend shutdown` against a host with no
+   VMs, versus the original shell script's one line (`ssh root@host "vim-cmd
+   hostsvc/autostartmanager/autostop ; poweroff"`, OpenSSH client), both against the same
+   local OpenSSH sshd with the fake vim-cmd/poweroff of tests/fakehost; alternated, medians.
+P2 fleet time: simulated seconds from the first command to host power-off, and VMs
+   hard-killed, for fleets of 1, 4, 12 and 40 VMs (esxi_suspend.simulator.generated_fleet),
+   for each strategy in STRATEGIES.
+
+Needs openssh-server and openssh-client for P1 (P1 is skipped without them) and root (sshd).
+Prints a Markdown table for the README. Bounded: about a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from sshservers import ServerUnavailable, make_client_keys, running_server  # noqa: E402
+
+from esxi_suspend import cli  # noqa: E402
+from esxi_suspend.demo import prepare_env  # noqa: E402
+from esxi_suspend.simulator import (  # noqa: E402
+    Fate,
+    SimulatedHost,
+    generate_ed25519,
+    generated_fleet,
+)
+
+COMMAND = Path(sys.executable).parent / "esxi-suspend"
+ORIGINAL = "vim-cmd hostsvc/autostartmanager/autostop ; poweroff"
+FLEET_SIZES = (1, 4, 12, 40)
+
+
+def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one run of `argv`.
+
+    The peak is the child's own VmHWM, sampled from /proc every millisecond: `ru_maxrss` from
+    wait4 would report the parent Python's peak, inherited at exec.
+    """
+    devnull = [
+        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, "/dev/null", os.O_WRONLY, 0),
+    ]
+    started = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=devnull)
+    peak_kb = 0
+    status_file = f"/proc/{pid}/status"
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        try:
+            with open(status_file) as status_text:
+                for line in status_text:
+                    if line.startswith("VmHWM:"):
+                        peak_kb = max(peak_kb, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.001)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{argv[0]} exited {os.waitstatus_to_exitcode(status)}")
+    return wall, peak_kb / 1024
+
+
+def p1(runs: int) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="esxi-bench-") as tmp:
+        root = Path(tmp)
+        try:
+            keys = make_client_keys(root / "keys")
+            with running_server("openssh", root / "sshd", keys) as server:
+                env_file = server.write_env(UPS_RESTART_COMMAND="/bin/true")
+                ours = [str(COMMAND), "shutdown", "--env-file", str(env_file)]
+                ssh = shutil.which("ssh") or "/usr/bin/ssh"
+                theirs = [ssh, *server.ssh_argv()[1:], ORIGINAL]
+                env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+                measure(ours, env), measure(theirs, env)  # warm the page cache
+                results: dict[str, list[tuple[float, float]]] = {"ours": [], "script": []}
+                for _ in range(runs):
+                    results["ours"].append(measure(ours, env))
+                    results["script"].append(measure(theirs, env))
+        except ServerUnavailable as exc:
+            return [f"P1 skipped: {exc}"]
+    ours_wall = statistics.median(w for w, _ in results["ours"])
+    ours_rss = statistics.median(r for _, r in results["ours"])
+    script_wall = statistics.median(w for w, _ in results["script"])
+    script_rss = statistics.median(r for _, r in results["script"])
+    return [
+        f"P1 fixed overhead, no-VM host, local OpenSSH sshd, {runs} alternated runs, medians:",
+        "",
+        "| command | wall time | peak RSS (VmHWM) |",
+        "| --- | ---: | ---: |",
+        f"| `esxi-suspend shutdown` | {ours_wall * 1000:.0f} ms | {ours_rss:.1f} MB |",
+        f'| `ssh root@host "{ORIGINAL}"` | {script_wall * 1000:.0f} ms | {script_rss:.1f} MB |',
+        f"| ratio | {ours_wall / script_wall:.1f}x (target <= 3) | "
+        f"{ours_rss / script_rss:.1f}x (target: <= 60 MB) |",
+    ]
+
+
+def autostop_only(host: SimulatedHost, directory: Path, private_key: str) -> None:
+    """What esxi-suspend does today: autostop, then poweroff (the real cli.run path)."""
+    env = prepare_env(directory, host, private_key)
+    cli.run(str(env), dry_run=False)
+
+
+# Issue 4 adds its strategies here: name -> function(host, temp dir, private key).
+STRATEGIES: dict[str, Callable[[SimulatedHost, Path, str], None]] = {
+    "autostop only (esxi-suspend shutdown)": autostop_only,
+}
+
+
+def p2(time_scale: float) -> list[str]:
+    logger = logging.getLogger("esxi_suspend")
+    logger.handlers[:] = [logging.NullHandler()]
+    logger.propagate = False
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL + 1)
+    lines = [
+        f"P2 fleet time (simulator, time scale {time_scale:g}): simulated seconds from the "
+        "first command to host power-off; VMs hard-killed / running VMs. Fleets: 1 in 4 VMs "
+        "without tools (stop action powerOff), 1 in 5 outside the autostart sequence, guest "
+        "shutdowns of 15-105 s, stop delay 120 s.",
+        "",
+        "| strategy | " + " | ".join(f"{n} VM{'s' if n > 1 else ''}" for n in FLEET_SIZES) + " |",
+        "| --- |" + " ---: |" * len(FLEET_SIZES),
+    ]
+    for name, strategy in STRATEGIES.items():
+        cells = []
+        for size in FLEET_SIZES:
+            fleet = generated_fleet(size)
+            private, public = generate_ed25519()
+            with (
+                tempfile.TemporaryDirectory(prefix="esxi-bench-") as tmp,
+                SimulatedHost(fleet, authorized_key=public, time_scale=time_scale) as host,
+            ):
+                strategy(host, Path(tmp), private)
+                host.wait_powered_off(10)
+                execs = [e.at for e in host.events if e.kind == "exec"]
+                if host.powered_off_at is None or not execs:
+                    cells.append("no power-off")
+                    continue
+                killed = sum(f is Fate.HARD_KILLED for f in host.fates().values())
+                seconds = host.powered_off_at - execs[0]
+                cells.append(f"{seconds:.0f} s, {killed}/{size} killed")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10, help="P1 runs of each command")
+    parser.add_argument("--time-scale", type=float, default=0.005, help="P2 time scale")
+    parser.add_argument("--only", choices=["p1", "p2"], help="run one benchmark")
+    args = parser.parse_args()
+    print(f"Measured {datetime.date.today().isoformat()} on {machine()}.\n")
+    if args.only in (None, "p1"):
+        print("\n".join(p1(args.runs)) + "\n")
+    if args.only in (None, "p2"):
+        print("\n".join(p2(args.time_scale)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,461 @@
+"""The simulated ESXi host's state: clock, VMs, in-memory files, running jobs, event log.
+
+No networking and no parsing here: `shell.py` turns command lines into calls on `HostModel`,
+`server.py` serves it over SSH. All state is guarded by one condition variable; waits are
+scaled (`time_scale` real seconds per simulated second) and end early when the host powers
+off (`HostDown`) or the job's session is dropped (`Interrupted`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Callable
+
+from esxi_suspend.simulator.fleet import Fleet, VmSpec
+
+ON, OFF, SUSPENDED = "Powered on", "Powered off", "Suspended"
+
+
+class Fate(str, Enum):
+    """What became of a VM: the answer tests and the demo look for."""
+
+    RUNNING = "running"  # the host is still up and so is the VM
+    CLEAN_SHUTDOWN = "clean shutdown"  # guest OS shut down (tools)
+    SUSPENDED = "suspended"
+    POWERED_OFF = "powered off"  # hard power-off by command (power.off, autostop powerOff)
+    HARD_KILLED = "hard-killed"  # still running when the host powered off
+    WAS_OFF = "was off"  # not running when the simulation started
+
+
+class HostDown(Exception):
+    """The host powered off: whatever was running on it stops here, with no exit status."""
+
+
+class Interrupted(Exception):
+    """The job's SSH session was dropped (foreground jobs die with their session)."""
+
+
+class VmOperationError(Exception):
+    """An operation ESXi refuses; the message is vim-cmd's output (a vim.fault block)."""
+
+
+def _fault(kind: str, msg: str, extra: tuple[str, ...] = ()) -> str:
+    lines = [f"({kind}) {{", "   faultCause = (vmodl.MethodFault) null,"]
+    lines.append("   faultMessage = (vmodl.LocalizableMessage) [],")
+    lines.extend(f"   {line}," for line in extra)
+    lines.append(f'   msg = "{msg}"')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def invalid_power_state(state: str, requested: str = "poweredOn") -> VmOperationError:
+    existing = {ON: "poweredOn", OFF: "poweredOff", SUSPENDED: "suspended"}[state]
+    return VmOperationError(
+        _fault(
+            "vim.fault.InvalidPowerState",
+            f"The attempted operation cannot be performed in the current state ({state}).",
+            (f'requestedState = "{requested}"', f'existingState = "{existing}"'),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of the host's log. `at` is in simulated seconds since the host started."""
+
+    at: float
+    kind: str  # login, exec, exit, logout, dropped, vm, autostop, background, poweroff, ...
+    text: str
+    session: int | None = None
+    vmid: int | None = None
+    fate: Fate | None = None
+
+    def __str__(self) -> str:
+        who = f"session {self.session}" if self.session is not None else "host"
+        return f"t={self.at:8.1f}  {who:<10}  {self.text}"
+
+
+@dataclass
+class Vm:
+    """A VM's live state. A pending operation completes at `busy_until` (simulated)."""
+
+    spec: VmSpec
+    power: str
+    tools: bool
+    pending: str | None = None  # "shutdown", "suspend", "off"
+    busy_until: float = 0.0
+    fate: Fate = Fate.RUNNING
+
+    @property
+    def label(self) -> str:
+        return f"VM {self.spec.vmid} {self.spec.name}"
+
+
+@dataclass
+class Job:
+    """One command line running on the host: a session's foreground, or a `&` job."""
+
+    jid: int
+    command: str
+    session: int | None
+    background: bool
+    cancelled: bool = False
+    done: bool = False
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+
+_FATE_OF = {"shutdown": Fate.CLEAN_SHUTDOWN, "suspend": Fate.SUSPENDED, "off": Fate.POWERED_OFF}
+_STATE_AFTER = {"shutdown": OFF, "suspend": SUSPENDED, "off": OFF}
+
+
+def _stopped(vm: Vm) -> Callable[[], bool]:
+    return lambda: vm.power != ON
+
+
+class HostModel:
+    """Everything the simulated host knows and does; thread-safe."""
+
+    def __init__(self, fleet: Fleet, time_scale: float = 0.01) -> None:
+        if not time_scale > 0:
+            raise ValueError("time_scale must be > 0")
+        self.fleet = fleet
+        self.time_scale = time_scale
+        self.cond = threading.Condition(threading.RLock())
+        self._t0 = time.monotonic()
+        self._events: list[Event] = []
+        self.vms: dict[int, Vm] = {}
+        for spec in fleet.vms:
+            vm = Vm(spec, spec.power, spec.tools and spec.power == ON)
+            if spec.power != ON:
+                vm.fate = Fate.WAS_OFF
+            self.vms[spec.vmid] = vm
+        self.files: dict[str, str] = {}
+        self.jobs: dict[int, Job] = {}
+        self._ids = itertools.count(1000)
+        self.powered_off = False
+        self.powered_off_at: float | None = None
+        self.on_power_off: list[Callable[[], None]] = []
+        self.on_drop: list[Callable[[], int]] = []
+        self._stopping = False
+        self._ticker = threading.Thread(target=self._tick, name="esxi-sim-ticker", daemon=True)
+        self._ticker.start()
+
+    # -- time ---------------------------------------------------------------------------
+    def now(self) -> float:
+        """Simulated seconds since the host started."""
+        return (time.monotonic() - self._t0) / self.time_scale
+
+    def check(self, job: Job | None) -> None:
+        if self.powered_off:
+            raise HostDown
+        if job is not None and job.cancelled:
+            raise Interrupted
+
+    def sleep(
+        self, seconds: float, job: Job | None, until: Callable[[], bool] | None = None
+    ) -> bool:
+        """Wait `seconds` simulated seconds, or less if `until()` becomes true (returns True)."""
+        deadline = self.now() + max(0.0, seconds)
+        with self.cond:
+            while True:
+                self.check(job)
+                if until is not None and until():
+                    return True
+                left = deadline - self.now()
+                if left <= 0:
+                    return until() if until is not None else False
+                self.cond.wait(min(left * self.time_scale, 0.25))
+
+    def _tick(self) -> None:
+        """Complete VM operations when they are due, so events appear in time order."""
+        with self.cond:
+            while not self._stopping:
+                self.settle()
+                due = [vm.busy_until for vm in self.vms.values() if vm.pending]
+                wait = 0.25
+                if due:
+                    wait = max(0.0, min(wait, (min(due) - self.now()) * self.time_scale))
+                self.cond.wait(wait)
+
+    def stop(self) -> None:
+        """Stop the host's own thread (the simulation is over); jobs are cancelled."""
+        with self.cond:
+            self._stopping = True
+            for job in self.jobs.values():
+                job.cancelled = True
+            self.cond.notify_all()
+        self._ticker.join(2)
+
+    # -- events -------------------------------------------------------------------------
+    def record(
+        self,
+        kind: str,
+        text: str,
+        session: int | None = None,
+        vmid: int | None = None,
+        fate: Fate | None = None,
+        at: float | None = None,
+    ) -> Event:
+        with self.cond:
+            event = Event(self.now() if at is None else at, kind, text, session, vmid, fate)
+            self._events.append(event)
+            self.cond.notify_all()
+            return event
+
+    @property
+    def events(self) -> list[Event]:
+        with self.cond:
+            return sorted(self._events, key=lambda event: event.at)
+
+    # -- VMs ----------------------------------------------------------------------------
+    def settle(self) -> None:
+        """Apply every pending VM operation whose time has come."""
+        with self.cond:
+            now = self.now()
+            for vm in self.vms.values():
+                if vm.pending and vm.busy_until <= now and not self.powered_off:
+                    op, vm.pending = vm.pending, None
+                    vm.power = _STATE_AFTER[op]
+                    vm.tools = False
+                    vm.fate = _FATE_OF[op]
+                    self.record(
+                        "vm",
+                        f"{vm.label}: {vm.fate.value} (now {vm.power.lower()})",
+                        vmid=vm.spec.vmid,
+                        fate=vm.fate,
+                        at=vm.busy_until,
+                    )
+
+    def vm(self, vmid: int) -> Vm | None:
+        with self.cond:
+            self.settle()
+            return self.vms.get(vmid)
+
+    def guest_shutdown(self, vm: Vm, session: int | None) -> None:
+        """`power.shutdown`: starts the guest OS shutdown and returns at once."""
+        with self.cond:
+            self.settle()
+            if vm.power != ON:
+                raise invalid_power_state(vm.power)
+            if not vm.tools:
+                raise VmOperationError(
+                    _fault(
+                        "vim.fault.ToolsUnavailable",
+                        "Cannot complete operation because VMware Tools is not running in "
+                        "this virtual machine.",
+                    )
+                )
+            if vm.pending is None:
+                vm.pending, vm.busy_until = "shutdown", self.now() + vm.spec.shutdown_seconds
+                self.record(
+                    "vm",
+                    f"{vm.label}: guest shutdown started ({vm.spec.shutdown_seconds:g} s)",
+                    session,
+                    vm.spec.vmid,
+                )
+
+    def _timed_operation(self, vm: Vm, op: str, seconds: float, job: Job | None) -> None:
+        with self.cond:
+            self.settle()
+            allowed = (ON,) if op == "suspend" else (ON, SUSPENDED)
+            if vm.power not in allowed:
+                raise invalid_power_state(vm.power)
+            if op == "off" and vm.power == SUSPENDED:
+                vm.power, vm.pending = OFF, None
+                vm.fate = Fate.POWERED_OFF
+                self.record(
+                    "vm",
+                    f"{vm.label}: powered off (was suspended)",
+                    job.session if job else None,
+                    vm.spec.vmid,
+                    vm.fate,
+                )
+                return
+            if vm.pending in (None, "shutdown") or (op == "off" and vm.pending != "off"):
+                vm.pending, vm.busy_until = op, self.now() + seconds
+                verb = "suspending" if op == "suspend" else "powering off (hard)"
+                self.record("vm", f"{vm.label}: {verb}", job.session if job else None, vm.spec.vmid)
+        self.sleep(seconds + 1e-6, job, until=lambda: vm.pending != op)
+
+    def suspend(self, vm: Vm, job: Job | None) -> None:
+        """`power.suspend`: returns when the VM is suspended."""
+        self._timed_operation(vm, "suspend", self.fleet.suspend_seconds, job)
+
+    def power_off_vm(self, vm: Vm, job: Job | None) -> None:
+        """`power.off`: a hard power-off, done in `power_off_seconds`."""
+        self._timed_operation(vm, "off", self.fleet.power_off_seconds, job)
+
+    def power_on(self, vm: Vm, job: Job | None) -> None:
+        with self.cond:
+            self.settle()
+            if vm.power == ON:
+                raise invalid_power_state(vm.power, "poweredOff")
+            vm.power, vm.tools, vm.pending, vm.fate = ON, vm.spec.tools, None, Fate.RUNNING
+            self.record("vm", f"{vm.label}: powered on", job.session if job else None, vm.spec.vmid)
+
+    def effective_stop(self, spec: VmSpec) -> tuple[str, int]:
+        action = spec.stop_action
+        if action.lower() == "systemdefault":
+            action = self.fleet.stop_action
+        delay = self.fleet.stop_delay if spec.stop_delay < 0 else spec.stop_delay
+        return action, delay
+
+    def autostop_sequence(self) -> list[Vm]:
+        """The VMs in the autostart sequence in the order autostop stops them: the reverse
+        of the start order (as ESXi documents: shutdown order is the reverse of startup)."""
+        listed = [vm for vm in self.vms.values() if vm.spec.start_order is not None]
+        listed.sort(key=lambda vm: (vm.spec.start_order or 0, vm.spec.vmid), reverse=True)
+        return listed
+
+    def autostop(self, job: Job) -> None:
+        """`hostsvc/autostartmanager/autostop`: sequential, each VM's stop action and delay."""
+        session = job.session
+        sequence = self.autostop_sequence()
+        if not self.fleet.autostart_enabled:
+            self.record(
+                "autostop", "autostop: autostart manager disabled: nothing stopped", session
+            )
+            return
+        self.record(
+            "autostop", f"autostop: started ({len(sequence)} VM(s) in the sequence)", session
+        )
+        for vm in sequence:
+            self.check(job)
+            self.settle()
+            action, delay = self.effective_stop(vm.spec)
+            if vm.power != ON:
+                self.record(
+                    "autostop",
+                    f"autostop: {vm.label}: {vm.power.lower()}, skipped",
+                    session,
+                    vm.spec.vmid,
+                )
+                continue
+            kind = action.lower()
+            self.record(
+                "autostop",
+                f"autostop: {vm.label}: {action}, waits up to {delay} s",
+                session,
+                vm.spec.vmid,
+            )
+            try:
+                if kind == "guestshutdown":
+                    self.guest_shutdown(vm, session)
+                    if not self.sleep(delay, job, until=_stopped(vm)):
+                        self.record(
+                            "autostop",
+                            f"autostop: {vm.label}: still running after "
+                            f"its stop delay ({delay} s); moving on",
+                            session,
+                            vm.spec.vmid,
+                        )
+                elif kind == "suspend":
+                    self.suspend(vm, job)
+                elif kind == "poweroff":
+                    self.power_off_vm(vm, job)
+                else:
+                    self.record(
+                        "autostop",
+                        f"autostop: {vm.label}: stop action {action}: left running",
+                        session,
+                        vm.spec.vmid,
+                    )
+            except VmOperationError as exc:
+                reason = exc.args[0].split('msg = "')[-1].split('"')[0]
+                self.record(
+                    "autostop",
+                    f"autostop: {vm.label}: {action} failed: {reason}; left running",
+                    session,
+                    vm.spec.vmid,
+                )
+        self.record("autostop", "autostop: finished", session)
+
+    # -- host power ---------------------------------------------------------------------
+    def power_off_host(self, session: int | None, how: str = "poweroff") -> None:
+        """The host goes down: VMs still running are hard-killed, every job and session ends."""
+        with self.cond:
+            if self.powered_off:
+                return
+            self.settle()
+            for vm in self.vms.values():
+                if vm.power == ON:
+                    what = {"shutdown": "guest shutdown", "off": "power-off"}.get(
+                        vm.pending or "", vm.pending
+                    )
+                    was = f" ({what} was still running)" if vm.pending else ""
+                    vm.power, vm.pending, vm.fate = OFF, None, Fate.HARD_KILLED
+                    self.record(
+                        "vm",
+                        f"{vm.label}: HARD-KILLED by host power-off{was}",
+                        session,
+                        vm.spec.vmid,
+                        Fate.HARD_KILLED,
+                    )
+            self.powered_off = True
+            self.powered_off_at = self.now()
+            self.record("poweroff", f"host powered off ({how}); every session closed", session)
+            for job in self.jobs.values():
+                job.cancelled = True
+            self.cond.notify_all()
+        for callback in list(self.on_power_off):
+            callback()
+
+    def wait_powered_off(self, timeout: float) -> bool:
+        """Wait up to `timeout` real seconds for the host to power off."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not self.powered_off:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, 0.25))
+        return True
+
+    # -- jobs -----------------------------------------------------------------------------
+    def new_job(self, command: str, session: int | None, background: bool) -> Job:
+        with self.cond:
+            job = Job(next(self._ids), command, session, background)
+            self.jobs[job.jid] = job
+            return job
+
+    def end_job(self, job: Job) -> None:
+        with self.cond:
+            job.done = True
+            self.jobs.pop(job.jid, None)
+            self.cond.notify_all()
+
+    def cancel_session_jobs(self, session: int) -> None:
+        """Foreground jobs die with their session; `&` jobs keep running."""
+        with self.cond:
+            for job in self.jobs.values():
+                if job.session == session and not job.background:
+                    job.cancelled = True
+            self.cond.notify_all()
+
+    def background_jobs(self) -> list[Job]:
+        with self.cond:
+            return [job for job in self.jobs.values() if job.background and not job.done]
+
+    # -- files ----------------------------------------------------------------------------
+    def write_file(self, path: str, text: str, append: bool = False) -> None:
+        with self.cond:
+            self.files[path] = (self.files.get(path, "") if append else "") + text
+
+    def read_file(self, path: str) -> str | None:
+        with self.cond:
+            return self.files.get(path)
+
+    # -- what tests and the demo read -----------------------------------------------------
+    def fates(self) -> dict[int, Fate]:
+        with self.cond:
+            self.settle()
+            return {vmid: vm.fate for vmid, vm in self.vms.items()}
+
+    def power_states(self) -> dict[int, str]:
+        with self.cond:
+            self.settle()
+            return {vmid: vm.power for vmid, vm in self.vms.items()}

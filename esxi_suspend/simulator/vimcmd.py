@@ -1,0 +1,197 @@
+"""ESXi's own commands on the simulated host: `vim-cmd`, `vmware`, `poweroff`, `shutdown.sh`.
+
+Output is in the shapes of ESXi 6.x/7.x (see /work/shared/esxi/README.md): padded columns,
+names with spaces and brackets, vim.fault blocks on errors.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from esxi_suspend.simulator.host import ON, HostDown, HostModel, Job, Vm, VmOperationError
+
+Write = Callable[[int, str], None]  # (fd, text)
+
+
+def getallvms(host: HostModel) -> str:
+    vms = [vm.spec for vm in host.vms.values()]
+    rows = [
+        (
+            str(vm.vmid),
+            vm.name,
+            f"[{vm.datastore}] {vm.vmx_path}",
+            vm.guest_os,
+            vm.version,
+            vm.annotation,
+        )
+        for vm in vms
+    ]
+    header = ("Vmid", "Name", "File", "Guest OS", "Version", "Annotation")
+    widths = [max([len(header[i])] + [len(row[i]) for row in rows]) + 3 for i in range(5)]
+    widths[0] = max(widths[0], 6)
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "".join(c.ljust(w) for c, w in zip(cells[:5], widths)) + cells[5]
+
+    return "\n".join([line(header).rstrip(), *(line(row) for row in rows)]) + "\n"
+
+
+def getstate(vm: Vm) -> str:
+    return f"Retrieved runtime info\n{vm.power}\n"
+
+
+def get_guest(vm: Vm) -> str:
+    running = vm.power == ON and vm.tools
+    tools = "guestToolsRunning" if running else "guestToolsNotRunning"
+    status = "toolsOk" if running else "toolsNotRunning" if vm.spec.tools else "toolsNotInstalled"
+    state = "running" if vm.power == ON else "notRunning"
+    return (
+        "Guest information:\n\n(vim.vm.GuestInfo) {\n"
+        f'   toolsStatus = "{status}",\n'
+        '   toolsVersionStatus = "guestToolsCurrent",\n'
+        '   toolsVersionStatus2 = "guestToolsCurrent",\n'
+        f'   toolsRunningStatus = "{tools}",\n'
+        '   toolsVersion = "11269",\n'
+        f'   guestId = "{vm.spec.guest_os}",\n'
+        f'   hostName = "{vm.spec.name if running else ""}",\n'
+        f'   guestState = "{state}",\n'
+        "}\n"
+    )
+
+
+def get_config(vm: Vm) -> str:
+    spec = vm.spec
+    return (
+        "Configuration:\n\n(vim.vm.ConfigInfo) {\n"
+        '   changeVersion = "2024-01-15T09:12:44.123456Z",\n'
+        '   modified = "1970-01-01T00:00:00Z",\n'
+        f'   name = "{spec.name}",\n'
+        f'   guestFullName = "{spec.guest_os}",\n'
+        f'   version = "{spec.version}",\n'
+        f'   uuid = "{spec.bios_uuid}",\n'
+        f'   instanceUuid = "52{spec.bios_uuid[2:]}",\n'
+        "   template = false,\n"
+        f'   guestId = "{spec.guest_os}",\n'
+        f'   annotation = "{spec.annotation}",\n'
+        "   files = (vim.vm.FileInfo) {\n"
+        f'      vmPathName = "[{spec.datastore}] {spec.vmx_path}",\n'
+        "   },\n"
+        "}\n"
+    )
+
+
+def get_defaults(host: HostModel) -> str:
+    fleet = host.fleet
+    return (
+        "(vim.host.AutoStartManager.SystemDefaults) {\n"
+        f"   startDelay = {fleet.start_delay},\n"
+        f"   stopDelay = {fleet.stop_delay},\n"
+        "   waitForHeartbeat = false,\n"
+        f'   stopAction = "{fleet.stop_action}",\n'
+        f"   enabled = {'true' if fleet.autostart_enabled else 'false'}\n"
+        "}\n"
+    )
+
+
+def get_autostartseq(host: HostModel) -> str:
+    listed = sorted(
+        (vm.spec for vm in host.vms.values() if vm.spec.start_order is not None),
+        key=lambda spec: (spec.start_order or 0, spec.vmid),
+    )
+    if not listed:
+        return "(vim.host.AutoStartManager.AutoPowerInfo) []\n"
+    blocks = [
+        "   (vim.host.AutoStartManager.AutoPowerInfo) {\n"
+        f"      key = 'vim.VirtualMachine:{spec.vmid}',\n"
+        f"      startOrder = {spec.start_order},\n"
+        "      startDelay = -1,\n"
+        '      waitForHeartbeat = "systemDefault",\n'
+        '      startAction = "powerOn",\n'
+        f"      stopDelay = {spec.stop_delay},\n"
+        f'      stopAction = "{spec.stop_action}"\n'
+        "   }"
+        for spec in listed
+    ]
+    return "(vim.host.AutoStartManager.AutoPowerInfo) [\n" + ",\n".join(blocks) + "\n]\n"
+
+
+_USAGE = "Usage: vim-cmd [options] [command]\n"
+
+
+def vim_cmd(host: HostModel, job: Job, args: list[str], write: Write) -> int:
+    """`vim-cmd SUBCOMMAND [ID]`; an unknown subcommand or VM id fails like ESXi's."""
+    if not args:
+        write(2, _USAGE)
+        return 1
+    command, rest = args[0], args[1:]
+    host_commands: dict[str, Callable[[], str]] = {
+        "vmsvc/getallvms": lambda: getallvms(host),
+        "hostsvc/autostartmanager/get_defaults": lambda: get_defaults(host),
+        "hostsvc/autostartmanager/get_autostartseq": lambda: get_autostartseq(host),
+    }
+    if command in host_commands:
+        write(1, host_commands[command]())
+        return 0
+    if command == "hostsvc/autostartmanager/autostop":
+        host.autostop(job)
+        return 0
+    vm_commands = {
+        "vmsvc/power.getstate", "vmsvc/get.guest", "vmsvc/get.config", "vmsvc/power.shutdown",
+        "vmsvc/power.suspend", "vmsvc/power.off", "vmsvc/power.on",
+    }  # fmt: skip
+    if command not in vm_commands:
+        write(2, f"Unknown command: '{command}'\n")
+        return 1
+    vm = host.vm(int(rest[0])) if rest and rest[0].isdigit() else None
+    if vm is None:
+        write(2, f'Unable to find a VM corresponding to "{rest[0] if rest else ""}"\n')
+        return 1
+    try:
+        if command == "vmsvc/power.getstate":
+            write(1, getstate(vm))
+        elif command == "vmsvc/get.guest":
+            write(1, get_guest(vm))
+        elif command == "vmsvc/get.config":
+            write(1, get_config(vm))
+        elif command == "vmsvc/power.shutdown":
+            host.guest_shutdown(vm, job.session)
+        elif command == "vmsvc/power.suspend":
+            write(1, "Suspending VM:\n")
+            host.suspend(vm, job)
+        elif command == "vmsvc/power.off":
+            write(1, "Powering off VM:\n")
+            host.power_off_vm(vm, job)
+        else:
+            write(1, "Powering on VM:\n")
+            host.power_on(vm, job)
+    except VmOperationError as exc:
+        write(1, str(exc))
+        return 1
+    return 0
+
+
+def vmware(host: HostModel, args: list[str], write: Write) -> int:
+    if args in (["-v"], ["--version"]):
+        write(1, f"{host.fleet.version}\n")
+    elif args in (["-l"], ["--level"]):
+        write(1, f"{host.fleet.version.rsplit(' build', 1)[0]} GA\n")
+    elif args == ["-vl"]:
+        write(1, f"{host.fleet.version}\n{host.fleet.version.rsplit(' build', 1)[0]} GA\n")
+    else:
+        write(2, "Usage: vmware [-v|--version] [-l|--level]\n")
+        return 1
+    return 0
+
+
+def poweroff(host: HostModel, job: Job) -> int:
+    """The host goes down now: this command never returns an exit status."""
+    host.power_off_host(job.session, "poweroff")
+    raise HostDown
+
+
+def shutdown_sh(host: HostModel, job: Job) -> int:
+    """`/sbin/shutdown.sh`: stops host services and saves the configuration; VMs untouched."""
+    host.record("host", "shutdown.sh: stopping services, saving configuration", job.session)
+    host.sleep(host.fleet.host_shutdown_seconds, job)
+    host.record("host", "shutdown.sh: done", job.session)
+    return 0

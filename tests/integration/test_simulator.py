@@ -1,0 +1,138 @@
+"""The built-in ESXi simulator over real SSH, driven by our own RemoteHost and shutdown path."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from simhelpers import SimKeys, make_sim_keys, sim_settings
+
+from esxi_suspend.errors import (
+    ConnectionFailed,
+    ExitCode,
+    HostKeyRejected,
+    SessionDropped,
+)
+from esxi_suspend.remote import RemoteHost
+from esxi_suspend.shutdown import HostResult, inspect_host, shutdown_host
+from esxi_suspend.simulator import Fate, SimulatedHost, generate_ed25519
+
+DETACHED = (
+    'nohup sh -c "vim-cmd hostsvc/autostartmanager/autostop; /sbin/shutdown.sh && '
+    '/sbin/poweroff" >/dev/null 2>&1 </dev/null &'
+)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> SimKeys:
+    return make_sim_keys(tmp_path_factory.mktemp("sim-keys"))
+
+
+@pytest.fixture
+def host(keys: SimKeys) -> Iterator[SimulatedHost]:
+    with SimulatedHost(authorized_key=keys.public, time_scale=0.005) as simulated:
+        yield simulated
+
+
+def connect(host: SimulatedHost, keys: SimKeys, tmp_path: Path, timeout: int = 20) -> RemoteHost:
+    remote = RemoteHost(sim_settings(host, keys, tmp_path, timeout))
+    remote.open()
+    return remote
+
+
+def test_dry_run_plan_reads_the_simulator(
+    host: SimulatedHost, keys: SimKeys, tmp_path: Path
+) -> None:
+    settings = sim_settings(host, keys, tmp_path)
+    result = HostResult(settings.host)
+    with RemoteHost(settings) as remote:
+        plan = inspect_host(remote, settings, result)
+    assert result.exit_code == ExitCode.OK, result.summary()
+    assert plan.poweroff_path == "/sbin/poweroff"
+    assert [vm.vm.vmid for vm in plan.vms] == [1, 12, 13, 15, 20, 21, 30, 31, 40]
+    assert {vm.vm.vmid for vm in plan.vms if vm.hard_killed} == {1, 40}
+    assert plan.vms[1].vm.name == "Web Server (prod)"
+    assert not host.powered_off and all(f is not Fate.HARD_KILLED for f in host.fates().values())
+
+
+def test_shutdown_path_against_the_simulator(
+    host: SimulatedHost, keys: SimKeys, tmp_path: Path
+) -> None:
+    settings = sim_settings(host, keys, tmp_path)
+    result = HostResult(settings.host)
+    with RemoteHost(settings) as remote:
+        shutdown_host(remote, settings, result, lambda: None)
+    assert result.exit_code == ExitCode.OK, result.summary()
+    assert "closed the session" in result.steps[-1].detail
+    assert host.wait_powered_off(5)
+    assert host.commands() == ["vim-cmd hostsvc/autostartmanager/autostop", "poweroff"]
+    assert sorted(host.hard_killed()) == [1, 20, 40]
+    assert host.fates()[12] is Fate.CLEAN_SHUTDOWN
+
+
+def test_poweroff_drops_the_session_and_the_listener(
+    host: SimulatedHost, keys: SimKeys, tmp_path: Path
+) -> None:
+    remote = connect(host, keys, tmp_path)
+    with pytest.raises(SessionDropped):
+        remote.run("poweroff", 10)
+    remote.close()
+    with pytest.raises(ConnectionFailed):
+        connect(host, keys, tmp_path)
+
+
+def test_drop_sessions_kills_the_foreground_autostop(
+    host: SimulatedHost, keys: SimKeys, tmp_path: Path
+) -> None:
+    remote = connect(host, keys, tmp_path)
+    failure: list[BaseException] = []
+
+    def autostop() -> None:
+        try:
+            remote.run("vim-cmd hostsvc/autostartmanager/autostop", 20)
+        except Exception as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=autostop)
+    worker.start()
+    time.sleep(0.3)  # 60 simulated s: inside win2019's 95 s guest shutdown
+    assert host.drop_sessions() == 1
+    worker.join(10)
+    assert failure and isinstance(failure[0], SessionDropped)
+    time.sleep(0.6)
+    fates = host.fates()
+    assert fates[15] is Fate.CLEAN_SHUTDOWN  # a started guest shutdown still completes
+    assert fates[12] is Fate.RUNNING and fates[13] is Fate.RUNNING  # autostop died with us
+    assert not host.powered_off
+
+
+def test_detached_sequence_survives_our_session(
+    host: SimulatedHost, keys: SimKeys, tmp_path: Path
+) -> None:
+    remote = connect(host, keys, tmp_path)
+    assert remote.run(DETACHED, 10).exit_status == 0
+    assert host.drop_sessions() == 1
+    assert host.wait_powered_off(15)
+    fates = host.fates()
+    assert fates[12] is fates[13] is fates[15] is Fate.CLEAN_SHUTDOWN
+    assert sorted(host.hard_killed()) == [1, 20, 40]
+    deadline = time.monotonic() + 5
+    while host.background_jobs() and time.monotonic() < deadline:  # the job ends after poweroff
+        time.sleep(0.01)
+    assert host.background_jobs() == []
+
+
+def test_wrong_client_key_and_changed_host_key(
+    host: SimulatedHost, keys: SimKeys, tmp_path: Path
+) -> None:
+    stranger = make_sim_keys(tmp_path / "stranger")
+    with pytest.raises(ConnectionFailed, match="refused our key"):
+        connect(host, stranger, tmp_path / "a")
+    settings = sim_settings(host, keys, tmp_path)
+    settings.known_hosts.write_text(f"[127.0.0.1]:{host.port} {generate_ed25519()[1]}\n")
+    with pytest.raises(HostKeyRejected, match="HOST KEY CHANGED"):
+        RemoteHost(settings).open()
+    assert host.commands() == []

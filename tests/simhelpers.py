@@ -1,0 +1,44 @@
+"""Helpers for tests against the built-in ESXi simulator (esxi_suspend.simulator)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from esxi_suspend.config import RestartSettings, Settings
+from esxi_suspend.simulator import SimulatedHost, generate_ed25519
+
+
+@dataclass(frozen=True)
+class SimKeys:
+    private: Path
+    public: str
+
+
+def make_sim_keys(directory: Path) -> SimKeys:
+    directory.mkdir(parents=True, exist_ok=True)
+    private, public = generate_ed25519()
+    path = directory / "id_ed25519"
+    path.write_text(private)
+    path.chmod(0o600)
+    return SimKeys(path, public)
+
+
+def sim_settings(
+    host: SimulatedHost, keys: SimKeys, directory: Path, timeout: int = 20
+) -> Settings:
+    """Settings for the real RemoteHost/shutdown path pointing at the simulated host."""
+    directory.mkdir(parents=True, exist_ok=True)
+    known_hosts = directory / "known_hosts"
+    known_hosts.write_text(host.known_hosts_line())
+    return Settings(
+        source=directory / "esxi-suspend.env",
+        host=host.address,
+        user="root",
+        port=host.port,
+        key_file=keys.private,
+        known_hosts=known_hosts,
+        connect_timeout=5,
+        command_timeout=timeout,
+        restart=RestartSettings(service="none"),
+    )
