@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fleet", metavar="FILE", help="fleet file (JSON, or TOML on 3.11+)")
     demo.add_argument("--dry-run", action="store_true", help="show the plan only")
     demo.add_argument(
+        "--strategy",
+        choices=("autostop", "parallel"),
+        default="autostop",
+        help="ESXI_STRATEGY for the run (default: autostop)",
+    )
+    demo.add_argument(
         "--time-scale", type=float, default=0.01, help="real seconds per simulated second"
     )
     return parser
@@ -128,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":  # the simulator is imported only here, never by `shutdown`
         from esxi_suspend import demo
 
-        return demo.run(args.fleet, args.dry_run, args.time_scale)
+        return demo.run(args.fleet, args.dry_run, args.time_scale, args.strategy)
     logs.setup(args.verbose)
     try:
         return int(run(args.env_file, dry_run=args.command == "check" or args.dry_run))

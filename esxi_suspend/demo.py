@@ -58,7 +58,13 @@ def _env_text(settings: dict[str, str]) -> str:
     return "".join(f"{key}='{value}'\n" for key, value in quoted.items())
 
 
-def prepare_env(directory: Path, host: SimulatedHost, private_key: str) -> Path:
+def prepare_env(
+    directory: Path,
+    host: SimulatedHost,
+    private_key: str,
+    time_scale: float = DEFAULT_TIME_SCALE,
+    strategy: str = "autostop",
+) -> Path:
     key = directory / "id_ed25519"
     key.write_text(private_key)
     key.chmod(0o600)
@@ -79,6 +85,9 @@ def prepare_env(directory: Path, host: SimulatedHost, private_key: str) -> Path:
                 "ESXI_KNOWN_HOSTS": str(known_hosts),
                 "ESXI_CONNECT_TIMEOUT": "10",
                 "ESXI_COMMAND_TIMEOUT": "300",
+                "ESXI_STRATEGY": strategy,
+                # We follow the host every 5 simulated seconds, as we would a real one.
+                "ESXI_POLL_INTERVAL": f"{max(0.01, 5 * time_scale):.3f}",
                 "UPS_SERVICE": "none",
                 "UPS_RESTART_COMMAND": str(restart),
             }
@@ -103,7 +112,12 @@ def _fleet_table(fleet: Fleet, host: SimulatedHost) -> list[str]:
     return lines
 
 
-def run(fleet_file: str | None, dry_run: bool, time_scale: float = DEFAULT_TIME_SCALE) -> int:
+def run(
+    fleet_file: str | None,
+    dry_run: bool,
+    time_scale: float = DEFAULT_TIME_SCALE,
+    strategy: str = "autostop",
+) -> int:
     try:
         fleet = load_fleet(fleet_file) if fleet_file else default_fleet()
     except FleetError as exc:
@@ -121,7 +135,7 @@ def run(fleet_file: str | None, dry_run: bool, time_scale: float = DEFAULT_TIME_
         SimulatedHost(fleet, authorized_key=public_key, time_scale=time_scale) as host,
     ):
         directory = Path(tmp)
-        env = prepare_env(directory, host, private_key)
+        env = prepare_env(directory, host, private_key, time_scale, strategy)
         capture = _Capture(host)
         logger.addHandler(capture)
         mode = "shutdown --dry-run (the plan only)" if dry_run else "shutdown"

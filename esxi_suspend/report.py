@@ -5,7 +5,7 @@ from __future__ import annotations
 from esxi_suspend import esxi
 from esxi_suspend.config import Settings
 from esxi_suspend.inventory import Inventory, VmInfo
-from esxi_suspend.strategy import ShutdownPlan, host_script
+from esxi_suspend.strategy import ShutdownPlan, autostop_stops_cleanly, host_script
 
 
 def printable(text: str) -> str:
@@ -23,11 +23,7 @@ def vm_fate(info: VmInfo, plan: ShutdownPlan, inventory: Inventory) -> str:
         for step in phase.steps:
             if step.vmid == info.vmid:
                 chain = ", else ".join(action.value for action in step.actions)
-                where = (
-                    "before autostop (not in the autostart list)"
-                    if phase.autostop
-                    else f"phase {number} ({phase.label})"
-                )
+                where = f"phase {number} ({phase.label})"
                 return f"{chain}, {where}; waits up to {step.seconds} s"
     if info.autostart is not None:
         action, delay = esxi.effective_stop(info.autostart, inventory.defaults)
@@ -88,11 +84,12 @@ def render_check(
         lines.append(f"    {info.vmid:>5}  {state:<11}  {tools:<5}  {name:<{width}}  {fate}")
     described = describe_plan(inventory, plan, self_why)
     lines += [f"  {line}" for line in described if not line.startswith("VM ")]
-    hard = [i for i in inventory.vms if i.running and i.autostart is None]
-    if hard and plan.strategy == "autostop":
+    own = [i for i in inventory.vms if i.running and not autostop_stops_cleanly(i, inventory)]
+    if own and plan.strategy == "autostop":
         lines.append(
-            f"  {len(hard)} running VM(s) outside the autostart list: ESXi's autostop alone "
-            "would hard power them off; they get their own stop action first"
+            f"  {len(own)} running VM(s) ESXi's autostop alone would leave running (outside the "
+            "autostart list, no VMware Tools, or stop action none/powerOff) and so hard power "
+            "off: they get their own stop action before autostop"
         )
     lines.append(f"  would run on the host, detached: {host_script(plan)} (dry run; not run)")
     lines.append(f"  local: would run: {restart} (dry run; not run)")

@@ -113,7 +113,13 @@ def run_sequence(
         if time.monotonic() > bound:
             record("follow", ExitCode.REMOTE_COMMAND, "the host sequence did not finish in time")
             break
-        _move_along(current, follow, timeout, elapsed)
+        try:
+            _move_along(current, follow, timeout, elapsed)
+        except RemoteCommandFailed as exc:
+            if follow.final_started:  # our own final step took the host down under us
+                record("poweroff", ExitCode.OK, "host closed the session: it is going down")
+                break
+            log.warning("host %s: could not move the sequence along (%s)", remote.name, exc)
     _report_fates(follow, record)
 
 
@@ -172,8 +178,8 @@ def _move_along(remote: Remote, follow: Follow, timeout: int, elapsed: float) ->
         log.info(
             "host %s: every VM is down after %.0f s: powering the host off", remote.name, elapsed
         )
-        _start(remote, follow, join(final_commands(plan, ())), timeout)
         follow.final_started = True
+        _start(remote, follow, join(final_commands(plan, ())), timeout)
         return
     while follow.phase + 1 < len(plan.phases) and _phase_done(follow, follow.phase):
         follow.phase += 1

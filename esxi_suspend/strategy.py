@@ -77,11 +77,14 @@ class ShutdownPlan:
 
     @property
     def straggler_wait(self) -> int:
-        """How long the final step gives the stragglers' actions (a sixth of a short deadline)."""
-        if not self.watched:
+        """How long the final step gives the stragglers' suspends (a sixth of a short deadline).
+
+        With ESXI_STRAGGLER_ACTION=poweroff nothing is issued: the host's poweroff stops them
+        just as hard, and a VM already suspended keeps its state.
+        """
+        if not self.watched or self.straggler_action is not Action.SUSPEND:
             return 0
-        usual = SUSPEND_SECONDS if self.straggler_action is Action.SUSPEND else POWEROFF_SECONDS
-        return min(usual, max(1, self.deadline // 6))
+        return min(SUSPEND_SECONDS, max(1, self.deadline // 6))
 
     @property
     def final_seconds(self) -> int:
@@ -110,32 +113,48 @@ def _stop_delay(info: VmInfo, inventory: Inventory) -> int:
 
 
 def choose_step(info: VmInfo, inventory: Inventory, settings: Settings) -> VmStep:
-    """The sequence's own stop action first, if any; then ESXI_STOP_ACTIONS, in order.
+    """Guest shutdown, else suspend, as ESXI_STOP_ACTIONS orders them; the sequence's own
+    clean action (guest shutdown or suspend) first when the VM has one.
 
     Guest shutdown is left out when VMware Tools are known not to run: it would only fail.
+    A hard power-off is never a fallback: after a failed suspend it could be a VM that is
+    already suspended, and power-off would throw its saved state away (the host's own poweroff
+    does the same to a VM still running). It is the action only for a VM that has no other.
     """
     preferred: list[Action] = []
     if info.autostart is not None:
         esxi_action, _delay = esxi.effective_stop(info.autostart, inventory.defaults)
         mapped = _ESXI_ACTIONS.get(esxi_action.lower())
-        if mapped is not None:
+        if mapped in (Action.SHUTDOWN, Action.SUSPEND):
             preferred.append(mapped)
     preferred += [Action(name) for name in settings.stop_actions]
-    actions: list[Action] = []
+    clean: list[Action] = []
     for action in preferred:
         if action is Action.SHUTDOWN and info.tools_running is False:
             continue
-        if action not in actions:
-            actions.append(action)
-    if not actions:
-        actions = [Action.POWEROFF]
-    first = actions[0]
+        if action is not Action.POWEROFF and action not in clean:
+            clean.append(action)
+    actions = tuple(clean) or (Action.POWEROFF,)
     seconds = {
         Action.SHUTDOWN: _stop_delay(info, inventory),
         Action.SUSPEND: SUSPEND_SECONDS,
         Action.POWEROFF: POWEROFF_SECONDS,
-    }[first]
-    return VmStep(info.vmid, tuple(actions), seconds)
+    }[actions[0]]
+    return VmStep(info.vmid, actions, seconds)
+
+
+def autostop_stops_cleanly(info: VmInfo, inventory: Inventory) -> bool:
+    """Will autostop stop this VM, and without a hard power-off or a failing guest shutdown?
+
+    Outside the sequence, or with stop action `none`, it is left running and dies hard at host
+    poweroff; a guest shutdown without VMware Tools fails and leaves it running too.
+    """
+    if info.autostart is None:
+        return False
+    action = _ESXI_ACTIONS.get(esxi.effective_stop(info.autostart, inventory.defaults)[0].lower())
+    if action is None or action is Action.POWEROFF:
+        return False
+    return not (action is Action.SHUTDOWN and info.tools_running is False)
 
 
 def find_self_vm(
@@ -186,12 +205,15 @@ def make_plan(inventory: Inventory, settings: Settings, self_vm: int | None) -> 
     running = [info for info in inventory.vms if info.running and info.vmid != self_vm]
     phases: list[Phase] = []
     if settings.strategy == "autostop":
-        outside = [info for info in running if info.autostart is None]
-        steps = tuple(choose_step(info, inventory, settings) for info in outside)
-        in_sequence = [info for info in running if info.autostart is not None]
-        sequential = sum(_stop_delay(info, inventory) for info in in_sequence)
-        wanted = max([sequential] + [step.seconds for step in steps])
-        phases.append(Phase("autostop", steps, wanted, wanted, autostop=True))
+        # First the VMs autostop would not stop cleanly, all at once; then autostop itself.
+        own = [info for info in running if not autostop_stops_cleanly(info, inventory)]
+        if own:
+            steps = tuple(choose_step(info, inventory, settings) for info in own)
+            wanted = max(step.seconds for step in steps)
+            phases.append(Phase("before autostop", steps, wanted, wanted))
+        rest = [info for info in running if info not in own]
+        sequential = sum(_stop_delay(info, inventory) for info in rest)
+        phases.append(Phase("autostop", (), sequential, sequential, autostop=True))
         if self_vm is not None and any(
             info.vmid == self_vm and info.autostart is not None for info in inventory.vms
         ):
@@ -257,12 +279,14 @@ def phase_commands(phase: Phase, number: int, total: int) -> list[str]:
 
 
 def final_commands(plan: ShutdownPlan, stragglers: tuple[int, ...]) -> list[str]:
-    """Stragglers stopped by the straggler action, this machine's VM suspended, host poweroff."""
-    commands = [_echo(f"final: {len(stragglers)} VM(s) still to stop")]
-    for vmid in stragglers:
-        fallback = f" || {esxi.power_off(vmid)}" if plan.straggler_action is Action.SUSPEND else ""
-        commands.append(f'sh -c "{plan.straggler_action.command(vmid)}{fallback}" &')
-    if stragglers:
+    """Stragglers suspended, this machine's VM suspended, host poweroff.
+
+    Suspending a VM already off or suspended only fails: it is safe to give it to every VM.
+    """
+    suspend = plan.straggler_action is Action.SUSPEND
+    commands = [_echo(f"final: {len(stragglers)} VM(s) may still run")]
+    if suspend and stragglers:
+        commands += [f"{esxi.power_suspend(vmid)} &" for vmid in stragglers]
         commands.append(f"sleep {plan.straggler_wait}")
     if plan.self_vm is not None:
         commands.append(_echo(f"final: suspending our own VM {plan.self_vm}"))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from esxi_suspend.config import RestartSettings, Settings
 from esxi_suspend.simulator import SimulatedHost, generate_ed25519
@@ -25,13 +26,17 @@ def make_sim_keys(directory: Path) -> SimKeys:
 
 
 def sim_settings(
-    host: SimulatedHost, keys: SimKeys, directory: Path, timeout: int = 20
+    host: SimulatedHost,
+    keys: SimKeys,
+    directory: Path,
+    timeout: int = 20,
+    **overrides: Any,
 ) -> Settings:
     """Settings for the real RemoteHost/shutdown path pointing at the simulated host."""
     directory.mkdir(parents=True, exist_ok=True)
     known_hosts = directory / "known_hosts"
     known_hosts.write_text(host.known_hosts_line())
-    return Settings(
+    settings = Settings(
         source=directory / "esxi-suspend.env",
         host=host.address,
         user="root",
@@ -41,4 +46,6 @@ def sim_settings(
         connect_timeout=5,
         command_timeout=timeout,
         restart=RestartSettings(service="none"),
+        poll_interval=0.02,  # real seconds: a few simulated seconds at the tests' time scale
     )
+    return replace(settings, **overrides)

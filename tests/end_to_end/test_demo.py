@@ -33,11 +33,18 @@ def test_demo_runs_the_shutdown_path_end_to_end() -> None:
     assert done.returncode == 0, output
     assert "Traceback" not in output
     assert "timeline (simulated seconds):" in done.stdout
-    assert "exec: vim-cmd hostsvc/autostartmanager/autostop" in done.stdout
-    assert "exec: poweroff" in done.stdout
+    assert "[host] esxi-suspend: host sequence started: strategy autostop" in done.stdout
+    assert "host powered off (poweroff)" in done.stdout
+    assert "db-01 [primary]                 clean shutdown" in done.stdout
+    assert "legacy-erp                      suspended" in done.stdout  # no VMware Tools
+    assert "hard-killed at host power-off (autostop left them running): 0" in done.stdout
+
+
+def test_demo_parallel_is_faster_and_kills_nothing() -> None:
+    done = demo("--strategy", "parallel")
+    assert done.returncode == 0, done.stdout + done.stderr
     assert "Web Server (prod)               clean shutdown" in done.stdout
-    assert "build-runner                    suspended" in done.stdout
-    assert "hard-killed at host power-off (autostop left them running): 3:" in done.stdout
+    assert "hard-killed at host power-off (autostop left them running): 0" in done.stdout
     assert "local NUT monitor restart (stand-in command): ran" in done.stdout
     assert "esxi-suspend exit 0 (OK)" in done.stdout
 
@@ -45,7 +52,8 @@ def test_demo_runs_the_shutdown_path_end_to_end() -> None:
 def test_demo_dry_run_shows_the_plan_only() -> None:
     done = demo("--dry-run")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "would run: poweroff (dry run; not run)" in done.stdout
+    assert "would run on the host, detached: " in done.stdout
+    assert "(dry run; not run)" in done.stdout
     assert "result: ready (exit 0 OK)" in done.stdout
     assert "exec: poweroff" not in done.stdout and "hard-killed  <--" not in done.stdout
     assert "nothing was changed on the host" in done.stdout

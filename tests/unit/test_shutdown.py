@@ -158,8 +158,8 @@ def test_check_names_each_vm_and_its_fate() -> None:
     assert result.exit_code == ExitCode.OK, result.steps
     text = result.report
     assert "Web Server (prod)" in text
-    assert "before autostop (not in the autostart list)" in text  # VM 1: outside the sequence
-    assert "autostop: PowerOff (order 1)" in text  # VM 12
+    assert "phase 1 (before autostop)" in text  # VM 1: outside the sequence
+    assert "shutdown, else suspend, phase 1 (before autostop)" in text  # VM 12: PowerOff
     assert "nothing: not running" in text  # VM 15
     assert "(dry run; not run)" in text
     assert all("power.shutdown" not in cmd or cmd.startswith("echo") for cmd in remote.ran[:1])

@@ -63,17 +63,39 @@ def steps_by_vm(plan_phases: object) -> dict[int, tuple[Action, ...]]:
 
 
 def test_autostop_fixes_the_quirk_for_vms_outside_the_sequence() -> None:
-    plan = make_plan(FLEET, replace(SETTINGS, deadline=600), self_vm=None)
-    (phase,) = plan.phases
-    assert phase.autostop
+    plan = make_plan(FLEET, replace(SETTINGS, deadline=900), self_vm=None)
+    own, autostop = plan.phases
+    assert not own.autostop and autostop.autostop and autostop.steps == ()
     assert steps_by_vm(plan.phases) == {
-        4: (Action.SUSPEND, Action.POWEROFF),  # no tools: no guest shutdown
-        5: (Action.SHUTDOWN, Action.SUSPEND, Action.POWEROFF),
+        4: (Action.SUSPEND,),  # no tools: no guest shutdown; never a hard power-off fallback
+        5: (Action.SHUTDOWN, Action.SUSPEND),
     }
+    assert own.wanted == 120
     # autostop is sequential: it wants the sum of the sequence's stop delays
-    assert phase.wanted == 30 + 90 + 200
+    assert autostop.wanted == 30 + 90 + 200
     assert plan.watched == (1, 2, 3, 4, 5)
     assert plan.fits
+
+
+def test_autostop_would_hard_kill_or_fail_gets_our_own_step_first() -> None:
+    fleet = inventory(
+        vm(1, "default PowerOff", order=1),
+        vm(2, "no tools", order=2, stop="guestShutdown", tools=False),
+        vm(3, "action none", order=3, stop="none"),
+        vm(4, "clean", order=4, stop="suspend"),
+    )
+    plan = make_plan(fleet, SETTINGS, self_vm=None)
+    assert steps_by_vm(plan.phases) == {
+        1: (Action.SHUTDOWN, Action.SUSPEND),
+        2: (Action.SUSPEND,),
+        3: (Action.SHUTDOWN, Action.SUSPEND),
+    }
+
+
+def test_poweroff_only_when_nothing_else_is_allowed() -> None:
+    settings = replace(SETTINGS, stop_actions=("shutdown", "poweroff"))
+    plan = make_plan(inventory(vm(4, "no tools", tools=False)), settings, None)
+    assert steps_by_vm(plan.phases) == {4: (Action.POWEROFF,)}
 
 
 def test_parallel_wants_the_slowest_vm_not_the_sum() -> None:
@@ -81,7 +103,7 @@ def test_parallel_wants_the_slowest_vm_not_the_sum() -> None:
     (phase,) = plan.phases
     assert phase.wanted == 200
     assert steps_by_vm(plan.phases)[3][0] is Action.SHUTDOWN  # the sequence's own action
-    assert steps_by_vm(plan.phases)[1][0] is Action.SUSPEND
+    assert steps_by_vm(plan.phases)[1] == (Action.SUSPEND, Action.SHUTDOWN)
     assert plan.worst_case < make_plan(FLEET, replace(SETTINGS, deadline=600), None).worst_case
 
 
@@ -152,7 +174,7 @@ def test_host_script_holds_only_constants_and_integers() -> None:
             "autostop", "parallel", "deadline", "s", "phase", "group", "VM", "sh", "c",
             "vim-cmd", "vmsvc/power.shutdown", "vmsvc/power.suspend", "vmsvc/power.off",
             "hostsvc/autostartmanager/autostop", "sleep", "final", "still", "to", "stop",
-            "poweroff",
+            "poweroff", "before", "may", "run",
         }  # fmt: skip
         assert words <= allowed, words - allowed
 
