@@ -92,17 +92,19 @@ def assert_clean(outcome: Outcome) -> None:
     assert "Traceback" not in outcome.output, outcome.output
 
 
-# In the default fake fleet VM 15 is running outside the autostart list: ESXi's autostop alone
-# would hard power it off, so it gets its own stop action (guest shutdown: tools run) first.
-OUTSIDE_SEQUENCE = "vim-cmd vmsvc/power.shutdown 15"
+# In the default fake fleet VM 15 runs outside the autostart list and VM 12's stop action is
+# the host default, PowerOff: ESXi's autostop alone would hard power both off. So both get their
+# own stop action (guest shutdown: tools run) before autostop runs.
+OWN_STEPS = ["vim-cmd vmsvc/power.shutdown 12", "vim-cmd vmsvc/power.shutdown 15"]
 
 
 def assert_autostop_then_poweroff(server: SshServer) -> None:
-    """autostop and the fix for its quirk ran, poweroff last and once."""
+    """The quirk's fix, then autostop, then poweroff: last and once."""
     commands = changing_commands(server)
     assert commands.count(POWEROFF) == 1, commands
     assert commands[-1] == POWEROFF, commands
-    assert sorted(commands[:2]) == sorted([AUTOSTOP, OUTSIDE_SEQUENCE]), commands
+    assert sorted(commands[:2]) == OWN_STEPS, commands
+    assert commands[2] == AUTOSTOP, commands
 
 
 # -- the normal shutdown ------------------------------------------------------------------
