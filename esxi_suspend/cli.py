@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from esxi_suspend import __version__, logs
+from esxi_suspend import __version__, logs, setupcli
 from esxi_suspend.config import (
     DEFAULT_ENV_FILE,
     ENV_FILE_VARIABLE,
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "-v", "--verbose", action="count", default=0, help="more on stderr (-vv: debug)"
     )
+    setupcli.add_parsers(commands, env_help)  # trust, enroll: setting up, never for upsmon
     return parser
 
 
@@ -111,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code) if isinstance(exc.code, int) else ExitCode.USAGE
     logs.setup(args.verbose)
     try:
+        if args.command in setupcli.COMMANDS:
+            return int(setupcli.run(args))
         return int(run(args.env_file, dry_run=args.command == "check" or args.dry_run))
     except Exception as exc:  # a bug: full traceback to syslog, one line to stderr
         log.critical("internal error (please report it): %s", exc, exc_info=True)
