@@ -360,6 +360,8 @@ install_command_link() {
 }
 
 write_env_template() {
+    local known_hosts_comment="#" # the default, unless --root moved it
+    if [[ -n $root ]]; then known_hosts_comment=""; fi
     cat <<EOF
 # Settings for esxi-suspend, read by every run ("esxi-suspend check", "esxi-suspend shutdown").
 # KEY=value, one per line; a line starting with # is a comment. Quote a value with single
@@ -384,8 +386,9 @@ ESXI_KEY_FILE=$key
 
 # The host's pinned SSH host key (default /etc/esxi-suspend/known_hosts). An unknown or
 # changed host key is refused, never learnt. Made by "esxi-suspend trust HOST", after you
-# compare the fingerprint it shows with the host's console.
-#ESXI_KNOWN_HOSTS=$known_hosts
+# compare the fingerprint it shows with the host's console.${root:+
+# (install.sh --root: set, since the default is outside $root)}
+${known_hosts_comment}ESXI_KNOWN_HOSTS=$known_hosts
 
 # Seconds to wait for the SSH connection (default 10).
 #ESXI_CONNECT_TIMEOUT=10

@@ -140,15 +140,18 @@ def test_key_is_ed25519_without_passphrase(installed: tuple[Tree, str]) -> None:
 def test_env_template_lists_every_setting(installed: tuple[Tree, str]) -> None:
     tree, _ = installed
     lines = tree.env_file.read_text().splitlines()
-    # The only active setting is the generated key; ESXI_HOST must be set by hand.
+    # Active: the generated key and, under --root only, known_hosts inside the root (trust
+    # writes there); ESXI_HOST is left for trust (or by hand).
     active = [line for line in lines if line and not line.startswith("#")]
-    assert active == [f"ESXI_KEY_FILE={tree.key}"]
+    assert active == [
+        f"ESXI_KEY_FILE={tree.key}",
+        f"ESXI_KNOWN_HOSTS={tree.etc / 'known_hosts'}",
+    ]
     for setting in (
         "ESXI_HOST=",
         "ESXI_USER=root",
         "ESXI_PORT=22",
         "ESXI_KEY_PASSPHRASE=",
-        f"ESXI_KNOWN_HOSTS={tree.etc / 'known_hosts'}",
         "ESXI_CONNECT_TIMEOUT=10",
         "ESXI_COMMAND_TIMEOUT=300",
         "UPS_SERVICE=auto",
