@@ -318,8 +318,8 @@ def _existing_file(key: str) -> Callable[[str], Path]:
 _MISSING_FILE_HINTS = {
     "ESXI_KEY_FILE": "create one with: ssh-keygen -t ed25519 -N '' -f /etc/esxi-suspend/id_ed25519",
     "ESXI_KNOWN_HOSTS": (
-        "pin the host key with: ssh-keyscan -p PORT HOST > FILE, then compare "
-        "`ssh-keygen -lf FILE` with the fingerprint on the host's console"
+        "pin the host key with: esxi-suspend trust HOST (it shows the fingerprint to "
+        "compare with the host's console first)"
     ),
 }
 

@@ -71,8 +71,8 @@ class _RefuseUnknownHostKey(paramiko.RejectPolicy):  # type: ignore[misc]
         raise HostKeyRejected(
             f"host {hostname}: unknown host key {fingerprint(key)}, not in ESXI_KNOWN_HOSTS "
             f"{self.settings.known_hosts}; nothing was run. If that fingerprint matches the one "
-            f"on the host's console, pin it: ssh-keyscan -p {self.settings.port} "
-            f"{self.settings.host} >> {self.settings.known_hosts}"
+            f"on the host's console, pin it: esxi-suspend trust {self.settings.host} "
+            f"--port {self.settings.port}"
         )
 
 
