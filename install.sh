@@ -5,7 +5,8 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 Usage: install.sh [--root DIR] [--python PATH] [--pip-args ARGS] [--reinstall]
-       install.sh --uninstall [--root DIR]
+                  [--configure-upsmon]
+       install.sh --uninstall [--purge] [--root DIR]
        install.sh --help
 
 Installs esxi-suspend, the SHUTDOWNCMD for NUT's upsmon, from the directory holding this
@@ -20,7 +21,13 @@ What it changes:
   /etc/esxi-suspend/esxi-suspend.env   settings template, mode 0600; never overwritten
   /etc/esxi-suspend/id_ed25519{,.pub}  SSH key for the ESXi host, made with ssh-keygen if
                                        there is none; never overwritten
-It then prints the steps left to do by hand (host key, public key, settings, upsmon.conf).
+  upsmon.conf (/etc/nut or /etc/ups)   only with --configure-upsmon: see below
+It then prints the next steps: esxi-suspend trust HOST, esxi-suspend enroll HOST, check.
+
+NUT: when an upsmon.conf is found in /etc/nut or /etc/ups, the exact SHUTDOWNCMD line to
+use is printed. With --configure-upsmon it is written there: a copy of the file is kept first
+(upsmon.conf.esxi-suspend-YYYYmmdd-HHMMSS), an existing SHUTDOWNCMD is commented out (marked
+"#esxi-suspend-was: ") so there is never a second one, and FINALDELAY is left alone.
 
 Options:
   --root DIR        prefix every path above with DIR (default: $DESTDIR, else none), e.g. to
@@ -32,8 +39,12 @@ Options:
                     (e.g. --pip-args "--no-index --find-links /srv/wheels");
                     pip's own PIP_* environment variables work as well
   --reinstall       run pip install even if the source tree has not changed
-  --uninstall       remove the venv and the symlink; keeps /etc/esxi-suspend (key, settings,
-                    known_hosts). Take SHUTDOWNCMD out of upsmon.conf first.
+  --configure-upsmon  set SHUTDOWNCMD in the upsmon.conf found (see NUT above); restart
+                    upsmon yourself afterwards (Debian: systemctl restart nut-monitor)
+  --uninstall       remove the venv and the symlink, and the SHUTDOWNCMD --configure-upsmon
+                    wrote (restoring the line it replaced; a copy of the file is kept); keeps
+                    /etc/esxi-suspend (key, settings, known_hosts)
+  --purge           with --uninstall: remove /etc/esxi-suspend too
   -h, --help        show this help and exit
 
 Needs: python3 with venv and ensurepip (Debian/Ubuntu: apt-get install python3-venv),
@@ -73,6 +84,8 @@ python=python3
 pip_args=()
 action=install
 reinstall=no
+configure_upsmon=no
+purge=no
 
 while (($#)); do
     case $1 in
@@ -111,6 +124,14 @@ while (($#)); do
             action=uninstall
             shift
             ;;
+        --purge)
+            purge=yes
+            shift
+            ;;
+        --configure-upsmon)
+            configure_upsmon=yes
+            shift
+            ;;
         -h | --help)
             usage
             exit 0
@@ -121,6 +142,10 @@ while (($#)); do
             ;;
     esac
 done
+
+[[ $purge == no || $action == uninstall ]] || die "--purge goes with --uninstall"
+[[ $configure_upsmon == no || $action == install ]] \
+    || die "--configure-upsmon goes with an install, not --uninstall"
 
 if [[ -n $root ]]; then
     mkdir -p -- "$root"
@@ -142,8 +167,105 @@ key=$etc/id_ed25519
 known_hosts=$etc/known_hosts
 stamp=$venv/.esxi-suspend-source.sha256
 
+shutdowncmd="SHUTDOWNCMD \"$command_link shutdown\""
+upsmon_marker="# SHUTDOWNCMD set by esxi-suspend install.sh (install.sh --uninstall takes it out)"
+upsmon_was="#esxi-suspend-was: "
+
+find_upsmon_conf() {
+    local dir
+    for dir in "$root/etc/nut" "$root/etc/ups"; do
+        if [[ -f $dir/upsmon.conf ]]; then
+            printf '%s\n' "$dir/upsmon.conf"
+            return 0
+        fi
+    done
+    return 1
+}
+
+active_shutdowncmds() {
+    grep -E '^[[:space:]]*SHUTDOWNCMD([[:space:]]|$)' -- "$1" || true
+}
+
+rewrite_keeping_owner() {
+    # rewrite_keeping_owner FILE TEXT-FILE: backs FILE up, then overwrites its content in
+    # place so that its owner, group and mode (upsmon.conf is often 0640 root:nut) stay.
+    local file=$1 new=$2 stem backup n=1
+    stem=$file.esxi-suspend-$(date +%Y%m%d-%H%M%S)
+    backup=$stem
+    while [[ -e $backup ]]; do # never overwrite an earlier backup
+        backup=$stem.$n
+        n=$((n + 1))
+    done
+    cp -p -- "$file" "$backup"
+    cat -- "$new" >"$file"
+    say "backup" "$backup" "copy of $file before the change"
+}
+
+configure_upsmon() {
+    local conf lines count new finaldelay
+    if ! conf=$(find_upsmon_conf); then
+        echo "  no upsmon.conf in $root/etc/nut or $root/etc/ups: when NUT is installed, add"
+        echo "    $shutdowncmd"
+        return
+    fi
+    lines=$(active_shutdowncmds "$conf")
+    count=$(grep -c . <<<"$lines" || true)
+    finaldelay=$(sed -n 's/^[[:space:]]*FINALDELAY[[:space:]]\{1,\}\([0-9]*\).*/\1/p' "$conf" | tail -n 1)
+    if [[ $lines == "$shutdowncmd" ]]; then
+        say "kept" "$conf" "SHUTDOWNCMD is already esxi-suspend's"
+    elif ((count > 1)); then
+        say "left" "$conf" "$count SHUTDOWNCMD lines: keep one, $shutdowncmd"
+    elif [[ $configure_upsmon == no ]]; then
+        say "left" "$conf" "rerun with --configure-upsmon, or set it yourself"
+        if ((count == 1)); then
+            echo "    replace: $lines"
+        fi
+        echo "    with:    $shutdowncmd"
+    else
+        new=$(mktemp)
+        awk -v ours="$shutdowncmd" -v marker="$upsmon_marker" -v was="$upsmon_was" '
+            /^[[:space:]]*SHUTDOWNCMD([[:space:]]|$)/ && !done {
+                print was $0; print marker; print ours; done = 1; next
+            }
+            { print }
+            END { if (!done) { print ""; print marker; print ours } }
+        ' "$conf" >"$new"
+        rewrite_keeping_owner "$conf" "$new"
+        rm -f -- "$new"
+        say "changed" "$conf" "$shutdowncmd${lines:+, was: $lines}"
+        echo "    restart upsmon to use it (Debian: systemctl restart nut-monitor)"
+    fi
+    if [[ -n $finaldelay ]]; then
+        echo "    FINALDELAY $finaldelay in $conf: left alone (keep it small)"
+    else
+        echo "    FINALDELAY not set (NUT's default, 5 s): left alone"
+    fi
+}
+
+unconfigure_upsmon() {
+    local conf new
+    conf=$(find_upsmon_conf) || return 0
+    if ! grep -qxF -- "$upsmon_marker" "$conf"; then
+        if grep -qF -- "$command_link shutdown" "$conf"; then
+            say "left" "$conf" "its SHUTDOWNCMD runs esxi-suspend and was not set by install.sh: change it now"
+        fi
+        return 0
+    fi
+    new=$(mktemp)
+    awk -v marker="$upsmon_marker" -v was="$upsmon_was" '
+        $0 == marker { skip = 1; next }
+        skip { skip = 0; next }
+        index($0, was) == 1 { print substr($0, length(was) + 1); next }
+        { print }
+    ' "$conf" >"$new"
+    rewrite_keeping_owner "$conf" "$new"
+    rm -f -- "$new"
+    say "changed" "$conf" "took out the SHUTDOWNCMD install.sh set; restored the one it replaced, if any"
+}
+
 uninstall() {
     echo "Uninstalling esxi-suspend:"
+    unconfigure_upsmon
     if [[ -L $command_link && $(readlink -- "$command_link") == "$command_target" ]]; then
         rm -f -- "$command_link"
         say "removed" "$command_link"
@@ -160,8 +282,11 @@ uninstall() {
     else
         say "absent" "$venv"
     fi
-    if [[ -e $etc ]]; then
-        say "kept" "$etc" "key, settings, known_hosts: rm -r it yourself when no longer needed"
+    if [[ -e $etc && $purge == yes ]]; then
+        rm -rf -- "$etc"
+        say "removed" "$etc" "--purge: key, settings, known_hosts"
+    elif [[ -e $etc ]]; then
+        say "kept" "$etc" "key, settings, known_hosts: --purge removes it"
     fi
     echo
     echo "If upsmon.conf still has SHUTDOWNCMD \"/usr/local/sbin/esxi-suspend shutdown\", change it"
@@ -235,13 +360,16 @@ install_command_link() {
 }
 
 write_env_template() {
+    local known_hosts_comment="#" # the default, unless --root moved it
+    if [[ -n $root ]]; then known_hosts_comment=""; fi
     cat <<EOF
 # Settings for esxi-suspend, read by every run ("esxi-suspend check", "esxi-suspend shutdown").
 # KEY=value, one per line; a line starting with # is a comment. Quote a value with single
 # quotes if it holds spaces, '#' or quotes. A required setting that is missing or empty is an
 # error; an optional one left commented out takes the default shown.
 
-# Required: the ESXi host to shut down (name or IP address). Set this.
+# Required: the ESXi host to shut down (name or IP address). Set this, or let
+# "esxi-suspend trust HOST" add it when you confirm the host key.
 #ESXI_HOST=esxi.example.lan
 
 # User to log in as on the host (default root).
@@ -257,9 +385,10 @@ ESXI_KEY_FILE=$key
 #ESXI_KEY_PASSPHRASE=
 
 # The host's pinned SSH host key (default /etc/esxi-suspend/known_hosts). An unknown or
-# changed host key is refused, never learnt. Make it with ssh-keyscan, then compare the
-# fingerprint with the host's console (README).
-#ESXI_KNOWN_HOSTS=$known_hosts
+# changed host key is refused, never learnt. Made by "esxi-suspend trust HOST", after you
+# compare the fingerprint it shows with the host's console.${root:+
+# (install.sh --root: set, since the default is outside $root)}
+${known_hosts_comment}ESXI_KNOWN_HOSTS=$known_hosts
 
 # Seconds to wait for the SSH connection (default 10).
 #ESXI_CONNECT_TIMEOUT=10
@@ -322,28 +451,19 @@ install_etc() {
 }
 
 next_steps() {
+    local opt=${root:+ --env-file $env_file}
     cat <<EOF
 
-Next steps (by hand; HOST is your ESXi host, SSH enabled on it):
- 1. Pin the host key, then COMPARE its fingerprints with those the host shows on its own
-    console (ESXi Shell: ssh-keygen -lf /etc/ssh/ssh_host_<type>_key.pub; on 5.x ssh-keygen
-    is in /usr/lib/vmware/openssh/bin). Never trust a scanned key blindly:
-      ssh-keyscan -p 22 HOST > $known_hosts
-      ssh-keygen -lf $known_hosts
- 2. Add the public key $key.pub to root's authorized keys on the host:
-      ESXi 5.x and later: append it to /etc/ssh/keys-root/authorized_keys, e.g.
-        ssh -o UserKnownHostsFile=$known_hosts -o StrictHostKeyChecking=yes root@HOST \\
-          'cat >> /etc/ssh/keys-root/authorized_keys' < $key.pub
-      ESXi 4.x: append it to /.ssh/authorized_keys and save /.ssh in oem.tgz, or it is
-        lost at the next reboot.
-    A host that refuses ed25519 keys needs an RSA key instead:
-      ssh-keygen -t rsa -b 3072 -N '' -f $etc/id_rsa  (then set ESXI_KEY_FILE)
- 3. Edit $env_file: set ESXI_HOST, check the rest.
- 4. Test without shutting anything down:
-      $command_link check${root:+ --env-file $env_file}
- 5. In upsmon.conf (Debian: /etc/nut/upsmon.conf; see upsmon.conf.sample), then restart
-    upsmon (Debian: systemctl restart nut-monitor):
-      SHUTDOWNCMD "$command_link shutdown"
+Next steps (HOST is your ESXi host, with SSH enabled on it); each is safe to rerun:
+ 1. Pin the host's SSH key: it shows the fingerprint; compare it with the host's console,
+    then answer yes (it also sets ESXI_HOST in $env_file if unset):
+      $command_link trust HOST$opt
+ 2. Authorize our key for root on the host (asks the root password once, stores nothing):
+      $command_link enroll HOST$opt
+ 3. Prove the shutdown path without shutting anything down:
+      $command_link check$opt
+ 4. NUT: upsmon.conf needs (see above; --configure-upsmon writes it), then restart upsmon:
+      $shutdowncmd
 EOF
 }
 
@@ -356,6 +476,8 @@ echo "Installing esxi-suspend from $src${root:+ into $root}:"
 install_venv
 install_command_link
 install_etc
+echo "NUT upsmon.conf:"
+configure_upsmon
 if [[ $changed == no ]]; then
     echo "Nothing changed: everything was already in place."
 fi

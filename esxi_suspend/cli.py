@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from esxi_suspend import __version__, logs
+from esxi_suspend import __version__, logs, setupcli
 from esxi_suspend.config import (
     DEFAULT_ENV_FILE,
     ENV_FILE_VARIABLE,
@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--time-scale", type=float, default=0.01, help="real seconds per simulated second"
     )
+    setupcli.add_parsers(commands, env_help)  # trust, enroll: setting up, never for upsmon
     return parser
 
 
@@ -137,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo.run(args.fleet, args.dry_run, args.time_scale, args.strategy)
     logs.setup(args.verbose)
     try:
+        if args.command in setupcli.COMMANDS:
+            return int(setupcli.run(args))
         return int(run(args.env_file, dry_run=args.command == "check" or args.dry_run))
     except Exception as exc:  # a bug: full traceback to syslog, one line to stderr
         log.critical("internal error (please report it): %s", exc, exc_info=True)

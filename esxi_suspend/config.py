@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -121,12 +122,15 @@ def env_file_path(cli_value: str | None) -> Path:
     return Path(from_env) if from_env else DEFAULT_ENV_FILE
 
 
-def load_settings(path: Path) -> Settings:
-    """Read and validate `path`; raise one ConfigError naming every problem found."""
+def load_settings(path: Path, overrides: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate `path`; raise one ConfigError naming every problem found.
+
+    `overrides` (e.g. ESXI_HOST from `enroll HOST`) replace the file's values and aliases.
+    """
     text, problems = _read_text(path)
     if text is None:
         raise RestartAwareConfigError(str(path), problems, RestartSettings())
-    values = _parse(text, problems)
+    values = _with_overrides(_parse(text, problems), overrides)
     reader = _Reader(path, values, problems)
     restart = reader.restart_settings()
     settings = reader.settings(restart)
@@ -135,6 +139,30 @@ def load_settings(path: Path) -> Settings:
     _warn_if_exposed(path, "the env file (it can hold ESXI_KEY_PASSPHRASE)")
     _warn_if_exposed(settings.key_file, "ESXI_KEY_FILE (the private key)")
     return settings
+
+
+def read_env_values(path: Path) -> dict[str, str]:
+    """The file's non-empty settings, aliases resolved, unvalidated: for `trust` and `enroll`,
+    which run before the file is complete. A missing file gives {}; an unreadable one raises."""
+    if not path.exists():
+        return {}
+    text, problems = _read_text(path)
+    if text is None:
+        raise ConfigError(str(path), problems)
+    values = _parse(text, problems)
+    if problems:
+        raise ConfigError(str(path), problems)
+    return {ALIASES.get(k, k): v.strip() for k, v in values.items() if v and v.strip()}
+
+
+def _with_overrides(
+    values: dict[str, str | None], overrides: Mapping[str, str] | None
+) -> dict[str, str | None]:
+    if not overrides:
+        return values
+    replaced = {ALIASES.get(key, key) for key in values} & set(overrides)
+    kept = {k: v for k, v in values.items() if ALIASES.get(k, k) not in replaced}
+    return {**kept, **overrides}
 
 
 class RestartAwareConfigError(ConfigError):
@@ -419,8 +447,8 @@ def _existing_file(key: str) -> Callable[[str], Path]:
 _MISSING_FILE_HINTS = {
     "ESXI_KEY_FILE": "create one with: ssh-keygen -t ed25519 -N '' -f /etc/esxi-suspend/id_ed25519",
     "ESXI_KNOWN_HOSTS": (
-        "pin the host key with: ssh-keyscan -p PORT HOST > FILE, then compare "
-        "`ssh-keygen -lf FILE` with the fingerprint on the host's console"
+        "pin the host key with: esxi-suspend trust HOST (it shows the fingerprint to "
+        "compare with the host's console first)"
     ),
 }
 

@@ -461,3 +461,130 @@ def running_server(kind: ServerKind, root: Path, keys: ClientKeys) -> Iterator[S
         return
     assert last_error is not None
     raise last_error
+
+
+# -- a fake ESXi host that takes the root password, for `esxi-suspend enroll` -------------
+
+ENROLL_PASSWORD = "fake-esxi root pw #1 'x'"
+
+
+@dataclass
+class EnrollServer(SshServer):
+    """An OpenSSH fake ESXi host with password login for root and no key authorized yet.
+
+    It runs in a private mount namespace: a temporary /etc/shadow (root's hash is that of
+    `password`), /etc/ssh (holding keys-root/) and /root are bind-mounted over the real ones,
+    so nothing here touches this machine's root password or authorized keys. `keys_file` is
+    the host-side path of the authorized_keys file sshd reads for root (5.x and later:
+    /etc/ssh/keys-root/authorized_keys; 4.x: ~root/.ssh/authorized_keys).
+    """
+
+    password: str = ENROLL_PASSWORD
+    keys_file: Path = Path("/nonexistent")
+    esxi_version: str = "6.7.0"
+
+
+def _shadow_text(password: str) -> str:
+    """A shadow file for every user in /etc/passwd, all locked but root (`password`)."""
+    if shutil.which("openssl") is None:
+        raise ServerUnavailable("openssl not found (apt-get install openssl)")
+    hashed = _run(["openssl", "passwd", "-6", "-stdin"], input=password).stdout.strip()
+    lines = []
+    for entry in Path("/etc/passwd").read_text().splitlines():
+        name = entry.split(":", 1)[0]
+        if name:
+            lines.append(f"{name}:{hashed if name == 'root' else '*'}:19000:0:99999:7:::")
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def running_enroll_server(root: Path, esxi_version: str = "6.7.0") -> Iterator[EnrollServer]:
+    """Start a password-accepting OpenSSH fake ESXi host reporting `esxi_version`."""
+    sshd, unshare = "/usr/sbin/sshd", shutil.which("unshare")
+    if not os.access(sshd, os.X_OK):
+        raise ServerUnavailable(f"{sshd} not found (apt-get install openssh-server)")
+    if not unshare or os.geteuid() != 0:
+        raise ServerUnavailable("the enroll fixture needs root and unshare (mount namespace)")
+    root.mkdir(parents=True, exist_ok=True)
+    fake_dir = root / "fake"
+    fake_dir.mkdir(exist_ok=True)
+    (fake_dir / "vmware_version").write_text(f"{esxi_version}\n")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    host_key = root / "ssh_host_ed25519_key"
+    ssh_keygen(host_key, comment="fake-esxi-enroll")
+    shadow = root / "shadow"
+    shadow.write_text(_shadow_text(ENROLL_PASSWORD))
+    shadow.chmod(0o600)
+    etc_ssh, home = root / "etc-ssh", root / "home"
+    (etc_ssh / "keys-root").mkdir(parents=True)
+    home.mkdir(mode=0o700)
+    if int(esxi_version.split(".")[0]) >= 5:
+        authorized, keys_file = (
+            "/etc/ssh/keys-root/authorized_keys",
+            etc_ssh / "keys-root/authorized_keys",
+        )
+    else:
+        authorized, keys_file = ".ssh/authorized_keys", home / ".ssh/authorized_keys"
+    log_file = root / "openssh-enroll.log"
+    forced = f"{shlex.quote(str(WRAPPER))} {shlex.quote(str(fake_dir))}"
+    for _attempt in range(3):
+        port = free_port()
+        config = root / "sshd_config"
+        config.write_text(
+            f"""\
+ListenAddress {HOST}
+Port {port}
+HostKey {host_key}
+AuthorizedKeysFile {authorized}
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin yes
+PermitEmptyPasswords no
+UsePAM no
+StrictModes no
+PidFile none
+X11Forwarding no
+AllowTcpForwarding no
+PermitTTY no
+ForceCommand {forced}
+"""
+        )
+        mounts = " && ".join(
+            f"mount --bind {shlex.quote(str(source))} {target}"
+            for source, target in ((shadow, "/etc/shadow"), (etc_ssh, "/etc/ssh"), (home, "/root"))
+        )
+        script = f"{mounts} && exec {sshd} -D -e -f {shlex.quote(str(config))}"
+        argv = [unshare, "--mount", "--propagation", "private", "sh", "-c", script]
+        with log_file.open("ab") as log:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        try:
+            banner = _wait_ready(process, port, log_file)
+        except ServerFailed as error:
+            _stop(process)
+            if "mount:" in str(error) or "unshare:" in str(error):
+                raise ServerUnavailable(f"cannot run sshd in a mount namespace: {error}") from error
+            continue
+        server = EnrollServer(
+            kind="openssh",
+            port=port,
+            root=root,
+            fake_dir=fake_dir,
+            host_pub=_pub_key_fields(Path(f"{host_key}.pub").read_text()),
+            keys=ClientKeys(host_key, host_key, "", host_key, ""),  # no client keys: enroll adds
+            process=process,
+            log_file=log_file,
+            banner=banner,
+            keys_file=keys_file,
+            esxi_version=esxi_version,
+        )
+        try:
+            yield server
+        finally:
+            _stop(process)
+            kill_leftovers(fake_dir)
+        return
+    raise ServerFailed(f"enroll server did not start:\n{log_file.read_text(errors='replace')}")

@@ -140,15 +140,18 @@ def test_key_is_ed25519_without_passphrase(installed: tuple[Tree, str]) -> None:
 def test_env_template_lists_every_setting(installed: tuple[Tree, str]) -> None:
     tree, _ = installed
     lines = tree.env_file.read_text().splitlines()
-    # The only active setting is the generated key; ESXI_HOST must be set by hand.
+    # Active: the generated key and, under --root only, known_hosts inside the root (trust
+    # writes there); ESXI_HOST is left for trust (or by hand).
     active = [line for line in lines if line and not line.startswith("#")]
-    assert active == [f"ESXI_KEY_FILE={tree.key}"]
+    assert active == [
+        f"ESXI_KEY_FILE={tree.key}",
+        f"ESXI_KNOWN_HOSTS={tree.etc / 'known_hosts'}",
+    ]
     for setting in (
         "ESXI_HOST=",
         "ESXI_USER=root",
         "ESXI_PORT=22",
         "ESXI_KEY_PASSPHRASE=",
-        f"ESXI_KNOWN_HOSTS={tree.etc / 'known_hosts'}",
         "ESXI_CONNECT_TIMEOUT=10",
         "ESXI_COMMAND_TIMEOUT=300",
         "UPS_SERVICE=auto",
@@ -159,10 +162,10 @@ def test_env_template_lists_every_setting(installed: tuple[Tree, str]) -> None:
 
 def test_output_gives_next_steps(installed: tuple[Tree, str]) -> None:
     tree, output = installed
-    assert f"ssh-keyscan -p 22 HOST > {tree.etc / 'known_hosts'}" in output
-    assert f"ssh-keygen -lf {tree.etc / 'known_hosts'}" in output
-    assert "/etc/ssh/keys-root/authorized_keys" in output
+    for command in ("trust HOST", "enroll HOST", "check"):
+        assert f"{tree.command} {command} --env-file {tree.env_file}" in output
     assert f'SHUTDOWNCMD "{tree.command} shutdown"' in output
+    assert f"no upsmon.conf in {tree.root}/etc/nut or {tree.root}/etc/ups" in output
 
 
 def test_installed_command_without_arguments_exits_with_usage(
@@ -237,3 +240,90 @@ def test_edits_survive_rerun_and_uninstall_keeps_etc(tmp_path: Path) -> None:
     again = run_install("--root", str(tree.root), "--uninstall", timeout=QUICK_TIMEOUT)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"absent    {tree.venv}" in again.stdout
+
+
+UPSMON_CONF = """\
+MONITOR myups@localhost 1 upsmon secret primary
+SHUTDOWNCMD "/sbin/shutdown -h +0"
+FINALDELAY 12
+"""
+
+
+def upsmon_conf(tree: Tree, where: str = "etc/nut") -> Path:
+    conf = tree.root / where / "upsmon.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(UPSMON_CONF)
+    conf.chmod(0o640)
+    return conf
+
+
+def backups(conf: Path) -> list[Path]:
+    return sorted(conf.parent.glob("upsmon.conf.esxi-suspend-*"))
+
+
+def active_shutdowncmds(conf: Path) -> list[str]:
+    return [line for line in conf.read_text().splitlines() if line.startswith("SHUTDOWNCMD")]
+
+
+def test_upsmon_conf_found_gets_the_exact_line_printed_and_is_not_changed(tmp_path: Path) -> None:
+    tree = Tree(tmp_path)
+    conf = upsmon_conf(tree, "etc/ups")
+    result = install(tree.root)
+    assert conf.read_text() == UPSMON_CONF
+    assert backups(conf) == []
+    assert f"left      {conf} (rerun with --configure-upsmon, or set it yourself)" in result.stdout
+    assert 'replace: SHUTDOWNCMD "/sbin/shutdown -h +0"' in result.stdout
+    assert f'with:    SHUTDOWNCMD "{tree.command} shutdown"' in result.stdout
+    assert f"FINALDELAY 12 in {conf}: left alone" in result.stdout
+
+
+def test_configure_upsmon_rerun_uninstall_purge(tmp_path: Path) -> None:
+    tree = Tree(tmp_path)
+    conf = upsmon_conf(tree)
+    ours = f'SHUTDOWNCMD "{tree.command} shutdown"'
+
+    first = run_install("--root", str(tree.root), "--python", sys.executable, "--configure-upsmon")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert active_shutdowncmds(conf) == [ours]  # never a second SHUTDOWNCMD
+    text = conf.read_text()
+    assert '#esxi-suspend-was: SHUTDOWNCMD "/sbin/shutdown -h +0"' in text
+    assert "FINALDELAY 12\n" in text and text.count("FINALDELAY") == 1
+    assert mode(conf) == 0o640
+    [backup] = backups(conf)
+    assert backup.read_text() == UPSMON_CONF
+    assert f"changed   {conf} ({ours}, was: SHUTDOWNCMD" in first.stdout
+
+    again = run_install("--root", str(tree.root), "--python", sys.executable, "--configure-upsmon")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert conf.read_text() == text
+    assert len(backups(conf)) == 1
+    assert f"kept      {conf} (SHUTDOWNCMD is already esxi-suspend's)" in again.stdout
+    assert "Nothing changed: everything was already in place." in again.stdout
+
+    removed = run_install("--root", str(tree.root), "--uninstall", "--purge")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert conf.read_text() == UPSMON_CONF  # the line it replaced is back
+    assert len(backups(conf)) == 2  # the first backup is never overwritten
+    assert not tree.etc.exists() and not tree.venv.exists() and not tree.command.is_symlink()
+    left = sorted(str(p.relative_to(tree.root)) for p in tree.root.rglob("*") if not p.is_dir())
+    assert left == sorted(["etc/nut/upsmon.conf", *(f"etc/nut/{b.name}" for b in backups(conf))])
+
+
+def test_configure_upsmon_appends_when_there_is_no_shutdowncmd(tmp_path: Path) -> None:
+    tree = Tree(tmp_path)
+    conf = upsmon_conf(tree)
+    conf.write_text("MONITOR myups@localhost 1 upsmon secret primary\n")
+    result = run_install("--root", str(tree.root), "--python", sys.executable, "--configure-upsmon")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert active_shutdowncmds(conf) == [f'SHUTDOWNCMD "{tree.command} shutdown"']
+    assert "FINALDELAY not set (NUT's default, 5 s): left alone" in result.stdout
+    removed = run_install("--root", str(tree.root), "--uninstall")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert active_shutdowncmds(conf) == []
+    assert tree.etc.exists()  # kept without --purge
+
+
+def test_purge_without_uninstall_is_refused() -> None:
+    result = run_install("--purge", timeout=QUICK_TIMEOUT)
+    assert result.returncode == 1
+    assert "--purge goes with --uninstall" in result.stderr
