@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from esxi_suspend import __version__, logs
+from esxi_suspend import __version__, lock, logs
 from esxi_suspend.config import (
     DEFAULT_ENV_FILE,
     ENV_FILE_VARIABLE,
@@ -37,6 +37,7 @@ EXIT_CODES_HELP = "\n".join(
         (ExitCode.REMOTE_COMMAND, "a command on the host failed or timed out"),
         (ExitCode.CONNECTION, "cannot connect, key refused, or host key unknown/changed"),
         (ExitCode.CONFIG, "env file or key file missing or wrong"),
+        (ExitCode.LOCKED, "another run is shutting this host down: this one did nothing"),
         (ExitCode.INTERNAL, "internal error (a bug: please report it)"),
     )
 )
@@ -138,6 +139,17 @@ def run(env_file: str | None, dry_run: bool) -> ExitCode:
         restart_settings = exc.restart
 
     host_result: HostResult | None = None
+    if settings is not None and not dry_run:
+        try:
+            lock.acquire(settings.host, settings.port)
+        except lock.HeldElsewhere as exc:
+            log.error("%s", exc)
+            log.info(
+                "summary: host %s: not contacted (locked); exit %d (LOCKED)",
+                settings.host,
+                ExitCode.LOCKED,
+            )
+            return ExitCode.LOCKED
     if settings is not None:
         host_result = run_host(settings, dry_run)
         codes.append(host_result.exit_code)

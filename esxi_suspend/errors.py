@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     REMOTE_COMMAND = 4
     CONNECTION = 5
     CONFIG = 6
+    LOCKED = 7  # another run is shutting this host down; this one did nothing
     INTERNAL = 70
 
 
