@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
-from esxi_suspend import __version__, lock, logs
+from esxi_suspend import __version__, lock, logs, remote
 from esxi_suspend.config import (
     DEFAULT_ENV_FILE,
     ENV_FILE_VARIABLE,
@@ -39,6 +42,7 @@ EXIT_CODES_HELP = "\n".join(
         (ExitCode.CONFIG, "env file or key file missing or wrong"),
         (ExitCode.LOCKED, "another run is shutting this host down: this one did nothing"),
         (ExitCode.INTERNAL, "internal error (a bug: please report it)"),
+        (ExitCode.TERMINATED, "SIGTERM during the host steps (local restart still run)"),
     )
 )
 
@@ -122,8 +126,51 @@ def main_exit() -> None:
     sys.exit(main())
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived during the settings or host steps (BaseException: nothing swallows it)."""
+
+
+class _Sigterm:
+    """SIGTERM stops the host steps at once; during the local restart it is only noted.
+
+    `systemctl stop` of upsmon's unit sends it while we run; `systemctl --no-block restart`
+    (our own last step) makes systemd send it too. Either way the local restart must run, the
+    exit must be logged, and nothing more may be sent to the host.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self.interrupting = False  # True only while run_host runs
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        first = not self.received
+        self.received = True
+        if self.interrupting and first:
+            remote.abort_sessions()
+            raise Terminated
+
+
+@contextmanager
+def _sigterm_handled() -> Iterator[_Sigterm]:
+    handler = _Sigterm()
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests): run without it
+        yield handler
+        return
+    try:
+        yield handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(env_file: str | None, dry_run: bool) -> ExitCode:
     """Config, host, local restart: each failure recorded, none stopping the next step."""
+    with _sigterm_handled() as sigterm:
+        return _run(env_file, dry_run, sigterm)
+
+
+def _run(env_file: str | None, dry_run: bool, sigterm: _Sigterm) -> ExitCode:
     path = env_file_path(env_file)
     mode = "check (dry run: nothing will be changed)" if dry_run else "shutdown"
     log.info("esxi-suspend %s: %s, settings from %s", __version__, mode, path)
@@ -151,7 +198,7 @@ def run(env_file: str | None, dry_run: bool) -> ExitCode:
             )
             return ExitCode.LOCKED
     if settings is not None:
-        host_result = run_host(settings, dry_run)
+        host_result = _run_host_interruptible(settings, dry_run, sigterm)
         codes.append(host_result.exit_code)
 
     restart_code, restart_text = restart_local(restart_settings, dry_run)
@@ -165,10 +212,34 @@ def run(env_file: str | None, dry_run: bool) -> ExitCode:
         worst,
         worst.name,
     )
+    if sigterm.received and worst != ExitCode.TERMINATED:
+        log.info("SIGTERM received after the host steps: exiting now, exit %d", worst)
     if dry_run:
         verdict = "ready" if worst == ExitCode.OK else "NOT ready"
         print(f"result: {verdict} (exit {int(worst)} {worst.name})")
     return worst
+
+
+def _run_host_interruptible(settings: Settings, dry_run: bool, sigterm: _Sigterm) -> HostResult:
+    """run_host, stopped at once by SIGTERM: the step under way is recorded as interrupted."""
+    if sigterm.received:  # arrived while the settings were read: do not start
+        result = HostResult(settings.host)
+        result.add("start", ExitCode.TERMINATED, "not contacted: SIGTERM received before")
+        return result
+    sigterm.interrupting = True
+    try:
+        return run_host(settings, dry_run)
+    except Terminated:
+        result = HostResult(settings.host)
+        result.add(
+            "host steps",
+            ExitCode.TERMINATED,
+            "SIGTERM received: stopped, nothing more is sent to the host; restarting the "
+            f"local NUT monitor, then exiting {int(ExitCode.TERMINATED)}",
+        )
+        return result
+    finally:
+        sigterm.interrupting = False
 
 
 def run_host(settings: Settings, dry_run: bool) -> HostResult:

@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     CONFIG = 6
     LOCKED = 7  # another run is shutting this host down; this one did nothing
     INTERNAL = 70
+    TERMINATED = 143  # 128 + SIGTERM: stopped during the host steps; local restart still run
 
 
 class EsxiSuspendError(Exception):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import weakref
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -30,6 +31,20 @@ from esxi_suspend.errors import (
 
 # What the host reports when the channel closes without an exit status.
 NO_EXIT_STATUS = -1
+
+# Every socket open_socket made that may still be open, for abort_sessions.
+_SOCKETS: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+
+def abort_sessions() -> None:
+    """Cut every SSH session at the socket, at once (safe inside a signal handler).
+
+    A bare shutdown(2): no Python lock taken. Each session's transport thread sees end of file
+    and closes its channels, so threads waiting on a command's output end too.
+    """
+    for sock in list(_SOCKETS):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,7 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
         except OSError as exc:
             errors.append(f"{address[0]}: {exc.strerror or exc}")
         else:
+            _SOCKETS.add(sock)
             return sock
         sock.close()
     raise ConnectionFailed(
