@@ -68,6 +68,12 @@ def setup(verbosity: int = 0) -> logging.Logger:
             )
         except OSError:  # a socket nobody reads (syslog daemon gone): as if there were none
             to_syslog = None
+        else:
+            # Python 3.11 and later swallow the refused connect and keep a closed socket.
+            sock = getattr(to_syslog, "socket", None)
+            if sock is None or sock.fileno() < 0:
+                to_syslog.close()
+                to_syslog = None
     stderr_level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     if to_syslog is None:
         # Without syslog, stderr (captured by upsmon's journal) is the only trace left.
