@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import outputs
 import pytest
 from sshservers import FAKEHOST_DATA, SshServer
 
@@ -63,6 +64,7 @@ def esxi_suspend(*args: str, env_file: Path | None = None, timeout: float = TIME
         )
     except subprocess.TimeoutExpired as error:
         pytest.fail(f"esxi-suspend {' '.join(args)} ran over {timeout} s: {error}")
+    outputs.record(f"esxi-suspend {' '.join(args)}", result.stdout + result.stderr)
     return Outcome(result.returncode, result.stdout, result.stderr, time.monotonic() - started)
 
 
