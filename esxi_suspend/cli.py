@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
-from esxi_suspend import __version__, logs, setupcli
+from esxi_suspend import __version__, lock, logs, remote, setupcli
 from esxi_suspend.config import (
     DEFAULT_ENV_FILE,
     ENV_FILE_VARIABLE,
@@ -39,7 +42,9 @@ EXIT_CODES_HELP = "\n".join(
         (ExitCode.REMOTE_COMMAND, "a command on the host failed or timed out"),
         (ExitCode.CONNECTION, "cannot connect, key refused, or host key unknown/changed"),
         (ExitCode.CONFIG, "env file or key file missing or wrong"),
+        (ExitCode.LOCKED, "another run is shutting this host down: this one did nothing"),
         (ExitCode.INTERNAL, "internal error (a bug: please report it)"),
+        (ExitCode.TERMINATED, "SIGTERM during the host steps (local restart still run)"),
     )
 )
 
@@ -150,8 +155,51 @@ def main_exit() -> None:
     sys.exit(main())
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived during the settings or host steps (BaseException: nothing swallows it)."""
+
+
+class _Sigterm:
+    """SIGTERM stops the host steps at once; during the local restart it is only noted.
+
+    `systemctl stop` of upsmon's unit sends it while we run; `systemctl --no-block restart`
+    (our own last step) makes systemd send it too. Either way the local restart must run, the
+    exit must be logged, and nothing more may be sent to the host.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self.interrupting = False  # True only while run_host runs
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        first = not self.received
+        self.received = True
+        if self.interrupting and first:
+            remote.abort_sessions()
+            raise Terminated
+
+
+@contextmanager
+def _sigterm_handled() -> Iterator[_Sigterm]:
+    handler = _Sigterm()
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests): run without it
+        yield handler
+        return
+    try:
+        yield handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(env_file: str | None, dry_run: bool) -> ExitCode:
     """Config, hosts, local restart: each failure recorded, none stopping the next step."""
+    with _sigterm_handled() as sigterm:
+        return _run(env_file, dry_run, sigterm)
+
+
+def _run(env_file: str | None, dry_run: bool, sigterm: _Sigterm) -> ExitCode:
     path = env_file_path(env_file)
     mode = "check (dry run: nothing will be changed)" if dry_run else "shutdown"
     log.info("esxi-suspend %s: %s, settings from %s", __version__, mode, path)
@@ -167,8 +215,18 @@ def run(env_file: str | None, dry_run: bool) -> ExitCode:
         restart_settings = exc.restart
 
     results: list[HostResult] = []
+    if settings is not None and not dry_run:
+        try:
+            for target in settings.all_targets:
+                lock.acquire(target.host, target.port)
+        except lock.HeldElsewhere as exc:
+            log.error("%s", exc)
+            log.info(
+                "summary: not contacted (locked by another run); exit %d (LOCKED)", ExitCode.LOCKED
+            )
+            return ExitCode.LOCKED
     if settings is not None:
-        results = run_hosts(settings, dry_run)
+        results = _run_hosts_interruptible(settings, dry_run, sigterm)
         codes += [result.exit_code for result in results]
         for result in results:
             if result.report:
@@ -185,10 +243,42 @@ def run(env_file: str | None, dry_run: bool) -> ExitCode:
         worst,
         worst.name,
     )
+    if sigterm.received and worst != ExitCode.TERMINATED:
+        log.info("SIGTERM received after the host steps: exiting now, exit %d", worst)
     if dry_run:
         verdict = "ready" if worst == ExitCode.OK else "NOT ready"
         print(f"result: {verdict} (exit {int(worst)} {worst.name})")
     return worst
+
+
+def _run_hosts_interruptible(
+    settings: Settings, dry_run: bool, sigterm: _Sigterm
+) -> list[HostResult]:
+    """run_hosts, stopped at once by SIGTERM: the hosts are recorded as interrupted.
+
+    A host sequence already started on a host goes on there: it was made to outlive us.
+    """
+    hosts = [target.host for target in settings.all_targets]
+    if sigterm.received:  # arrived while the settings were read: do not start
+        return [_terminated(host, "not contacted: SIGTERM received before") for host in hosts]
+    sigterm.interrupting = True
+    try:
+        return run_hosts(settings, dry_run)
+    except Terminated:
+        detail = (
+            "SIGTERM received: stopped, nothing more is sent to the host (a host sequence "
+            "already started goes on there); restarting the local NUT monitor, then exiting "
+            f"{int(ExitCode.TERMINATED)}"
+        )
+        return [_terminated(host, detail) for host in hosts]
+    finally:
+        sigterm.interrupting = False
+
+
+def _terminated(host: str, detail: str) -> HostResult:
+    result = HostResult(host)
+    result.add("host steps", ExitCode.TERMINATED, detail)
+    return result
 
 
 def run_hosts(settings: Settings, dry_run: bool) -> list[HostResult]:
@@ -233,20 +323,20 @@ def _run_host(settings: Settings, dry_run: bool, result: HostResult) -> None:
         settings.key_file,
         settings.known_hosts,
     )
-    remote = RemoteHost(settings)
+    session = RemoteHost(settings)
     try:
-        remote.open()
+        session.open()
     except EsxiSuspendError as exc:
         result.add("connect", exc.exit_code, _one_line(exc))
         return
-    result.add("connect", ExitCode.OK, f"host key {remote.host_key} matches; key accepted")
+    result.add("connect", ExitCode.OK, f"host key {session.host_key} matches; key accepted")
     try:
         if dry_run:
-            check_host(remote, settings, result, _describe_restart(settings.restart))
+            check_host(session, settings, result, _describe_restart(settings.restart))
         else:
-            shutdown_host(remote, settings, result, lambda: _reconnect(settings))
+            shutdown_host(session, settings, result, lambda: _reconnect(settings))
     finally:
-        remote.close()
+        session.close()
 
 
 def _reconnect(settings: Settings) -> RemoteHost | None:

@@ -18,7 +18,9 @@ class ExitCode(IntEnum):
     REMOTE_COMMAND = 4
     CONNECTION = 5
     CONFIG = 6
+    LOCKED = 7  # another run is shutting this host down; this one did nothing
     INTERNAL = 70
+    TERMINATED = 143  # 128 + SIGTERM: stopped during the host steps; local restart still run
 
 
 class EsxiSuspendError(Exception):

@@ -73,7 +73,7 @@ class AutostartEntry:
 
 
 # A VM line: its id, then the rest. The rest holds name, `[datastore] path.vmx`, guest, version.
-_VM_LINE = re.compile(r"^\s*(\d{1,9})\s+(\S.*)$")
+_VM_LINE = re.compile(r"^\s*(\d{1,9})\s+(\S.*)$", re.ASCII)
 _STRICT_TAIL = re.compile(
     r"\[(?P<ds>[^\]\n]*)\]\s?(?P<path>[^\n]*?\.vmx)\s+(?P<guest>\S+)\s+(?P<version>vmx-\d+)"
     r"(?:\s+(?P<annotation>.*))?$"
@@ -106,7 +106,8 @@ def parse_getallvms(text: str) -> list[Vm]:
     """Parse `vim-cmd vmsvc/getallvms`; lines that are not a VM continue an annotation."""
     vms: list[Vm] = []
     seen: set[int] = set()
-    lines = text.splitlines()
+    # Lines end at "\n" only: str.splitlines() would also break a name at \x1c, \x85, \u2028.
+    lines = [line.rstrip("\r") for line in text.split("\n")]
     if lines and lines[0].strip().startswith("Vmid"):
         lines = lines[1:]
     elif any(line.strip() for line in lines) and not any(_VM_LINE.match(x) for x in lines):
@@ -169,7 +170,7 @@ def _fields(block: list[str]) -> dict[str, str]:
 
 def _integer(fields: dict[str, str], key: str, where: str) -> int:
     value = fields.get(key)
-    if value is None or not re.fullmatch(r"-?\d{1,9}", value):
+    if value is None or not re.fullmatch(r"-?\d{1,9}", value, re.ASCII):
         raise ParseError(f"{where}: {key} is {value!r}, not an integer")
     return int(value)
 
@@ -187,7 +188,7 @@ def parse_defaults(text: str) -> AutostartDefaults:
     )
 
 
-_VM_KEY = re.compile(r"vim\.VirtualMachine:(\d{1,9})$")
+_VM_KEY = re.compile(r"vim\.VirtualMachine:(\d{1,9})$", re.ASCII)
 
 
 def parse_autostartseq(text: str) -> list[AutostartEntry]:

@@ -12,6 +12,7 @@ import contextlib
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,28 @@ from esxi_suspend.errors import (
 
 # What the host reports when the channel closes without an exit status.
 NO_EXIT_STATUS = -1
+
+# Every socket open_socket made that may still be open, for abort_sessions.
+_SOCKETS: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+
+class _Abort:
+    """Set once by abort_sessions: from then on no connection is opened, no command sent."""
+
+    requested = False
+
+
+def abort_sessions() -> None:
+    """Cut every SSH session at the socket, at once (safe inside a signal handler).
+
+    A bare shutdown(2): no Python lock taken. Each session's transport thread sees end of file
+    and closes its channels, so threads waiting on a command's output end too. Host threads
+    that would reconnect or send one more command are refused from now on.
+    """
+    _Abort.requested = True
+    for sock in list(_SOCKETS):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass(frozen=True)
@@ -95,6 +118,8 @@ def load_private_key(settings: Settings) -> paramiko.PKey:
 
 def open_socket(host: str, port: int, timeout: float) -> socket.socket:
     """TCP connection with a bound on name resolution too (getaddrinfo itself has none)."""
+    if _Abort.requested:
+        raise ConnectionFailed(f"host {host}: not connecting: this run was told to stop")
     addresses: list[Any] = []
     failure: list[BaseException] = []
 
@@ -128,6 +153,7 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
         except OSError as exc:
             errors.append(f"{address[0]}: {exc.strerror or exc}")
         else:
+            _SOCKETS.add(sock)
             return sock
         sock.close()
     raise ConnectionFailed(
@@ -225,6 +251,10 @@ class RemoteHost:
         """Run one command; raise RemoteTimeout or SessionDropped, else return how it ended."""
         if self._connection is None:
             raise RemoteCommandFailed(f"host {self.name}: not connected", command)
+        if _Abort.requested:
+            raise RemoteCommandFailed(
+                f"host {self.name}: not sent: this run was told to stop", command
+            )
         try:
             result = self._connection.run(
                 command, hide=True, warn=True, in_stream=False, pty=False, timeout=timeout

@@ -12,6 +12,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import NoReturn
 
+import outputs
 import pytest
 from sshservers import (
     KINDS,
@@ -45,12 +46,46 @@ def pytest_runtest_makereport(
 _CALL_FAILED = pytest.StashKey[bool]()
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep what every test printed (and logged) for the secrets check at the end."""
+    for name, text in report.sections:
+        outputs.record(f"{report.nodeid} {name}", text)
+
+
+_SECRET_HITS = pytest.StashKey[list[str]]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No secret in any output of the whole suite: passphrase and private key material."""
+    hits = outputs.find_secrets(outputs.RECORDED, outputs.secret_needles())
+    session.config.stash[_SECRET_HITS] = hits
+    if hits:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    hits = terminalreporter.config.stash.get(_SECRET_HITS, [])
+    checked = sum(len(text) for _source, text in outputs.RECORDED)
+    if hits:
+        terminalreporter.section("SECRETS FOUND IN OUTPUT", red=True)
+        for hit in hits:
+            terminalreporter.line(hit, red=True)
+    elif outputs.secret_needles():
+        terminalreporter.line(
+            f"secrets check: {len(outputs.RECORDED)} outputs, {checked} characters, "
+            f"{len(outputs.secret_needles())} secret strings: no hit"
+        )
+
+
 @pytest.fixture(scope="session")
 def client_keys(tmp_path_factory: pytest.TempPathFactory) -> ClientKeys:
     try:
-        return make_client_keys(tmp_path_factory.mktemp("client-keys"))
+        keys = make_client_keys(tmp_path_factory.mktemp("client-keys"))
     except ServerUnavailable as error:
         unavailable(str(error))
+    outputs.SECRET_STRINGS.append(keys.passphrase)
+    outputs.SECRET_FILES.extend([keys.key, keys.passphrase_key, keys.stranger_key])
+    return keys
 
 
 def _serve(

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(openssh-server openssh-client dropbear-bin)
+packages=(openssh-server openssh-client dropbear-bin nut-server nut-client)
 python=${PYTHON:-python3}
 if ! "$python" -m venv --help >/dev/null 2>&1; then
     packages+=(python3-venv)

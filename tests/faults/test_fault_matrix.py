@@ -1,0 +1,652 @@
+"""The fault matrix: every fault we can inject, one table, the installed command run as upsmon.
+
+For every row: the run ends within the row's bound, exits with the row's code, logs one line
+matching the row's pattern (it names the cause and the fix), still restarts the local NUT
+monitor, prints no secret (conftest.py checks every output at the end of the session) and no
+traceback. README.md's "Fault matrix" section is this table (`test_readme_lists_the_matrix`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import outputs
+import pytest
+from sshservers import CLIENT_PASSPHRASE, SshServer, free_port
+
+COMMAND = Path(sys.executable).parent / "esxi-suspend"
+UPSMON_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+README = Path(__file__).resolve().parents[2] / "README.md"
+AUTOSTOP = "vim-cmd hostsvc/autostartmanager/autostop"
+POWEROFF = "poweroff"
+
+
+@dataclass
+class Run:
+    """One esxi-suspend process as upsmon starts it: no terminal, stdin closed, PATH only."""
+
+    process: subprocess.Popen[str]
+    started: float
+    returncode: int = -1
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def finish(self, timeout: float = 120) -> Run:
+        try:
+            self.stdout, self.stderr = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.stdout, self.stderr = self.process.communicate()
+            pytest.fail(f"esxi-suspend ran over {timeout} s:\n{self.stderr}")
+        self.returncode = self.process.returncode
+        self.seconds = time.monotonic() - self.started
+        outputs.record("fault matrix run", self.output)
+        return self
+
+
+@dataclass
+class Ctx:
+    """What a row's setup gets: the fake host, a scratch directory, a bin dir first on PATH."""
+
+    server: SshServer
+    tmp: Path
+    settings: dict[str, str | None] = field(default_factory=dict)
+    passphrase: bool = True
+    env_mode: int = 0o600
+    env_text: str | None = None  # the env file's whole text, instead of write_env
+    env_file: Path | None = None
+    argv: list[str] = field(default_factory=lambda: ["shutdown"])
+    syslog: str | None = None  # "absent", "stale" or "listening": run in a private /dev
+    syslog_lines: list[str] = field(default_factory=list)
+
+    @property
+    def bin(self) -> Path:
+        path = self.tmp / "bin"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def script(self, name: str, body: str) -> Path:
+        path = self.tmp / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+        return path
+
+    def write_env(self) -> Path:
+        if self.env_file is not None:
+            return self.env_file
+        path = self.tmp / "esxi-suspend.env"
+        if self.env_text is not None:
+            path.write_text(self.env_text)
+            path.chmod(self.env_mode)
+            return path
+        return self.server.write_env(
+            path, passphrase=self.passphrase, mode=self.env_mode, settings=self.settings
+        )
+
+    def start(self, *extra: str) -> Run:
+        # `service` and `systemctl` stand-ins, for rows whose UPS_SERVICE is auto
+        marker = shlex.quote(str(self.server.restart_marker))
+        self.bin.mkdir(exist_ok=True)
+        for fake in ("service", "systemctl"):
+            self.script(f"bin/{fake}", f'echo "restarted {fake} $*" >>{marker}')
+        env = {"PATH": f"{self.bin}:{UPSMON_PATH}"}
+        argv = [str(COMMAND), *self.argv, "--env-file", str(self.write_env()), *extra]
+        if self.syslog is not None:
+            argv = private_dev(self.tmp, self.syslog, argv)
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd="/",
+            start_new_session=True,  # no controlling terminal
+        )
+        return Run(process, time.monotonic())
+
+
+def private_dev(tmp: Path, syslog: str, argv: list[str]) -> list[str]:
+    """argv run in a private mount namespace whose /dev is a tmpfs holding null, zero, urandom…
+    and, for `listening` or `stale`, a /dev/log symlink to tmp/syslog.sock. The real /dev is
+    never touched."""
+    real = tmp / "realdev"
+    real.mkdir(exist_ok=True)
+    q = shlex.quote
+    log_link = f"ln -s {q(str(tmp / 'syslog.sock'))} /dev/log" if syslog != "absent" else ":"
+    script = f"""set -e
+mount --bind /dev {q(str(real))}
+mount -t tmpfs -o mode=0755,size=64k tmpfs /dev
+for n in null zero full random urandom tty; do
+    touch /dev/$n; mount --bind {q(str(real))}/$n /dev/$n
+done
+ln -s /proc/self/fd /dev/fd
+{log_link}
+umount -l {q(str(real))}
+exec "$@"
+"""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+
+
+# -- the rows --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    row: int
+    case: str  # pytest id and README wording of this variant
+    bound: float  # seconds from start to exit
+    exit: int
+    log: str  # regex: the one line naming the cause and the fix
+    result: str  # README: what happens
+    setup: Callable[[Ctx], object] = lambda ctx: None
+    check: Callable[[Ctx, Run], None] = lambda ctx, run: None
+    runner: Callable[[Ctx], Run] | None = None  # rows that drive more than one plain run
+    restarts: int = 1  # restart marker lines after the run; -1: the row's check decides
+    kinds: tuple[str, ...] = ("openssh",)
+    passphrase: bool = True  # the env file holds ESXI_KEY_PASSPHRASE: the secret to leak
+
+    @property
+    def id(self) -> str:
+        return f"{self.row:02d}-{re.sub(r'[^a-z0-9]+', '-', self.case.lower()).strip('-')}"
+
+
+def _nothing_ran(ctx: Ctx, run: Run) -> None:
+    assert ctx.server.commands() == [], ctx.server.commands()
+
+
+def _powered_off(ctx: Ctx, run: Run) -> None:
+    commands = ctx.server.commands()
+    assert AUTOSTOP in commands and POWEROFF in commands, commands
+    assert commands.index(AUTOSTOP) < commands.index(POWEROFF)
+    assert commands.count(POWEROFF) == 1
+
+
+@contextlib.contextmanager
+def blackhole() -> Iterator[int]:
+    """A port that accepts TCP and never says a word (holds each connection open)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def _blackhole_run(ctx: Ctx) -> Run:
+    with blackhole() as port:
+        ctx.settings.update(ESXI_PORT=str(port), ESXI_CONNECT_TIMEOUT="2")
+        return ctx.start().finish()
+
+
+def _fingerprint(pub: str, tmp: Path) -> str:
+    path = tmp / "fp.pub"
+    path.write_text(pub + "\n")
+    out = subprocess.run(["ssh-keygen", "-lf", str(path)], capture_output=True, text=True)
+    return out.stdout.split()[1]
+
+
+def _both_fingerprints(ctx: Ctx, run: Run) -> None:
+    _nothing_ran(ctx, run)
+    real = _fingerprint(ctx.server.host_pub, ctx.tmp)
+    pinned = _fingerprint(ctx.server.keys.other_host_pub, ctx.tmp)
+    assert real in run.stderr and pinned in run.stderr, run.stderr
+
+
+def _copy_key(ctx: Ctx, mode: int) -> str:
+    key = ctx.tmp / "key"
+    shutil.copy(ctx.server.passphrase_key_file, key)
+    key.chmod(mode)
+    return str(key)
+
+
+def _auto_restart_attempted(ctx: Ctx, run: Run) -> None:
+    """UPS_SERVICE=auto (no settings): the restart goes through our `service` stand-in, or
+    says that no NUT monitor service exists on this machine."""
+    assert ctx.server.restarts() or "no NUT monitor service found" in run.stderr, run.stderr
+    assert re.search(r"(?m)^esxi-suspend: (INFO|ERROR): local: ", run.stderr), run.stderr
+
+
+def _lock_run(ctx: Ctx) -> Run:
+    ctx.server.write_fake("autostop_seconds", "3")
+    first = ctx.start()
+    _wait_for(lambda: AUTOSTOP in ctx.server.commands(), 15, "first run's autostop")
+    second = ctx.start().finish(timeout=30)
+    first.finish()
+    assert first.returncode == 0, first.output
+    assert "Traceback" not in first.output
+    return second
+
+
+def _one_sequence(ctx: Ctx, run: Run) -> None:
+    assert ctx.server.commands().count(AUTOSTOP) == 1, ctx.server.commands()
+    assert ctx.server.commands().count(POWEROFF) == 1, ctx.server.commands()
+    assert len(ctx.server.restarts()) == 1  # by the first run, none by the second
+
+
+def _sigterm_run(ctx: Ctx) -> Run:
+    ctx.server.write_fake("autostop_seconds", "30")
+    ctx.settings["ESXI_COMMAND_TIMEOUT"] = "60"
+    run = ctx.start()
+    _wait_for(lambda: AUTOSTOP in ctx.server.commands(), 15, "autostop")
+    time.sleep(0.3)
+    signalled = time.monotonic()
+    run.process.send_signal(signal.SIGTERM)
+    run.finish(timeout=30)
+    assert time.monotonic() - signalled < 5, "SIGTERM did not stop the run promptly"
+    return run
+
+
+def _host_finishes_alone(ctx: Ctx, run: Run) -> None:
+    assert "summary:" in run.stderr
+    _wait_for(lambda: POWEROFF in ctx.server.commands(), 30, "the host sequence's poweroff")
+    _powered_off(ctx, run)
+
+
+def _drop_during_autostop(ctx: Ctx) -> Run:
+    """The host drops our session while autostop runs: kill every connection's server process."""
+    ctx.server.write_fake("autostop_seconds", "3")
+    run = ctx.start()
+    _wait_for(lambda: AUTOSTOP in ctx.server.commands(), 15, "autostop")
+    listener = ctx.server.process.pid
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _parent_of(int(entry.name)) == listener:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+    return run.finish(timeout=30)
+
+
+def _parent_of(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _sigterm_in_restart(ctx: Ctx) -> None:
+    # what `systemctl --no-block restart nut-monitor` leads to: systemd SIGTERMs our process
+    marker = shlex.quote(str(ctx.server.restart_marker))
+    script = ctx.script("restart-then-term", f'echo restarted >>{marker}\nkill -TERM "$PPID"')
+    ctx.settings["UPS_RESTART_COMMAND"] = str(script)
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {seconds} s for {what}")
+        time.sleep(0.05)
+
+
+HOSTILE_LISTING = (
+    "Vmid   Name                 File                       Guest OS      Version   Annotation\n"
+    "1      a;poweroff;b         [datastore1] a/a.vmx       otherGuest    vmx-13\n"
+    "2      $(touch {mark})     [datastore1] b/b.vmx       otherGuest    vmx-13    `touch {mark}`\n"
+    '3      it\'s "quoted" \\     [ds 2] c/c.vmx             otherGuest    vmx-13    line one\n'
+    "  continued annotation; 4 $(touch {mark}) [ds] x.vmx\n"
+    "4      Ünïcode «VM» 日本 \x1b[31mred  [ds] d/d.vmx       otherGuest    vmx-13    ${{IFS}}\n"
+)
+
+
+def _hostile_names(ctx: Ctx) -> None:
+    mark = ctx.tmp / "pwned"
+    ctx.server.write_fake("getallvms.txt", HOSTILE_LISTING.format(mark=mark))
+    ctx.argv = ["shutdown", "--dry-run"]
+
+
+READ_ONLY = ("power.getstate", "get.guest", "get.config")
+
+
+def _hostile_checked(ctx: Ctx, run: Run) -> None:
+    assert not (ctx.tmp / "pwned").exists()
+    allowed = {
+        "vim-cmd vmsvc/getallvms",
+        "vim-cmd hostsvc/autostartmanager/get_defaults",
+        "vim-cmd hostsvc/autostartmanager/get_autostartseq",
+    } | {f"vim-cmd vmsvc/{what} {vmid}" for vmid in (1, 2, 3, 4) for what in READ_ONLY}
+    assert set(ctx.server.commands()) <= allowed, ctx.server.commands()
+    assert "\x1b" not in run.output  # terminal escapes from the host are neutralised
+    assert "Ünïcode «VM» 日本" in run.stdout
+    assert "a;poweroff;b" in run.stdout
+
+
+def _syslog_listening(ctx: Ctx) -> Run:
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(ctx.tmp / "syslog.sock"))
+    receiver.settimeout(0.5)
+    done = threading.Event()
+
+    def read() -> None:  # as a syslog daemon does: all the time, or our sends time out
+        while not done.is_set():
+            with contextlib.suppress(OSError):
+                ctx.syslog_lines.append(receiver.recv(65536).decode("utf-8", "replace"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        run = ctx.start().finish()
+    finally:
+        done.set()
+        reader.join(5)
+        receiver.close()
+    outputs.record("fault matrix syslog", "\n".join(ctx.syslog_lines))
+    return run
+
+
+def _syslog_has_steps(ctx: Ctx, run: Run) -> None:
+    text = "\n".join(ctx.syslog_lines)
+    for step in ("connect:", "sequence:", "poweroff:", "summary:"):
+        assert step in text, text
+    assert "summary:" not in run.stderr  # INFO goes to syslog, stderr keeps warnings
+
+
+def _stuck_syslog(ctx: Ctx) -> Run:
+    """A syslog daemon that stopped reading: its queue fills, a blocking send would hang us."""
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stuck.bind(str(ctx.tmp / "syslog.sock"))
+    ctx.syslog = "listening"
+    ctx.argv = ["shutdown", "-v"]
+    try:
+        return ctx.start().finish()
+    finally:
+        stuck.close()
+
+
+def _stale_syslog(ctx: Ctx) -> None:
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    dead.bind(str(ctx.tmp / "syslog.sock"))
+    dead.close()  # the file stays, nobody reads: connect() is refused
+    ctx.syslog = "stale"
+
+
+def _leak_run(ctx: Ctx) -> Run:
+    """A hundred dry runs in a row; the host's process table and descriptors come back."""
+    ctx.server.write_fake("getallvms.txt", "Vmid   Name   File   Guest OS   Version   Annotation")
+    ctx.argv = ["shutdown", "--dry-run"]
+    listener = ctx.server.process.pid
+    before = _server_state(listener)
+    last: Run | None = None
+    for _ in range(100):
+        last = ctx.start().finish()
+        assert last.returncode == 0, last.output
+        assert "Traceback" not in last.output
+    assert last is not None
+    _wait_for(lambda: _server_state(listener) == before, 30, "the server's state to settle")
+    assert not _our_processes(ctx), _our_processes(ctx)
+    return last
+
+
+def _server_state(pid: int) -> tuple[int, int]:
+    """(processes under the listener, open descriptors of the listener)."""
+    children = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _descends_from(int(entry.name), pid):
+            children += 1
+    return children, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        if pid == ancestor:
+            return True
+    return False
+
+
+def _our_processes(ctx: Ctx) -> list[str]:
+    env_file = str(ctx.tmp / "esxi-suspend.env").encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and env_file in (entry / "cmdline").read_bytes():
+                found.append(entry.name)
+    return found
+
+
+def _env_text(ctx: Ctx, extra: str) -> None:
+    settings = ctx.server.env_settings()
+    ctx.env_text = "".join(f"{k}='{v}'\n" for k, v in settings.items()) + extra
+
+
+FAULTS: list[Fault] = [
+    Fault(1, "host name does not resolve", 15, 5,
+          r"host \S+\.invalid: name (does not resolve|lookup took longer).*ESXI_HOST",
+          "refused before any SSH; ends within ESXI_CONNECT_TIMEOUT",
+          setup=lambda c: c.settings.update(ESXI_HOST="esxi-suspend-test.invalid",
+                                            ESXI_CONNECT_TIMEOUT="3")),
+    Fault(2, "nothing listens on the port", 10, 5,
+          r"cannot connect \(127\.0\.0\.1: Connection refused\); check that the host is up",
+          "refused at TCP connect",
+          setup=lambda c: c.settings.update(ESXI_PORT=str(free_port()))),
+    Fault(3, "port accepts TCP, never speaks SSH", 15, 5,
+          r"SSH handshake failed \(.*\); check that an SSH server answers there",
+          "banner wait bounded by ESXI_CONNECT_TIMEOUT (2 s here)",
+          runner=_blackhole_run),
+    Fault(4, "auth refused (wrong key)", 15, 5,
+          r"user root refused our key .*; add .*\.pub to the host's authorized keys",
+          "nothing run on the host", passphrase=False,
+          setup=lambda c: c.settings.update(ESXI_KEY_FILE=str(c.server.keys.stranger_key)),
+          check=_nothing_ran, kinds=("openssh", "dropbear")),
+    Fault(5, "unknown host key", 15, 5,
+          r"unknown host key ssh-ed25519 SHA256:\S+, not in ESXI_KNOWN_HOSTS "
+          r".*pin it: esxi-suspend trust",
+          "refused, fingerprint logged, nothing run",
+          setup=lambda c: c.settings.update(ESXI_KNOWN_HOSTS=str(c.server.empty_known_hosts)),
+          check=_nothing_ran, kinds=("openssh", "dropbear")),
+    Fault(6, "changed host key (MITM)", 15, 5,
+          r"HOST KEY CHANGED: it shows ssh-ed25519 SHA256:\S+, but .* pins ssh-ed25519 SHA256:",
+          "refused, old and new fingerprints logged, nothing run",
+          setup=lambda c: c.settings.update(ESXI_KNOWN_HOSTS=str(c.server.wrong_known_hosts)),
+          check=_both_fingerprints, kinds=("openssh", "dropbear")),
+    Fault(7, "key file missing", 10, 6,
+          r"ESXI_KEY_FILE='/nonexistent/key': file not found; create one with: ssh-keygen",
+          "configuration error, host not contacted",
+          setup=lambda c: c.settings.update(ESXI_KEY_FILE="/nonexistent/key")),
+    Fault(7, "key file unreadable (a directory)", 10, 6,
+          r"ESXI_KEY_FILE='/tmp': is not a regular file",
+          "configuration error, host not contacted",
+          setup=lambda c: c.settings.update(ESXI_KEY_FILE="/tmp")),
+    Fault(7, "key file not a key", 10, 6,
+          r"ESXI_KEY_FILE=\S+: is not an OpenSSH/PEM private key",
+          "configuration error, host not contacted", passphrase=False,
+          setup=lambda c: c.settings.update(
+              ESXI_KEY_FILE=str(c.script("not-a-key", "garbage")))),
+    Fault(7, "wrong passphrase", 10, 6,
+          r"ESXI_KEY_FILE=\S+: cannot be decrypted or parsed: wrong ESXI_KEY_PASSPHRASE",
+          "configuration error, host not contacted",
+          setup=lambda c: c.settings.update(ESXI_KEY_PASSPHRASE="not the passphrase")),
+    Fault(7, "passphrase missing", 10, 6,
+          r"is protected by a passphrase; set ESXI_KEY_PASSPHRASE",
+          "configuration error, host not contacted",
+          setup=lambda c: c.settings.update(ESXI_KEY_PASSPHRASE=None)),
+    Fault(7, "key file group-readable", 15, 0,
+          r"WARNING: ESXI_KEY_FILE \(the private key\) \S+ is readable .*0640\); run: chmod 600",
+          "warning; shutdown done",
+          setup=lambda c: c.settings.update(ESXI_KEY_FILE=_copy_key(c, 0o640)),
+          check=_powered_off),
+    Fault(8, "env file missing", 10, 6,
+          r"no-such\.env: file not found; create it \(install\.sh writes a template\)",
+          "configuration error; UPS_SERVICE=auto restart",
+          setup=lambda c: setattr(c, "env_file", c.tmp / "no-such.env"),
+          check=_auto_restart_attempted, restarts=-1),
+    Fault(8, "env file empty", 10, 6,
+          r"ESXI_HOST: missing; it is required",
+          "configuration error (every problem listed); UPS_SERVICE=auto restart",
+          setup=lambda c: setattr(c, "env_text", ""),
+          check=_auto_restart_attempted, restarts=-1),
+    Fault(8, "unparseable line", 10, 6,
+          r"line \d+: cannot be parsed; write it as KEY=value",
+          "configuration error, host not contacted",
+          setup=lambda c: _env_text(c, "this is not a setting\n"), check=_nothing_ran),
+    Fault(8, "bad numbers", 10, 6,
+          r"ESXI_COMMAND_TIMEOUT='-5': not a whole number; use an integer from 1 to 86400",
+          "configuration error, host not contacted",
+          setup=lambda c: c.settings.update(ESXI_PORT="22x", ESXI_COMMAND_TIMEOUT="-5"),
+          check=_nothing_ran),
+    Fault(8, "unknown key", 10, 6,
+          r"ESXI_HOSTNAME: unknown setting \(did you mean ESXI_HOST\?\)",
+          "configuration error, host not contacted",
+          setup=lambda c: c.settings.update(ESXI_HOSTNAME="esxi1"), check=_nothing_ran),
+    Fault(9, "vim-cmd missing (exit 127)", 15, 4,
+          r"autostop: `vim-cmd hostsvc/autostartmanager/autostop` exited 127 \(sh: vim-cmd: "
+          r"not found\); powering off anyway",
+          "poweroff still sent",
+          setup=lambda c: c.server.write_fake("vim_cmd_missing", "yes"),
+          check=_powered_off, kinds=("openssh", "dropbear")),
+    Fault(10, "autostop hangs past ESXI_DEADLINE", 25, 0,
+          r"\[host\] esxi-suspend: final: \d+ VM\(s\) may still run",
+          "the host's own sequence suspends what still runs and powers off by the deadline",
+          setup=lambda c: (c.server.write_fake("autostop_seconds", "60"),
+                           c.settings.update(ESXI_DEADLINE="10")),
+          check=_powered_off, kinds=("openssh", "dropbear")),
+    Fault(10, "autostop hangs past ESXI_COMMAND_TIMEOUT (plain path)", 15, 4,
+          r"did not finish within ESXI_COMMAND_TIMEOUT=2 s; VMs still running will be powered off",
+          "host output not understood: plain autostop, bounded; poweroff still sent after 2 s",
+          setup=lambda c: (c.server.write_fake("autostop_seconds", "30"),
+                           c.server.write_fake("get_defaults.txt", "garbage\n"),
+                           c.settings.update(ESXI_COMMAND_TIMEOUT="2")),
+          check=_powered_off, kinds=("openssh", "dropbear")),
+    Fault(11, "session dropped during autostop", 25, 0,
+          r"lost the session \(.*\); reconnecting",
+          "reconnect, follow the host sequence to its poweroff",
+          runner=_drop_during_autostop, check=_powered_off, kinds=("openssh", "dropbear")),
+    Fault(12, "session dropped by poweroff", 15, 0,
+          r"poweroff: (host closed the session|the host sequence ran poweroff): it is going down",
+          "success",
+          setup=lambda c: c.server.write_fake("poweroff_mode", "drop"),
+          check=_powered_off, kinds=("openssh", "dropbear")),
+    Fault(13, "second shutdown while one runs", 10, 7,
+          r"another esxi-suspend run \(pid \d+\) is already shutting it down .*this run does "
+          r"nothing",
+          "second exits at once; the host gets one sequence, one local restart",
+          runner=_lock_run, check=_one_sequence, restarts=-1),
+    Fault(14, "SIGTERM during autostop", 15, 143,
+          r"SIGTERM received: stopped, nothing more is sent to the host \(a host sequence "
+          r"already started goes on there\)",
+          "we stop at once, local restart, exit logged; the host finishes its sequence alone",
+          runner=_sigterm_run, check=_host_finishes_alone, kinds=("openssh", "dropbear")),
+    Fault(14, "SIGTERM during the local restart", 15, 0,
+          r"SIGTERM received after the host steps: exiting now, exit 0",
+          "restart and summary finish, exit logged",
+          setup=_sigterm_in_restart, check=_powered_off),
+    Fault(15, "hostile VM names in getallvms", 20, 0,
+          r"inventory: 4 VM\(s\)",
+          "dry run: names shown inert, only integer ids reach the host",
+          setup=_hostile_names, check=_hostile_checked, restarts=0),
+    Fault(16, "local restart command fails", 15, 3,
+          r"local: `\S+` exited 9 \(boom\); restart the NUT monitor by hand",
+          "host shut down; exit 3",
+          setup=lambda c: c.settings.update(UPS_RESTART_COMMAND=str(c.script(
+              "failing-restart",
+              f"echo restarted >>{shlex.quote(str(c.server.restart_marker))}\n"
+              "echo boom >&2; exit 9"))),
+          check=_powered_off),
+    Fault(17, "syslog socket absent", 15, 0,
+          r"INFO: summary: host \S+: connect ok, inventory ok, sequence ok, poweroff ok",
+          "every step on stderr at INFO",
+          setup=lambda c: setattr(c, "syslog", "absent"), check=_powered_off),
+    Fault(17, "syslog socket stale (nobody reads)", 15, 0,
+          r"INFO: summary: host \S+: connect ok, inventory ok, sequence ok, poweroff ok",
+          "every step on stderr at INFO",
+          setup=_stale_syslog, check=_powered_off),
+    Fault(17, "syslog daemon stuck (its queue full)", 30, 0,
+          r"INFO: summary: host \S+: connect ok, inventory ok, sequence ok, poweroff ok",
+          "each send to syslog waits 0.2 s at most: no hang; -v keeps the steps on stderr",
+          runner=_stuck_syslog, check=_powered_off),
+    Fault(17, "syslog socket listening", 15, 0,
+          r"summary: host \S+: connect ok, inventory ok, sequence ok, poweroff ok",
+          "every step in syslog",
+          setup=lambda c: setattr(c, "syslog", "listening"), runner=_syslog_listening,
+          check=_syslog_has_steps),
+    Fault(18, "100 dry runs in a row", 300, 0,
+          r"inventory: 0 VM\(s\)",
+          "no leaked process, session or descriptor on the host; none left locally",
+          runner=_leak_run, restarts=0),
+]  # fmt: skip
+
+CASES = [
+    pytest.param(fault, kind, id=f"{fault.id}-{kind}") for fault in FAULTS for kind in fault.kinds
+]
+
+
+@pytest.mark.parametrize(("fault", "kind"), CASES)
+def test_fault(fault: Fault, kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    server: SshServer = request.getfixturevalue(f"{kind}_esxi")
+    ctx = Ctx(server, tmp_path, passphrase=fault.passphrase)
+    fault.setup(ctx)
+
+    run = fault.runner(ctx) if fault.runner else ctx.start().finish()
+
+    assert run.returncode == fault.exit, run.output
+    assert run.seconds < fault.bound, f"ran {run.seconds:.1f} s, bound {fault.bound} s"
+    assert "Traceback" not in run.output, run.output
+    lines = run.stderr.splitlines() + ctx.syslog_lines
+    assert any(re.search(fault.log, line) for line in lines), run.stderr
+    if fault.restarts >= 0:
+        assert len(server.restarts()) == fault.restarts, (server.restarts(), run.stderr)
+    assert CLIENT_PASSPHRASE not in run.output + "".join(ctx.syslog_lines)
+    fault.check(ctx, run)
+
+
+def test_secret_check_finds_a_secret() -> None:
+    """The session-wide secrets check (conftest.py) would see a leaked passphrase."""
+    hits = outputs.find_secrets([("x", f"a {CLIENT_PASSPHRASE} b")], [CLIENT_PASSPHRASE])
+    assert hits == ["x: contains secret correc…"]
+
+
+def render_table() -> str:
+    lines = [
+        "| # | fault | bound (s) | exit | log line (pattern) | what happens |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in FAULTS:
+        pattern = f.log.replace("|", "\\|")
+        kinds = " + dropbear" if "dropbear" in f.kinds else ""
+        lines.append(
+            f"| {f.row} | {f.case}{kinds} | {f.bound:g} | {f.exit} | `{pattern}` | {f.result} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def test_readme_lists_the_matrix() -> None:
+    """README.md's fault matrix is this table; on failure, paste the table printed here."""
+    table = render_table()
+    assert table in README.read_text(), f"README.md needs this table:\n{table}"
