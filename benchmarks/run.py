@@ -15,6 +15,7 @@ Prints a Markdown table for the README. Bounded: about a minute on 2 cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import logging
 import os
@@ -33,7 +34,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from sshservers import ServerUnavailable, make_client_keys, running_server  # noqa: E402
 
 from esxi_suspend import cli  # noqa: E402
+from esxi_suspend.config import load_settings  # noqa: E402
 from esxi_suspend.demo import prepare_env  # noqa: E402
+from esxi_suspend.errors import RemoteCommandFailed  # noqa: E402
+from esxi_suspend.remote import RemoteHost  # noqa: E402
 from esxi_suspend.simulator import (  # noqa: E402
     Fate,
     SimulatedHost,
@@ -85,6 +89,7 @@ def p1(runs: int) -> list[str]:
         try:
             keys = make_client_keys(root / "keys")
             with running_server("openssh", root / "sshd", keys) as server:
+                server.write_fake("getallvms.txt", "Vmid   Name   File   Guest OS   Version\n")
                 env_file = server.write_env(UPS_RESTART_COMMAND="/bin/true")
                 ours = [str(COMMAND), "shutdown", "--env-file", str(env_file)]
                 ssh = shutil.which("ssh") or "/usr/bin/ssh"
@@ -113,15 +118,28 @@ def p1(runs: int) -> list[str]:
     ]
 
 
-def autostop_only(host: SimulatedHost, directory: Path, private_key: str) -> None:
-    """What esxi-suspend does today: autostop, then poweroff (the real cli.run path)."""
+def original_script(host: SimulatedHost, directory: Path, private_key: str) -> None:
+    """The line the project replaces: autostop, then poweroff, in one session."""
     env = prepare_env(directory, host, private_key)
-    cli.run(str(env), dry_run=False)
+    settings = load_settings(env)
+    with RemoteHost(settings) as remote, contextlib.suppress(RemoteCommandFailed):
+        remote.run(ORIGINAL, 3600)
 
 
-# Issue 4 adds its strategies here: name -> function(host, temp dir, private key).
+def strategy(name: str) -> Callable[[SimulatedHost, Path, str], None]:
+    """esxi-suspend shutdown (the real cli.run path) with ESXI_STRATEGY=name."""
+
+    def run(host: SimulatedHost, directory: Path, private_key: str) -> None:
+        env = prepare_env(directory, host, private_key, host.model.time_scale, name)
+        cli.run(str(env), dry_run=False)
+
+    return run
+
+
 STRATEGIES: dict[str, Callable[[SimulatedHost, Path, str], None]] = {
-    "autostop only (esxi-suspend shutdown)": autostop_only,
+    "original script (`autostop ; poweroff`)": original_script,
+    "esxi-suspend, ESXI_STRATEGY=autostop": strategy("autostop"),
+    "esxi-suspend, ESXI_STRATEGY=parallel": strategy("parallel"),
 }
 
 
@@ -132,14 +150,15 @@ def p2(time_scale: float) -> list[str]:
     logging.getLogger("paramiko").setLevel(logging.CRITICAL + 1)
     lines = [
         f"P2 fleet time (simulator, time scale {time_scale:g}): simulated seconds from the "
-        "first command to host power-off; VMs hard-killed / running VMs. Fleets: 1 in 4 VMs "
+        "first command to host power-off; VMs hard-killed and suspended (ESXI_DEADLINE 240 s, "
+        "the default). Fleets: 1 in 4 VMs "
         "without tools (stop action powerOff), 1 in 5 outside the autostart sequence, guest "
         "shutdowns of 15-105 s, stop delay 120 s.",
         "",
         "| strategy | " + " | ".join(f"{n} VM{'s' if n > 1 else ''}" for n in FLEET_SIZES) + " |",
         "| --- |" + " ---: |" * len(FLEET_SIZES),
     ]
-    for name, strategy in STRATEGIES.items():
+    for name, run in STRATEGIES.items():
         cells = []
         for size in FLEET_SIZES:
             fleet = generated_fleet(size)
@@ -148,17 +167,57 @@ def p2(time_scale: float) -> list[str]:
                 tempfile.TemporaryDirectory(prefix="esxi-bench-") as tmp,
                 SimulatedHost(fleet, authorized_key=public, time_scale=time_scale) as host,
             ):
-                strategy(host, Path(tmp), private)
+                run(host, Path(tmp), private)
                 host.wait_powered_off(10)
                 execs = [e.at for e in host.events if e.kind == "exec"]
                 if host.powered_off_at is None or not execs:
                     cells.append("no power-off")
                     continue
-                killed = sum(f is Fate.HARD_KILLED for f in host.fates().values())
+                fates = list(host.fates().values())
+                killed = sum(f is Fate.HARD_KILLED for f in fates)
+                suspended = sum(f is Fate.SUSPENDED for f in fates)
                 seconds = host.powered_off_at - execs[0]
-                cells.append(f"{seconds:.0f} s, {killed}/{size} killed")
+                cells.append(f"{seconds:.0f} s, {killed} killed, {suspended} susp.")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
+
+
+def p3(time_scale: float, hosts: int = 10) -> list[str]:
+    """Wall time of one run against 1 simulated host, then against `hosts` of them."""
+    logger = logging.getLogger("esxi_suspend")
+    logger.handlers[:] = [logging.NullHandler()]
+    walls = {}
+    for count in (1, hosts):
+        private, public = generate_ed25519()
+        with contextlib.ExitStack() as stack:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="esxi-bench-")))
+            fleet = generated_fleet(4)
+            sims = [
+                stack.enter_context(
+                    SimulatedHost(fleet, authorized_key=public, time_scale=time_scale)
+                )
+                for _ in range(count)
+            ]
+            env = prepare_env(tmp, sims[0], private, time_scale, "parallel")
+            (tmp / "known_hosts").write_text("".join(s.known_hosts_line() for s in sims))
+            text = env.read_text().replace(
+                f"ESXI_HOST='{sims[0].address}'",
+                "ESXI_HOST='" + ",".join(f"{s.address}:{s.port}" for s in sims) + "'",
+            )
+            env.write_text(text)
+            started = time.perf_counter()
+            cli.run(str(env), dry_run=False)
+            walls[count] = time.perf_counter() - started
+            assert all(s.wait_powered_off(10) for s in sims), "a host was not powered off"
+    return [
+        f"P3 many hosts (simulator, time scale {time_scale:g}, 4 VMs each, parallel): wall time "
+        "of one `esxi-suspend shutdown` run:",
+        "",
+        f"| 1 host | {hosts} hosts | ratio |",
+        "| ---: | ---: | ---: |",
+        f"| {walls[1]:.2f} s | {walls[hosts]:.2f} s | {walls[hosts] / walls[1]:.2f}x "
+        "(target <= 1.3) |",
+    ]
 
 
 def machine() -> str:
@@ -179,14 +238,16 @@ def machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="P1 runs of each command")
-    parser.add_argument("--time-scale", type=float, default=0.005, help="P2 time scale")
-    parser.add_argument("--only", choices=["p1", "p2"], help="run one benchmark")
+    parser.add_argument("--time-scale", type=float, default=0.02, help="P2, P3 time scale")
+    parser.add_argument("--only", choices=["p1", "p2", "p3"], help="run one benchmark")
     args = parser.parse_args()
     print(f"Measured {datetime.date.today().isoformat()} on {machine()}.\n")
     if args.only in (None, "p1"):
         print("\n".join(p1(args.runs)) + "\n")
     if args.only in (None, "p2"):
-        print("\n".join(p2(args.time_scale)))
+        print("\n".join(p2(args.time_scale)) + "\n")
+    if args.only in (None, "p3"):
+        print("\n".join(p3(args.time_scale)))
     return 0
 
 

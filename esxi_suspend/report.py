@@ -45,9 +45,11 @@ def describe_plan(inventory: Inventory, plan: ShutdownPlan, self_why: str) -> li
             f"VM {info.vmid} ({printable(info.vm.name)}): {vm_fate(info, plan, inventory)}"
         )
     for number, phase in enumerate(plan.phases, start=1):
-        extra = " + autostop" if phase.autostop else ""
+        what = (
+            "ESXi's autostop, in sequence order" if phase.autostop else f"{len(phase.steps)} VM(s)"
+        )
         lines.append(
-            f"phase {number} {phase.label}: {len(phase.steps)} VM(s){extra}, "
+            f"phase {number} {phase.label}: {what}, "
             f"budget {phase.budget} s (wants {phase.wanted} s)"
         )
     lines.append(

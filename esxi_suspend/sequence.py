@@ -88,8 +88,10 @@ def run_sequence(
     # Real seconds we follow at most: the host's schedule plus room for slow commands.
     bound = start + plan.scheduled + 2 * timeout + 30
     current: Remote | None = remote
+    pause = 0.0  # the first look at once: a host with nothing to stop is powered off at once
     while current is not None:
-        time.sleep(poll_interval)
+        time.sleep(pause)
+        pause = poll_interval
         elapsed = time.monotonic() - start
         try:
             _poll(current, follow, timeout, elapsed)

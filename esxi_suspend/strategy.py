@@ -271,7 +271,8 @@ def _echo(text: str) -> str:
 
 def phase_commands(phase: Phase, number: int, total: int) -> list[str]:
     """One phase: its steps started concurrently (each `cmd &`), autostop last if it has it."""
-    commands = [_echo(f"phase {number}/{total} {phase.label}: {len(phase.steps)} VM(s)")]
+    what = "the autostart sequence" if phase.autostop else f"{len(phase.steps)} VM(s)"
+    commands = [_echo(f"phase {number}/{total} {phase.label}: {what}")]
     commands += [f'sh -c "{step.command()}" &' for step in phase.steps]
     if phase.autostop:
         commands.append(f"{esxi.AUTOSTOP} &")
