@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
             "Start a simulated ESXi host on 127.0.0.1, run `shutdown` against it as upsmon "
             "would, and print a timeline of what happened to each VM. CHANGES: nothing."
         ),
+        epilog=(
+            "files:\n  a throwaway key, known_hosts and env file in a temporary directory, "
+            "removed at the end;\n  nothing in /etc, nothing sent to syslog\n\n"
+            "exit codes: those of `shutdown` (0: the simulated host was shut down cleanly)"
+        ),
+        formatter_class=formatter,
     )
     demo.add_argument("--fleet", metavar="FILE", help="fleet file (JSON, or TOML on 3.11+)")
     demo.add_argument("--dry-run", action="store_true", help="show the plan only")
