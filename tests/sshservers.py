@@ -253,6 +253,24 @@ class SshServer:
         path.chmod(mode)
         return path
 
+    def drop_sessions(self) -> None:
+        """As a host dropping every connection: kill the listener's per-connection children.
+
+        The host's own background jobs (a detached sequence) are not children of the listener
+        once their session ended: they go on, as on a real host.
+        """
+        listener = self.process.pid
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == listener:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+
     def ssh_argv(self, *, key: Path | None = None, known_hosts: Path | None = None) -> list[str]:
         """An OpenSSH client command line for this server, ignoring every user/system config."""
         return [

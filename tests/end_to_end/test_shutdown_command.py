@@ -6,7 +6,6 @@ No terminal, stdin closed, an environment of PATH only, cwd `/`, against real SS
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -352,21 +351,6 @@ def test_env_file_readable_by_others_warns_but_works(openssh_esxi: SshServer) ->
 # -- the host side survives us ----------------------------------------------------------------
 
 
-def _kill_sessions(server: SshServer) -> None:
-    """Drop every connection to the fake host: kill the listener's per-connection children."""
-    listener = server.process.pid
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == listener:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
-
-
 def test_host_finishes_the_sequence_after_we_are_killed(fake_esxi: SshServer) -> None:
     fake_esxi.write_fake("autostop_seconds", "60")  # autostop still running when we die
     env_file = fake_esxi.write_env(ESXI_DEADLINE="10")
@@ -385,7 +369,7 @@ def test_host_finishes_the_sequence_after_we_are_killed(fake_esxi: SshServer) ->
             assert time.monotonic() < deadline, "autostop never started"
             time.sleep(0.05)
         os.killpg(ours.pid, signal.SIGKILL)  # our process dies mid-sequence ...
-        _kill_sessions(fake_esxi)  # ... and its connection with it
+        fake_esxi.drop_sessions()  # ... and its connection with it
     finally:
         ours.wait(10)
     deadline = time.monotonic() + 30

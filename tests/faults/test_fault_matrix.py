@@ -282,19 +282,8 @@ def _drop_during_autostop(ctx: Ctx) -> Run:
     ctx.server.write_fake("autostop_seconds", "3")
     run = ctx.start()
     _wait_for(lambda: AUTOSTOP in ctx.server.commands(), 15, "autostop")
-    listener = ctx.server.process.pid
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _parent_of(int(entry.name)) == listener:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
+    ctx.server.drop_sessions()
     return run.finish(timeout=30)
-
-
-def _parent_of(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def _sigterm_in_restart(ctx: Ctx) -> None:
