@@ -150,8 +150,9 @@ def p2(time_scale: float) -> list[str]:
     logging.getLogger("paramiko").setLevel(logging.CRITICAL + 1)
     lines = [
         f"P2 fleet time (simulator, time scale {time_scale:g}): simulated seconds from the "
-        "first command to host power-off; VMs hard-killed and suspended (ESXI_DEADLINE 240 s, "
-        "the default). Fleets: 1 in 4 VMs "
+        "first command to host power-off; then VMs hard-killed at host power-off, VMs hard "
+        "powered off by a stop action, VMs suspended (ESXI_DEADLINE 240 s, the default). "
+        "Fleets: 1 in 4 VMs "
         "without tools (stop action powerOff), 1 in 5 outside the autostart sequence, guest "
         "shutdowns of 15-105 s, stop delay 120 s.",
         "",
@@ -175,9 +176,10 @@ def p2(time_scale: float) -> list[str]:
                     continue
                 fates = list(host.fates().values())
                 killed = sum(f is Fate.HARD_KILLED for f in fates)
+                hard_off = sum(f is Fate.POWERED_OFF for f in fates)
                 suspended = sum(f is Fate.SUSPENDED for f in fates)
                 seconds = host.powered_off_at - execs[0]
-                cells.append(f"{seconds:.0f} s, {killed} killed, {suspended} susp.")
+                cells.append(f"{seconds:.0f} s; {killed}, {hard_off}, {suspended}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
