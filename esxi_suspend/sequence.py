@@ -30,6 +30,7 @@ from esxi_suspend.strategy import (
 
 log = logging.getLogger(__name__)
 
+# Opens a fresh session to the same host (after ours was lost); None if that fails.
 Reconnect = Callable[[], "Remote | None"]
 
 
@@ -45,7 +46,6 @@ class Follow:
     final_started: bool = False
     poweroff_seen: bool = False
     log_seen: int = 0
-    down_at: dict[int, float] = field(default_factory=dict)
     states: dict[int, esxi.PowerState | None] = field(default_factory=dict)
 
     def vm(self, vmid: int) -> str:
@@ -142,7 +142,6 @@ def _poll(remote: Remote, follow: Follow, timeout: int, elapsed: float) -> None:
             continue
         if state is not esxi.PowerState.ON:
             follow.states[vmid] = state
-            follow.down_at[vmid] = elapsed
             log.info(
                 "host %s: %s: %s after %.0f s", remote.name, follow.vm(vmid), state.value, elapsed
             )

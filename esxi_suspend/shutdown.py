@@ -1,5 +1,6 @@
-"""The steps on one host: autostop, then poweroff; or, in a dry run, the plan and its proof.
+"""The steps on one host: inventory, plan, host sequence; or, in a dry run, the plan only.
 
+When the host's inventory cannot be read, the original path runs: autostop, then poweroff.
 A step that fails is recorded and the next one still runs: the battery decides, not us.
 """
 
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from esxi_suspend import esxi, local
 from esxi_suspend.config import Settings
@@ -19,14 +19,10 @@ from esxi_suspend.errors import (
 )
 from esxi_suspend.inventory import Remote, read_inventory
 from esxi_suspend.report import describe_plan, render_check
-from esxi_suspend.sequence import run_sequence
+from esxi_suspend.sequence import Reconnect, run_sequence
 from esxi_suspend.strategy import find_self_vm, make_plan
 
 log = logging.getLogger(__name__)
-
-
-# Opens a fresh session to the same host (after the host dropped ours); None if not possible.
-Reconnect = Callable[[], Optional[Remote]]
 
 
 @dataclass
