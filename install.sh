@@ -369,7 +369,8 @@ write_env_template() {
 # error; an optional one left commented out takes the default shown.
 
 # Required: the ESXi host to shut down (name or IP address). Set this, or let
-# "esxi-suspend trust HOST" add it when you confirm the host key.
+# "esxi-suspend trust HOST" add it when you confirm the host key. Several hosts, shut down in
+# parallel: [user@]host[:port] separated by commas, e.g. esxi1,root@esxi2:2222.
 #ESXI_HOST=esxi.example.lan
 
 # User to log in as on the host (default root).
@@ -395,6 +396,30 @@ ${known_hosts_comment}ESXI_KNOWN_HOSTS=$known_hosts
 
 # Seconds each remote command may run before it is abandoned (default 300).
 #ESXI_COMMAND_TIMEOUT=300
+
+# How the VMs are stopped: autostop (ESXi's own order, after a clean stop of every VM it
+# would hard power off) or parallel (every VM at once) (default autostop).
+#ESXI_STRATEGY=autostop
+
+# Seconds the whole host sequence may take, host poweroff included: what still runs near the
+# end is suspended (default 240). Fit it to your battery.
+#ESXI_DEADLINE=240
+
+# parallel only: groups stopped one after another, VM names or ids (default: one group).
+#ESXI_VM_ORDER=web1,web2; db1; nas
+
+# A VM's own stop, in order of preference (default shutdown,suspend,poweroff).
+#ESXI_STOP_ACTIONS=shutdown,suspend,poweroff
+
+# What VMs still running at the deadline get: suspend or poweroff (default suspend).
+#ESXI_STRAGGLER_ACTION=suspend
+
+# This machine's own VM on the host (name or id), stopped last by suspend (default: found by
+# its SMBIOS UUID when this machine is a VMware VM).
+#ESXI_SELF_VM=nut-client
+
+# Seconds between two looks at the host while following its sequence (default 2).
+#ESXI_POLL_INTERVAL=2
 
 # Local NUT monitor service esxi-suspend restarts when it is done, so that upsmon (which runs
 # SHUTDOWNCMD only once) watches the UPS again: auto (the first of nut-monitor, nut-client,

@@ -33,10 +33,10 @@ fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
 
 echo "tests/run.sh: ruff"
-"$venv/bin/ruff" check esxi_suspend tests
-"$venv/bin/ruff" format --check esxi_suspend tests
+"$venv/bin/ruff" check esxi_suspend tests benchmarks tools
+"$venv/bin/ruff" format --check esxi_suspend tests benchmarks tools
 echo "tests/run.sh: mypy --strict"
-"$venv/bin/mypy" --strict esxi_suspend tests
+"$venv/bin/mypy" --strict esxi_suspend tests benchmarks tools
 echo "tests/run.sh: pytest"
 set +e
 "$venv/bin/python" -m pytest "$@"
