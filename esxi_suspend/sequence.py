@@ -17,6 +17,7 @@ from typing import Callable
 from esxi_suspend import esxi
 from esxi_suspend.errors import ExitCode, RemoteCommandFailed
 from esxi_suspend.inventory import Inventory, Remote, run_marked
+from esxi_suspend.report import printable
 from esxi_suspend.strategy import (
     LOG_PREFIX,
     ShutdownPlan,
@@ -49,11 +50,7 @@ class Follow:
     states: dict[int, esxi.PowerState | None] = field(default_factory=dict)
 
     def vm(self, vmid: int) -> str:
-        return f"VM {vmid} ({_printable(self.names.get(vmid, '?'))})"
-
-
-def _printable(text: str) -> str:
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
+        return f"VM {vmid} ({printable(self.names.get(vmid, '?'))})"
 
 
 def run_sequence(
@@ -148,7 +145,7 @@ def _poll(remote: Remote, follow: Follow, timeout: int, elapsed: float) -> None:
 
 
 def _host_line(host: str, follow: Follow, line: str) -> None:
-    text = _printable(line.strip())
+    text = printable(line.strip())
     if not text:
         return
     log.info("host %s: [host] %s", host, text)
