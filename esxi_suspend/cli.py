@@ -26,7 +26,7 @@ from esxi_suspend.config import (
     env_file_path,
     load_settings,
 )
-from esxi_suspend.errors import EsxiSuspendError, ExitCode
+from esxi_suspend.errors import EsxiSuspendError, ExitCode, one_line
 from esxi_suspend.local import plan_restart, run_restart
 from esxi_suspend.remote import RemoteHost
 from esxi_suspend.shutdown import HostResult, check_host, shutdown_host
@@ -333,7 +333,7 @@ def _run_host(settings: Settings, dry_run: bool, result: HostResult) -> None:
     try:
         session.open()
     except EsxiSuspendError as exc:
-        result.add("connect", exc.exit_code, _one_line(exc))
+        result.add("connect", exc.exit_code, one_line(exc))
         return
     result.add("connect", ExitCode.OK, f"host key {session.host_key} matches; key accepted")
     try:
@@ -350,7 +350,7 @@ def _reconnect(settings: Settings) -> RemoteHost | None:
     try:
         remote.open()
     except EsxiSuspendError as exc:
-        log.error("host %s: reconnect failed: %s", settings.host, _one_line(exc))
+        log.error("host %s: reconnect failed: %s", settings.host, one_line(exc))
         return None
     return remote
 
@@ -377,12 +377,6 @@ def restart_local(settings: RestartSettings, dry_run: bool) -> tuple[ExitCode, s
         return exc.exit_code, "FAILED"
     log.info("local: NUT monitor restart done: %s", text)
     return ExitCode.OK, f"ok ({text})"
-
-
-def _one_line(exc: BaseException) -> str:
-    """A multi-line error (a problem list) as one log line: `header: one; two`."""
-    head, *rest = [line.strip(" -") for line in str(exc).splitlines() if line.strip()] or [""]
-    return f"{head} {'; '.join(rest)}" if rest else head
 
 
 def _log_error(exc: BaseException, prefix: str = "") -> None:

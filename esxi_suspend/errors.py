@@ -74,3 +74,9 @@ class LocalRestartFailed(EsxiSuspendError):
     """Restarting the local NUT monitor service failed."""
 
     exit_code = ExitCode.LOCAL_RESTART
+
+
+def one_line(exc: BaseException) -> str:
+    """One log line: a problem list (a header, then `- item` lines) becomes `header: a; b`."""
+    head, *rest = [line.strip(" -") for line in str(exc).splitlines() if line.strip()] or [""]
+    return f"{head} {'; '.join(rest)}" if rest else head

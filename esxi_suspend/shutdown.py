@@ -16,6 +16,7 @@ from esxi_suspend.errors import (
     RemoteCommandFailed,
     RemoteTimeout,
     SessionDropped,
+    one_line,
 )
 from esxi_suspend.inventory import Remote, read_inventory
 from esxi_suspend.report import describe_plan, render_check
@@ -69,7 +70,7 @@ def shutdown_host(
     try:
         inventory = read_inventory(remote, settings.command_timeout, want_uuids=bool(smbios))
     except RemoteCommandFailed as exc:
-        result.add("inventory", exc.exit_code, f"{_one_line(exc)}; falling back to autostop")
+        result.add("inventory", exc.exit_code, f"{one_line(exc)}; falling back to autostop")
         plain_shutdown(remote, settings, result, reconnect)
         return
     self_vm, why = find_self_vm(inventory, settings, smbios)
@@ -141,17 +142,13 @@ def power_off(remote: Remote, timeout: int, result: HostResult) -> None:
         )
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 def check_host(remote: Remote, settings: Settings, result: HostResult, restart: str) -> None:
     """Dry run: read the host, make the plan, put the report in the result; change nothing."""
     smbios = local.smbios_uuid()
     try:
         inventory = read_inventory(remote, settings.command_timeout, want_uuids=bool(smbios))
     except RemoteCommandFailed as exc:
-        result.add("inventory", exc.exit_code, _one_line(exc))
+        result.add("inventory", exc.exit_code, one_line(exc))
         return
     running = sum(1 for info in inventory.vms if info.running)
     result.add("inventory", ExitCode.OK, f"{len(inventory.vms)} VM(s), {running} running")
