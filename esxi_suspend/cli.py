@@ -50,10 +50,11 @@ EXIT_CODES_HELP = "\n".join(
 
 DESCRIPTION = """\
 Shut VMware ESXi hosts down cleanly over SSH when the UPS battery runs out.
-NUT's upsmon runs `esxi-suspend shutdown` as its SHUTDOWNCMD. On the host it runs
-`vim-cmd hostsvc/autostartmanager/autostop`, then `poweroff`; then, whatever happened,
-it restarts the local NUT monitor service. `check` proves that path without changing
-anything."""
+NUT's upsmon runs `esxi-suspend shutdown` as its SHUTDOWNCMD. On each host it reads the
+VMs, then starts a shutdown sequence on the host, detached from our session: VMs stopped
+cleanly (guest shutdown, else suspend) within ESXI_DEADLINE, by autostop or all at once
+(ESXI_STRATEGY), then the host powered off. Then, whatever happened, it restarts the local
+NUT monitor service. `check` proves that path without changing anything."""
 
 EPILOG = f"""\
 files:
@@ -79,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
         "shutdown",
         help="stop the VMs and power the host off (what upsmon runs)",
         description=(
-            "Run autostop, then poweroff, on the ESXi host; then restart the local NUT "
-            "monitor. CHANGES: stops VMs and powers the host off."
+            "Read each host's VMs, start the shutdown sequence on the host (VM stop actions, "
+            "autostop or all at once, then host poweroff, within ESXI_DEADLINE) and follow "
+            "it; then restart the local NUT monitor. CHANGES: stops VMs and powers the hosts "
+            "off."
         ),
         epilog=EPILOG,
         formatter_class=formatter,
