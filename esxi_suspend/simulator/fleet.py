@@ -9,11 +9,21 @@ A fleet file (JSON; TOML too on Python 3.11+) looks like:
 
 Every VM key but `id` and `name` has a default (see `VmSpec`). `autostart` is the VM's start
 order in the autostart sequence, or absent/null/false when it is not in the sequence.
+
+Host keys, all optional (see `Fleet`): `name`, `version`, `stop_action`, `stop_delay`,
+`start_delay`, `autostart_enabled`, the durations `suspend_seconds`, `power_off_seconds`,
+`host_shutdown_seconds`, `host_poweroff_seconds` (from `poweroff` to the power gone: the
+host's services stop, sessions still answer), and the cost of talking to hostd, which
+dominates a real shutdown's timing: `command_latency` (simulated seconds each `vim-cmd` or
+`vmware -v` call takes before it acts; default 0.5, as ~0.5-0.67 s is observed) and
+`hostd_concurrency` (how many such calls hostd serves at once; default 16; further calls
+wait for a free slot).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -78,6 +88,9 @@ class Fleet:
     suspend_seconds: float = 8.0  # how long power.suspend takes
     power_off_seconds: float = 1.0  # how long power.off takes
     host_shutdown_seconds: float = 10.0  # /sbin/shutdown.sh
+    host_poweroff_seconds: float = 10.0  # `poweroff` to power gone: sessions live until then
+    command_latency: float = 0.5  # each vim-cmd / vmware call: a round trip to hostd
+    hostd_concurrency: int = 16  # calls hostd serves at once; more wait for a slot
     source: str = field(default="<built in>", compare=False)
 
     def vm(self, vmid: int) -> VmSpec | None:
@@ -109,6 +122,9 @@ _HOST_KEYS = {
     "suspend_seconds",
     "power_off_seconds",
     "host_shutdown_seconds",
+    "host_poweroff_seconds",
+    "command_latency",
+    "hostd_concurrency",
     "vms",
 }
 _NUMBER = (int, float)
@@ -182,12 +198,22 @@ def fleet_from_dict(data: object, source: str = "<dict>") -> Fleet:
     for key in ("stop_delay", "start_delay"):
         if key in host and (isinstance(host[key], bool) or not isinstance(host[key], int)):
             problems.append(f"{key}: must be an integer")
-    for key in ("suspend_seconds", "power_off_seconds", "host_shutdown_seconds"):
+    durations = (
+        "suspend_seconds",
+        "power_off_seconds",
+        "host_shutdown_seconds",
+        "host_poweroff_seconds",
+        "command_latency",
+    )
+    for key in durations:
         value = host.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, _NUMBER) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, _NUMBER) or not 0 <= value < math.inf:
             problems.append(f"{key}: must be a number >= 0")
         elif key in host:
             host[key] = float(value)
+    concurrency = host.get("hostd_concurrency", 1)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        problems.append("hostd_concurrency: must be an integer >= 1")
     if "autostart_enabled" in host and not isinstance(host["autostart_enabled"], bool):
         problems.append("autostart_enabled: must be true or false")
     if "name" in host and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}", host["name"]):
@@ -227,13 +253,25 @@ def default_fleet() -> Fleet:
     return fleet_from_dict(json.loads(text), f"<built in: {DEFAULT_FLEET_RESOURCE}>")
 
 
-def generated_fleet(count: int, *, stop_delay: int = 120) -> Fleet:
+def generated_fleet(
+    count: int,
+    *,
+    stop_delay: int = 120,
+    command_latency: float = 0.5,
+    hostd_concurrency: int = 16,
+) -> Fleet:
     """A deterministic fleet of `count` running VMs for benchmarks.
 
     One in four has no VMware Tools; one in five is outside the autostart sequence; guest
     shutdowns take 15 to 105 s; the rest stop with guestShutdown (a tools-less one with
-    powerOff, as an admin who knew would set it).
+    powerOff, as an admin who knew would set it). `command_latency` and `hostd_concurrency`
+    as in a fleet file.
     """
+    if not 0 <= command_latency < math.inf:
+        raise FleetError(f"command_latency: must be a number >= 0, not {command_latency!r}")
+    whole = isinstance(hostd_concurrency, int) and not isinstance(hostd_concurrency, bool)
+    if not whole or hostd_concurrency < 1:
+        raise FleetError(f"hostd_concurrency: must be an integer >= 1, not {hostd_concurrency!r}")
     vms = []
     order = 0
     for i in range(1, count + 1):
@@ -253,4 +291,10 @@ def generated_fleet(count: int, *, stop_delay: int = 120) -> Fleet:
                 stop_delay=stop_delay,
             )
         )
-    return Fleet(vms=tuple(vms), name=f"fleet-{count}", source=f"<generated: {count} VMs>")
+    return Fleet(
+        vms=tuple(vms),
+        name=f"fleet-{count}",
+        command_latency=float(command_latency),
+        hostd_concurrency=hostd_concurrency,
+        source=f"<generated: {count} VMs>",
+    )

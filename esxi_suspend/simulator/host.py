@@ -126,6 +126,7 @@ class HostModel:
         self.time_scale = time_scale
         self.cond = threading.Condition(threading.RLock())
         self._t0 = time.monotonic()
+        self._epoch = int(time.time())
         self._events: list[Event] = []
         self.vms: dict[int, Vm] = {}
         for spec in fleet.vms:
@@ -140,6 +141,7 @@ class HostModel:
         self.powered_off_at: float | None = None
         self.on_power_off: list[Callable[[], None]] = []
         self.on_drop: list[Callable[[], int]] = []
+        self._hostd_busy = 0  # hostd calls being served (see hostd_call)
         self._stopping = False
         self._ticker = threading.Thread(target=self._tick, name="esxi-sim-ticker", daemon=True)
         self._ticker.start()
@@ -148,6 +150,10 @@ class HostModel:
     def now(self) -> float:
         """Simulated seconds since the host started."""
         return (time.monotonic() - self._t0) / self.time_scale
+
+    def wall_clock(self) -> int:
+        """The host's `date +%s`: a fixed epoch plus the simulated seconds since the start."""
+        return self._epoch + int(self.now())
 
     def check(self, job: Job | None) -> None:
         if self.powered_off:
@@ -169,6 +175,27 @@ class HostModel:
                 if left <= 0:
                     return until() if until is not None else False
                 self.cond.wait(min(left * self.time_scale, 0.25))
+
+    def hostd_call(self, job: Job | None) -> None:
+        """The cost of one call to hostd (each `vim-cmd`, `vmware -v`): `command_latency`
+        simulated seconds in one of `hostd_concurrency` slots, waiting for a free slot first.
+        A shutdown's timing on a real host is mostly these round trips."""
+        latency = self.fleet.command_latency
+        if latency <= 0:
+            return
+        with self.cond:
+            while True:
+                self.check(job)
+                if self._hostd_busy < self.fleet.hostd_concurrency:
+                    break
+                self.cond.wait(0.25)  # a released slot notifies
+            self._hostd_busy += 1
+        try:
+            self.sleep(latency, job)
+        finally:
+            with self.cond:
+                self._hostd_busy -= 1
+                self.cond.notify_all()
 
     def _tick(self) -> None:
         """Complete VM operations when they are due, so events appear in time order."""

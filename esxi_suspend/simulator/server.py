@@ -211,7 +211,9 @@ class SimulatedHost:
         self.model.record(
             "host",
             f"{self.fleet.name} up on {ADDRESS}:{self.port}, "
-            f"{len(self.fleet.vms)} VM(s), time scale {self.model.time_scale:g}",
+            f"{len(self.fleet.vms)} VM(s), time scale {self.model.time_scale:g}, "
+            f"{self.fleet.command_latency:g} s per vim-cmd "
+            f"({self.fleet.hostd_concurrency} at once)",
         )
         return self
 

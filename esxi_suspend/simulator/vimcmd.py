@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-from esxi_suspend.simulator.host import ON, HostDown, HostModel, Job, Vm, VmOperationError
+from esxi_suspend.simulator.host import (
+    ON,
+    SUSPENDED,
+    HostDown,
+    HostModel,
+    Job,
+    Vm,
+    VmOperationError,
+)
 
 Write = Callable[[int, str], None]  # (fd, text)
 
@@ -80,6 +88,111 @@ def get_config(vm: Vm) -> str:
     )
 
 
+_POWER_STATE = {ON: "poweredOn", SUSPENDED: "suspended"}
+
+
+def _unset_or(value: str, present: bool) -> str:
+    return f'"{value}"' if present else "<unset>"
+
+
+def get_summary(vm: Vm) -> str:
+    """`vmsvc/get.summary ID`: power state, tools and config of one VM in one call, the
+    shape of ESXi 6.x (nested blocks, a device list, `<unset>` values, trailing commas)."""
+    spec = vm.spec
+    on = vm.power == ON
+    running = on and vm.tools
+    power = _POWER_STATE.get(vm.power, "poweredOff")
+    status = "toolsOk" if running else "toolsNotRunning" if spec.tools else "toolsNotInstalled"
+    version = "guestToolsCurrent" if spec.tools else "guestToolsNotInstalled"
+    tools = "guestToolsRunning" if running else "guestToolsNotRunning"
+    off = "" if on else "<unset>"  # quickStats are unset for a VM not running
+    return (
+        "Listsummary:\n\n(vim.vm.Summary) {\n"
+        "   dynamicType = <unset>,\n"
+        f"   vm = 'vim.VirtualMachine:{spec.vmid}',\n"
+        "   runtime = (vim.vm.RuntimeInfo) {\n"
+        "      dynamicType = <unset>,\n"
+        "      device = (vim.vm.DeviceRuntimeInfo) [\n"
+        "         (vim.vm.DeviceRuntimeInfo) {\n"
+        "            dynamicType = <unset>,\n"
+        "            runtimeState = (vim.vm.DeviceRuntimeInfo.VirtualEthernetCardRuntimeState) {\n"
+        "               dynamicType = <unset>,\n"
+        "               vmDirectPathGen2Active = false,\n"
+        "               vmDirectPathGen2InactiveReasonOther = (string) [\n"
+        '                  "vmNptIncompatibleNetwork"\n'
+        "               ],\n"
+        "            },\n"
+        "            key = 4000,\n"
+        "         }\n"
+        "      ],\n"
+        "      host = 'vim.HostSystem:ha-host',\n"
+        '      connectionState = "connected",\n'
+        f'      powerState = "{power}",\n'
+        '      faultToleranceState = "notConfigured",\n'
+        "      toolsInstallerMounted = false,\n"
+        "      suspendTime = "
+        f"{_unset_or('2024-01-15T09:20:03.513219Z', vm.power == SUSPENDED)},\n"
+        f"      bootTime = {_unset_or('2024-01-15T09:13:10.271535Z', on)},\n"
+        "      suspendInterval = 0,\n"
+        "      question = (vim.vm.QuestionInfo) null,\n"
+        "      maxCpuUsage = 4400,\n"
+        "      maxMemoryUsage = 2048,\n"
+        "      numMksConnections = 0,\n"
+        '      recordReplayState = "inactive",\n'
+        "      consolidationNeeded = false,\n"
+        "   },\n"
+        "   guest = (vim.vm.Summary.GuestSummary) {\n"
+        "      dynamicType = <unset>,\n"
+        f'      guestId = "{spec.guest_os}",\n'
+        f'      guestFullName = "{spec.guest_os}",\n'
+        f'      toolsStatus = "{status}",\n'
+        f'      toolsVersionStatus = "{version}",\n'
+        f'      toolsVersionStatus2 = "{version}",\n'
+        f'      toolsRunningStatus = "{tools}",\n'
+        f"      hostName = {_unset_or(spec.name, running)},\n"
+        f"      ipAddress = {_unset_or(f'192.0.2.{spec.vmid % 250 + 1}', running)},\n"
+        "   },\n"
+        "   config = (vim.vm.Summary.ConfigSummary) {\n"
+        "      dynamicType = <unset>,\n"
+        f'      name = "{spec.name}",\n'
+        "      template = false,\n"
+        f'      vmPathName = "[{spec.datastore}] {spec.vmx_path}",\n'
+        "      memorySizeMB = 2048,\n"
+        "      cpuReservation = 0,\n"
+        "      memoryReservation = 0,\n"
+        "      numCpu = 2,\n"
+        "      numEthernetCards = 1,\n"
+        "      numVirtualDisks = 1,\n"
+        f'      uuid = "{spec.bios_uuid}",\n'
+        f'      instanceUuid = "52{spec.bios_uuid[2:]}",\n'
+        f'      guestId = "{spec.guest_os}",\n'
+        f'      guestFullName = "{spec.guest_os}",\n'
+        f'      annotation = "{spec.annotation}",\n'
+        "      product = (vim.vApp.ProductInfo) null,\n"
+        "      installBootRequired = false,\n"
+        "      ftInfo = (vim.vm.FaultToleranceConfigInfo) null,\n"
+        "      managedBy = (vim.ext.ManagedByInfo) null,\n"
+        "   },\n"
+        "   storage = (vim.vm.Summary.StorageSummary) {\n"
+        "      dynamicType = <unset>,\n"
+        "      committed = 17179869184,\n"
+        "      uncommitted = 0,\n"
+        "      unshared = 17179869184,\n"
+        '      timestamp = "2024-01-15T09:12:44.123456Z",\n'
+        "   },\n"
+        "   quickStats = (vim.vm.Summary.QuickStats) {\n"
+        "      dynamicType = <unset>,\n"
+        f"      overallCpuUsage = {off or 42},\n"
+        f"      guestMemoryUsage = {off or 204},\n"
+        f"      hostMemoryUsage = {off or 2070},\n"
+        f'      guestHeartbeatStatus = "{"green" if running else "gray"}",\n'
+        f"      uptimeSeconds = {off or 86400},\n"
+        "   },\n"
+        '   overallStatus = "green",\n'
+        "}\n"
+    )
+
+
 def get_defaults(host: HostModel) -> str:
     fleet = host.fleet
     return (
@@ -119,7 +232,9 @@ _USAGE = "Usage: vim-cmd [options] [command]\n"
 
 
 def vim_cmd(host: HostModel, job: Job, args: list[str], write: Write) -> int:
-    """`vim-cmd SUBCOMMAND [ID]`; an unknown subcommand or VM id fails like ESXi's."""
+    """`vim-cmd SUBCOMMAND [ID]`; an unknown subcommand or VM id fails like ESXi's. Every call
+    first pays its round trip to hostd (`HostModel.hostd_call`), failing ones too."""
+    host.hostd_call(job)
     if not args:
         write(2, _USAGE)
         return 1
@@ -136,8 +251,8 @@ def vim_cmd(host: HostModel, job: Job, args: list[str], write: Write) -> int:
         host.autostop(job)
         return 0
     vm_commands = {
-        "vmsvc/power.getstate", "vmsvc/get.guest", "vmsvc/get.config", "vmsvc/power.shutdown",
-        "vmsvc/power.suspend", "vmsvc/power.off", "vmsvc/power.on",
+        "vmsvc/power.getstate", "vmsvc/get.guest", "vmsvc/get.config", "vmsvc/get.summary",
+        "vmsvc/power.shutdown", "vmsvc/power.suspend", "vmsvc/power.off", "vmsvc/power.on",
     }  # fmt: skip
     if command not in vm_commands:
         write(2, f"Unknown command: '{command}'\n")
@@ -153,6 +268,8 @@ def vim_cmd(host: HostModel, job: Job, args: list[str], write: Write) -> int:
             write(1, get_guest(vm))
         elif command == "vmsvc/get.config":
             write(1, get_config(vm))
+        elif command == "vmsvc/get.summary":
+            write(1, get_summary(vm))
         elif command == "vmsvc/power.shutdown":
             host.guest_shutdown(vm, job.session)
         elif command == "vmsvc/power.suspend":
@@ -170,7 +287,10 @@ def vim_cmd(host: HostModel, job: Job, args: list[str], write: Write) -> int:
     return 0
 
 
-def vmware(host: HostModel, args: list[str], write: Write) -> int:
+def vmware(host: HostModel, args: list[str], write: Write, job: Job | None = None) -> int:
+    """`vmware -v`/`-l`: also a hostd call, so it pays `command_latency` too. Without `job`
+    the wait still ends when the host powers off, but not when the session drops."""
+    host.hostd_call(job)
     if args in (["-v"], ["--version"]):
         write(1, f"{host.fleet.version}\n")
     elif args in (["-l"], ["--level"]):
@@ -184,7 +304,10 @@ def vmware(host: HostModel, args: list[str], write: Write) -> int:
 
 
 def poweroff(host: HostModel, job: Job) -> int:
-    """The host goes down now: this command never returns an exit status."""
+    """The host goes down, `host_poweroff_seconds` after the call (its services stop first;
+    sessions still answer meanwhile): this command never returns an exit status."""
+    host.record("host", "poweroff: the host is going down", job.session)
+    host.sleep(host.fleet.host_poweroff_seconds, None)
     host.power_off_host(job.session, "poweroff")
     raise HostDown
 

@@ -127,6 +127,19 @@ def test_detached_sequence_survives_our_session(
     assert host.background_jobs() == []
 
 
+def test_each_vim_cmd_pays_its_hostd_round_trip(
+    host: SimulatedHost, keys: SimKeys, tmp_path: Path
+) -> None:
+    with RemoteHost(sim_settings(host, keys, tmp_path)) as remote:
+        result = remote.run("vim-cmd vmsvc/get.summary 12", 10)
+    assert result.exit_status == 0
+    assert 'powerState = "poweredOn"' in result.stdout
+    assert 'toolsRunningStatus = "guestToolsRunning"' in result.stdout
+    exec_at = next(e.at for e in host.events if e.kind == "exec")
+    exit_at = next(e.at for e in host.events if e.kind == "exit")
+    assert exit_at - exec_at >= host.fleet.command_latency == 0.5
+
+
 def test_wrong_client_key_and_changed_host_key(
     host: SimulatedHost, keys: SimKeys, tmp_path: Path
 ) -> None:
