@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The test command (README "Testing"): on a fresh Debian 12 machine, as root, installs what the
-# tests need (SSH servers from Debian, a venv with the package and its test tools), then runs
-# ruff, mypy --strict and the whole pytest suite. Extra arguments go to pytest.
+# tests need (SSH servers and busybox, whose ash the fake ESXi hosts run command lines with, from
+# Debian; a venv with the package and its test tools), then runs ruff, mypy --strict and the
+# whole pytest suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(openssh-server openssh-client dropbear-bin nut-server nut-client)
+packages=(openssh-server openssh-client dropbear-bin busybox nut-server nut-client)
 python=${PYTHON:-python3}
 if ! "$python" -m venv --help >/dev/null 2>&1; then
     packages+=(python3-venv)

@@ -1,10 +1,12 @@
 """Real SSH servers (OpenSSH sshd, dropbear) on 127.0.0.1 standing in for ESXi hosts.
 
-Each server runs the scripts in `tests/fakehost/` as its forced command, so every command a
-client sends runs with fake `vim-cmd` and `poweroff` first on PATH; they log to
-`<fake_dir>/commands.log`. Nothing here touches the real `/root/.ssh` or `/etc/ssh`: dropbear,
-which only reads `~root/.ssh/authorized_keys`, runs in a private mount namespace with a
-temporary home bind-mounted over `/root`.
+Each server runs the scripts in `tests/fakehost/` as its forced command, so every command line a
+client sends runs as on ESXi, under busybox ash (`busybox sh -c`, and `sh` on PATH is busybox
+too), with fake `vim-cmd` and `poweroff` first on PATH; they log to `<fake_dir>/commands.log`.
+The host's TMPDIR is `<fake_dir>/tmp` (`SshServer.host_tmp`): what a command line writes under
+`${TMPDIR:-/tmp}` stays in the test's directory. Nothing here touches the real `/root/.ssh`
+or `/etc/ssh`: dropbear, which only reads `~root/.ssh/authorized_keys`, runs in a private
+mount namespace with a temporary home bind-mounted over `/root`.
 
 This module knows nothing of pytest; `conftest.py` turns `ServerUnavailable` into skip/fail.
 """
@@ -183,6 +185,25 @@ class SshServer:
         if not log.exists():
             return []
         return [line.split("\t", 1)[-1] for line in log.read_text().splitlines() if line]
+
+    @property
+    def host_tmp(self) -> Path:
+        """The host's TMPDIR (`<fake_dir>/tmp`): where `${TMPDIR:-/tmp}` files land."""
+        return self.fake_dir / "tmp"
+
+    def host_logs(self) -> list[Path]:
+        """The host sequence logs (`esxi-suspend-STAMP-PID.log`) in `host_tmp`, by name."""
+        return sorted(self.host_tmp.glob("esxi-suspend-*.log"))
+
+    def set_latency(self, seconds: float) -> None:
+        """Every later `vim-cmd` call sleeps `seconds` before acting; 0 removes the latency."""
+        if seconds < 0:
+            raise ValueError(f"latency must be >= 0, not {seconds}")
+        path = self.fake_dir / "latency"
+        if seconds == 0:
+            path.unlink(missing_ok=True)
+        else:
+            self.write_fake("latency", f"{seconds:g}")
 
     def write_fake(self, name: str, content: str) -> Path:
         """Write `<fake_dir>/<name>` (e.g. `getallvms.txt`, `state/12`, `poweroff_mode`)."""
@@ -411,13 +432,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
-def kill_leftovers(fake_dir: Path) -> None:
-    """SIGKILL processes still running a fake command of `fake_dir` (e.g. a sleeping autostop).
+def _make_fake_dir(root: Path) -> Path:
+    """`root/fake`, the FAKE_ESXI_DIR, with its `tmp/` (the host's TMPDIR)."""
+    if shutil.which("busybox") is None:
+        raise ServerUnavailable(
+            "busybox not found (apt-get install busybox): fake hosts run command lines with it"
+        )
+    fake_dir = root / "fake"
+    (fake_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    return fake_dir
 
-    Per-connection server processes call setsid(), so killing the listener's process group
-    does not reach them; they are found by the FAKE_ESXI_DIR in their environment.
-    """
+
+def host_processes(fake_dir: Path) -> list[int]:
+    """Live processes with `FAKE_ESXI_DIR=fake_dir` in their environment (zombies have none)."""
     needle = f"FAKE_ESXI_DIR={fake_dir}".encode()
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -426,16 +455,33 @@ def kill_leftovers(fake_dir: Path) -> None:
         except OSError:
             continue
         if needle in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def kill_leftovers(fake_dir: Path, timeout: float = 5.0) -> None:
+    """SIGKILL processes still running a fake command of `fake_dir` (a sleeping autostop, a
+    detached host sequence and its `sleep`s, a pending delayed guest shutdown).
+
+    Per-connection server processes call setsid(), so killing the listener's process group
+    does not reach them; they are found by the FAKE_ESXI_DIR in their environment. A shell can
+    fork between two looks at /proc, so look again until a look finds nothing.
+    """
+    deadline = time.monotonic() + timeout
+    while pids := host_processes(fake_dir):
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            raise ServerFailed(f"processes of fake host {fake_dir} survive SIGKILL: {pids}")
+        time.sleep(0.02)
 
 
 @contextlib.contextmanager
 def running_server(kind: ServerKind, root: Path, keys: ClientKeys) -> Iterator[SshServer]:
     """Start a fake ESXi host of `kind` under `root`; stop it (and its leftovers) on exit."""
     root.mkdir(parents=True, exist_ok=True)
-    fake_dir = root / "fake"
-    fake_dir.mkdir(exist_ok=True)
+    fake_dir = _make_fake_dir(root)
     log_file = root / f"{kind}.log"
     build = _openssh_argv if kind == "openssh" else _dropbear_argv
     last_error: ServerFailed | None = None
@@ -524,8 +570,7 @@ def running_enroll_server(root: Path, esxi_version: str = "6.7.0") -> Iterator[E
     if not unshare or os.geteuid() != 0:
         raise ServerUnavailable("the enroll fixture needs root and unshare (mount namespace)")
     root.mkdir(parents=True, exist_ok=True)
-    fake_dir = root / "fake"
-    fake_dir.mkdir(exist_ok=True)
+    fake_dir = _make_fake_dir(root)
     (fake_dir / "vmware_version").write_text(f"{esxi_version}\n")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     host_key = root / "ssh_host_ed25519_key"

@@ -5,12 +5,16 @@ If these fail, end-to-end failures say nothing about esxi-suspend.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from sshservers import FAKEHOST_DATA, FAKEHOST_DIR, SshServer
+from sshservers import FAKEHOST_DATA, FAKEHOST_DIR, SshServer, host_processes, kill_leftovers
+
+pytestmark = pytest.mark.servers
 
 
 def ssh(
@@ -94,6 +98,122 @@ def test_guest_shutdown_needs_tools(fake_esxi: SshServer) -> None:
     assert "vim.fault.ToolsUnavailable" in shutdown.stdout
 
 
+@pytest.mark.parametrize(
+    ("state", "power", "tools"),
+    [
+        (None, "poweredOn", "guestToolsRunning"),
+        ("Powered on", "poweredOn", "guestToolsRunning"),
+        ("Powered off", "poweredOff", "guestToolsNotRunning"),
+        ("Suspended", "suspended", "guestToolsNotRunning"),
+    ],
+)
+def test_get_summary_shape_and_power_state(
+    fake_esxi: SshServer, state: str | None, power: str, tools: str
+) -> None:
+    if state is not None:
+        fake_esxi.write_fake("state/12", state)
+
+    result = ssh(fake_esxi, "vim-cmd vmsvc/get.summary 12")
+
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0, result.stderr
+    assert lines[:3] == ["Listsummary:", "", "(vim.vm.Summary) {"]
+    assert lines[-1] == "}"
+    runtime = lines.index("   runtime = (vim.vm.RuntimeInfo) {")
+    guest = lines.index("   guest = (vim.vm.Summary.GuestSummary) {")
+    config = lines.index("   config = (vim.vm.Summary.ConfigSummary) {")
+    assert runtime < lines.index(f'      powerState = "{power}",') < guest
+    assert guest < lines.index(f'      toolsRunningStatus = "{tools}",') < config
+    assert config < lines.index('      name = "Web Server [prod] (v2)",')
+    assert config < lines.index(
+        '      vmPathName = "[datastore1] Web Server [prod] (v2)/Web Server [prod] (v2).vmx",'
+    )
+    assert config < lines.index('      uuid = "564d0000-0000-0000-0000-000000000012",')
+    assert fake_esxi.commands() == ["vim-cmd vmsvc/get.summary 12"]
+
+
+def test_get_summary_overrides(fake_esxi: SshServer) -> None:
+    fake_esxi.write_fake("tools/1", "guestToolsExecutingScripts")
+    fake_esxi.write_fake("uuid/1", "564d1111-2222-3333-4444-555566667777")
+    fake_esxi.write_fake("tools/15", "guestToolsRunning")
+    fake_esxi.write_fake("state/15", "Powered off")
+    fake_esxi.write_fake("summary/12", "Listsummary:\n\n(vim.vm.Summary) {\n}")
+
+    one = ssh(fake_esxi, "vim-cmd vmsvc/get.summary 1").stdout
+    off = ssh(fake_esxi, "vim-cmd vmsvc/get.summary 15").stdout
+    replaced = ssh(fake_esxi, "vim-cmd vmsvc/get.summary 12").stdout
+    missing = ssh(fake_esxi, "vim-cmd vmsvc/get.summary 99")
+
+    assert '      toolsRunningStatus = "guestToolsExecutingScripts",\n' in one
+    assert '      uuid = "564d1111-2222-3333-4444-555566667777",\n' in one
+    assert '      toolsRunningStatus = "guestToolsNotRunning",\n' in off  # tools need the VM on
+    assert replaced == "Listsummary:\n\n(vim.vm.Summary) {\n}\n"
+    assert missing.returncode != 0
+    assert '"99"' in missing.stderr
+
+
+def test_latency_delays_every_vim_cmd_call(fake_esxi: SshServer) -> None:
+    fake_esxi.set_latency(0.6)
+
+    started = time.monotonic()
+    result = ssh(
+        fake_esxi,
+        "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do"
+        " vim-cmd vmsvc/power.getstate 12 > $TMPDIR/$i & done; wait; cat $TMPDIR/*",
+    )
+    parallel = time.monotonic() - started
+    fake_esxi.set_latency(0)
+    started = time.monotonic()
+    ssh(fake_esxi, "vim-cmd vmsvc/power.getstate 12")
+    without = time.monotonic() - started
+
+    assert result.stdout == "Retrieved runtime info\nPowered on\n" * 16
+    assert 0.6 <= parallel < 0.6 * 16 / 2  # each call slept, side by side
+    assert without < parallel
+    assert not (fake_esxi.fake_dir / "latency").exists()
+
+
+def test_guest_shutdown_takes_effect_at_once_by_default(fake_esxi: SshServer) -> None:
+    result = ssh(fake_esxi, "vim-cmd vmsvc/power.shutdown 12; vim-cmd vmsvc/power.getstate 12")
+
+    assert result.stdout == "Retrieved runtime info\nPowered off\n"
+
+
+def test_guest_shutdown_takes_shutdown_seconds(fake_esxi: SshServer) -> None:
+    fake_esxi.write_fake("shutdown_seconds", "1")
+    getstate = "vim-cmd vmsvc/power.getstate"
+
+    started = time.monotonic()
+    result = ssh(fake_esxi, f"vim-cmd vmsvc/power.shutdown 12; {getstate} 12")
+    returned = time.monotonic() - started
+    time.sleep(1.5)
+    later = ssh(fake_esxi, f"{getstate} 12")
+
+    assert returned < 1  # returns at once, as ESXi's power.shutdown does
+    assert result.stdout.splitlines()[-1] == "Powered on"
+    assert later.stdout.splitlines()[-1] == "Powered off"
+
+
+def test_delayed_guest_shutdown_does_not_undo_a_suspend(fake_esxi: SshServer) -> None:
+    fake_esxi.write_fake("shutdown_seconds", "0.5")
+
+    ssh(fake_esxi, "vim-cmd vmsvc/power.shutdown 12; vim-cmd vmsvc/power.suspend 12")
+    time.sleep(1)
+
+    assert ssh(fake_esxi, "vim-cmd vmsvc/power.getstate 12").stdout.endswith("\nSuspended\n")
+
+
+def test_leftovers_are_killed(fake_esxi: SshServer) -> None:
+    fake_esxi.write_fake("shutdown_seconds", "60")
+    ssh(fake_esxi, "nohup sh -c 'while :; do sleep 1; done' </dev/null >/dev/null 2>&1 &")
+    ssh(fake_esxi, "vim-cmd vmsvc/power.shutdown 12")
+    assert host_processes(fake_esxi.fake_dir)
+
+    kill_leftovers(fake_esxi.fake_dir)
+
+    assert host_processes(fake_esxi.fake_dir) == []
+
+
 def test_autostart_shapes(fake_esxi: SshServer) -> None:
     defaults = ssh(fake_esxi, "vim-cmd hostsvc/autostartmanager/get_defaults")
     sequence = ssh(fake_esxi, "vim-cmd hostsvc/autostartmanager/get_autostartseq")
@@ -139,6 +259,39 @@ def test_fake_commands_come_first_on_path(fake_esxi: SshServer) -> None:
         str(FAKEHOST_DIR / "poweroff"),
         str(fake_esxi.fake_dir),
     ]
+
+
+def test_poweroff_is_the_fake_one_in_nested_shells_too(fake_esxi: SshServer) -> None:
+    """SAFETY: no command line sent to a fake host can reach this machine's real poweroff."""
+    result = ssh(
+        fake_esxi,
+        "command -v poweroff; sh -c 'command -v poweroff'; "
+        "nohup sh -c 'command -v poweroff' </dev/null 2>&1",
+    )
+
+    assert result.stdout.splitlines() == [str(FAKEHOST_DIR / "poweroff")] * 3
+
+
+def test_command_lines_run_under_busybox_ash(fake_esxi: SshServer) -> None:
+    result = ssh(
+        fake_esxi,
+        # `; true`: a shell runs a lone last command in its own process, not in a child
+        "readlink /proc/$$/exe; sh -c 'readlink /proc/$$/exe; true'; "
+        "nohup sh -c 'readlink /proc/$$/exe; true' </dev/null 2>&1",
+    )
+
+    busybox = os.path.realpath(shutil.which("busybox") or "busybox")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [busybox] * 3
+
+
+def test_host_tmpdir_and_working_directory_are_the_tests_own(fake_esxi: SshServer) -> None:
+    result = ssh(
+        fake_esxi, 'echo "$TMPDIR"; pwd; echo log > "${TMPDIR:-/tmp}/esxi-suspend-1-2.log"'
+    )
+
+    assert result.stdout.splitlines() == [str(fake_esxi.host_tmp), str(fake_esxi.fake_dir)]
+    assert fake_esxi.host_logs() == [fake_esxi.host_tmp / "esxi-suspend-1-2.log"]
 
 
 def test_commands_are_logged_in_order(fake_esxi: SshServer) -> None:

@@ -1,0 +1,424 @@
+"""The two command lines of the issue 9 design, run by busybox ash on the fake ESXi hosts.
+
+ESXi runs command lines with busybox `ash`; the fake hosts do too (`busybox sh -c`, and `sh` on
+their PATH is busybox). The inventory command and the host sequence below are the literal text
+of the design note (the sequence adapted to the fake VM ids: 20 became 15, and the deadline and
+budgets are placeholders), sent with the plain OpenSSH client: if they pass here, the script text
+itself is busybox-ash clean, whatever builds it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sshservers import FAKEHOST_DATA, FAKEHOST_DIR, SshServer, host_processes
+
+pytestmark = pytest.mark.servers
+
+INVENTORY = """\
+t=${TMPDIR:-/tmp}/esxi-suspend-inv-$$
+vim-cmd vmsvc/getallvms > $t.vms 2>&1 &
+a=$!
+vim-cmd hostsvc/autostartmanager/get_defaults > $t.def 2>&1 &
+vim-cmd hostsvc/autostartmanager/get_autostartseq > $t.seq 2>&1 &
+wait $a
+s=$?
+wait
+ids=
+while read -r id rest; do
+  case $id in
+    *[!0-9]*|"") ;;
+    *) ids="$ids $id" ;;
+  esac
+done < $t.vms
+n=0
+for id in $ids; do
+  vim-cmd vmsvc/get.summary $id > $t.$id 2>&1 &
+  n=$((n + 1))
+  if [ $n -ge 16 ]; then wait; n=0; fi
+done
+wait
+echo "@@status $s"
+echo @@vms
+cat $t.vms
+echo @@defaults
+cat $t.def
+echo @@sequence
+cat $t.seq
+for id in $ids; do echo "@@summary $id"; cat $t.$id; rm -f $t.$id; done
+rm -f $t.vms $t.def $t.seq
+echo @@poweroff
+command -v poweroff
+echo @@nohup
+command -v nohup
+"""
+
+# Phase 1 = VMs 12 (guest shutdown, else suspend) and 15 (suspend), phase 2 = autostop, our own
+# VM 1. DEADLINE, VMWAIT and STOPWAIT stand for the note's 236, 120 and 90.
+HOST_SEQUENCE = """\
+trap "" HUP
+P=esxi-suspend:
+down() { vim-cmd vmsvc/power.getstate $1 2>/dev/null | grep -q -e "Powered off" -e Suspended; }
+settle() {
+  e=$(( $(date +%s) + $2 ))
+  while ! down $1; do
+    if [ $(date +%s) -ge $e ]; then echo "$P VM $1 still running after $2 s"; return 1; fi
+    sleep 2
+  done
+  echo "$P VM $1 down"
+}
+echo "$P host sequence started: strategy autostop, host poweroff within DEADLINE s"
+( sleep DEADLINE; echo "$P deadline reached: host poweroff"; poweroff ) &
+echo "$P phase 1/2 before autostop: 2 VM(s)"
+p=
+{ vim-cmd vmsvc/power.shutdown 12 || vim-cmd vmsvc/power.suspend 12; settle 12 VMWAIT; } &
+p="$p $!"
+{ vim-cmd vmsvc/power.suspend 15; settle 15 VMWAIT; } &
+p="$p $!"
+wait $p
+echo "$P phase 2/2 autostop: the autostart sequence"
+vim-cmd hostsvc/autostartmanager/autostop &
+a=$!
+e=$(( $(date +%s) + STOPWAIT ))
+while kill -0 $a 2>/dev/null; do
+  if [ $(date +%s) -ge $e ]; then echo "$P autostop still running after STOPWAIT s"; break; fi
+  sleep 1
+done
+echo "$P final: suspending the VMs still running"
+p=
+{ down 12 || { echo "$P VM 12 still running: suspending it"; vim-cmd vmsvc/power.suspend 12; }; } &
+p="$p $!"
+{ down 15 || { echo "$P VM 15 still running: suspending it"; vim-cmd vmsvc/power.suspend 15; }; } &
+p="$p $!"
+wait $p
+down 1 || { echo "$P suspending our own VM 1"; vim-cmd vmsvc/power.suspend 1; }
+echo "$P host poweroff"
+poweroff
+"""
+
+LOG_NAME = "esxi-suspend-1-2.log"
+PREFIX = "esxi-suspend: "
+# What the fake vim-cmd itself prints into the log (the script does not redirect it).
+VIM_CMD_LINES = {
+    "Suspending VM:",
+    "(vim.fault.ToolsUnavailable) {",
+    "   faultCause = (vmodl.MethodFault) null,",
+    '   msg = "Cannot complete operation because VMware Tools is not running in this virtual'
+    ' machine."',
+    "}",
+}
+
+
+def ssh(server: SshServer, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*server.ssh_argv(), command],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def sections(output: str) -> list[tuple[str, list[str]]]:
+    """`@@name arg` marker lines and the lines under each, in order."""
+    found: list[tuple[str, list[str]]] = []
+    for line in output.splitlines():
+        if line.startswith("@@"):
+            found.append((line, []))
+        elif found:
+            found[-1][1].append(line)
+        else:
+            raise AssertionError(f"output before the first marker: {line!r}")
+    return found
+
+
+def vm_ids(listing: str) -> list[str]:
+    return [line.split()[0] for line in listing.splitlines() if re.match(r"\d+\s", line)]
+
+
+def summary_field(lines: list[str], name: str) -> str:
+    values = [m[1] for line in lines if (m := re.fullmatch(rf"\s+{name} = (.*?),?", line))]
+    assert len(values) == 1, (name, lines)
+    return values[0]
+
+
+# -- the inventory command ---------------------------------------------------------------------
+
+
+def test_inventory_command_runs_under_busybox(fake_esxi: SshServer) -> None:
+    fake_esxi.write_fake("state/15", "Suspended")
+
+    result = ssh(fake_esxi, INVENTORY)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    found = sections(result.stdout)
+    listing = (FAKEHOST_DATA / "getallvms.txt").read_text()
+    ids = vm_ids(listing)
+    assert ids == ["1", "12", "15"]
+    assert [marker for marker, _ in found] == [
+        "@@status 0",
+        "@@vms",
+        "@@defaults",
+        "@@sequence",
+        *(f"@@summary {i}" for i in ids),
+        "@@poweroff",
+        "@@nohup",
+    ]
+    body = dict(found)
+    assert "\n".join(body["@@vms"]) + "\n" == listing
+    assert "\n".join(body["@@defaults"]) + "\n" == (FAKEHOST_DATA / "get_defaults.txt").read_text()
+    assert "\n".join(body["@@sequence"]) + "\n" == (
+        (FAKEHOST_DATA / "get_autostartseq.txt").read_text()
+    )
+    for i in ids:
+        assert body[f"@@summary {i}"][:3] == ["Listsummary:", "", "(vim.vm.Summary) {"]
+    assert summary_field(body["@@summary 12"], "name") == '"Web Server [prod] (v2)"'
+    assert summary_field(body["@@summary 15"], "powerState") == '"suspended"'
+    assert body["@@poweroff"] == [str(FAKEHOST_DIR / "poweroff")]
+    assert len(body["@@nohup"]) == 1 and body["@@nohup"][0].endswith("/nohup")
+    assert Counter(fake_esxi.commands()) == Counter(
+        [
+            "vim-cmd vmsvc/getallvms",
+            "vim-cmd hostsvc/autostartmanager/get_defaults",
+            "vim-cmd hostsvc/autostartmanager/get_autostartseq",
+            *(f"vim-cmd vmsvc/get.summary {i}" for i in ids),
+        ]
+    )
+    assert list(fake_esxi.host_tmp.iterdir()) == []  # its temporary files are gone
+
+
+def test_inventory_of_many_vms_runs_16_summaries_at_a_time(fake_esxi: SshServer) -> None:
+    states = ["Powered on", "Powered off", "Suspended"]
+    rows = [
+        f"{i:<6} vm {i} (test)    [ds {i % 3}] vm {i}/vm {i}.vmx   otherGuest   vmx-13"
+        for i in range(1, 24)
+    ]
+    fake_esxi.write_fake(
+        "getallvms.txt", "Vmid   Name   File   Guest OS   Version   Annotation\n" + "\n".join(rows)
+    )
+    for i in range(1, 24):
+        fake_esxi.write_fake(f"state/{i}", states[i % 3])
+    fake_esxi.set_latency(0.5)
+
+    started = time.monotonic()
+    result = ssh(fake_esxi, INVENTORY)
+    elapsed = time.monotonic() - started
+
+    assert result.returncode == 0, result.stderr
+    body = dict(sections(result.stdout))
+    power = {"Powered on": '"poweredOn"', "Powered off": '"poweredOff"', "Suspended": '"suspended"'}
+    for i in range(1, 24):
+        lines = body[f"@@summary {i}"]
+        assert summary_field(lines, "name") == f'"vm {i} (test)"'
+        assert summary_field(lines, "vmPathName") == f'"[ds {i % 3}] vm {i}/vm {i}.vmx"'
+        assert summary_field(lines, "powerState") == power[states[i % 3]]
+    # Three rounds of 0.5 s (3 listings, then 16 and 7 summaries); one by one would take 13 s.
+    assert elapsed < 6.0, elapsed
+    assert list(fake_esxi.host_tmp.iterdir()) == []
+
+
+# -- the host sequence, started detached ---------------------------------------------------------
+
+
+def start_sequence(
+    server: SshServer, *, deadline: int, vm_budget: int, autostop_budget: int
+) -> None:
+    script = (
+        HOST_SEQUENCE.replace("STOPWAIT", str(autostop_budget))
+        .replace("VMWAIT", str(vm_budget))
+        .replace("DEADLINE", str(deadline))
+    )
+    assert "'" not in script
+    command = f"nohup sh -c '{script}' >> \"${{TMPDIR:-/tmp}}/{LOG_NAME}\" 2>&1 < /dev/null &"
+    started = time.monotonic()
+    result = ssh(server, command)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 5  # detached: the session does not wait for it
+
+
+def follow(server: SshServer, timeout: float) -> set[str]:
+    """Wait until the fake host has no process left; return the executables seen running the
+    script (its shell and the shell's subshells), launchers (`nohup`, the fake `sh`) aside."""
+    deadline = time.monotonic() + timeout
+    launcher = str(FAKEHOST_DIR / "sh").encode()
+    executables: set[str] = set()
+    while pids := host_processes(server.fake_dir):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"host sequence still running after {timeout} s: {pids}")
+        for pid in pids:
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                executable = os.readlink(f"/proc/{pid}/exe")
+            except OSError:
+                continue
+            if not any(b"P=esxi-suspend:" in arg for arg in argv):
+                continue
+            if argv[0] == b"nohup" or launcher in argv[:2]:
+                continue  # about to exec the next one
+            executables.add(executable)
+        time.sleep(0.1)
+    return executables
+
+
+def check_log(server: SshServer, expected: list[str]) -> list[str]:
+    """The log is in host_tmp and holds `expected` (in any order within a phase) and nothing
+    but our lines and vim-cmd's own output. Returns our lines, in order."""
+    assert server.host_logs() == [server.host_tmp / LOG_NAME]
+    assert not Path("/tmp", LOG_NAME).exists()
+    lines = (server.host_tmp / LOG_NAME).read_text().splitlines()
+    ours = [line.removeprefix(PREFIX) for line in lines if line.startswith(PREFIX)]
+    others = [line for line in lines if not line.startswith(PREFIX)]
+    assert set(others) <= VIM_CMD_LINES, others
+    assert Counter(ours) == Counter(expected), ours
+    return ours
+
+
+def assert_order(items: list[str], *expected: str) -> None:
+    positions = [items.index(item) for item in expected]
+    assert positions == sorted(positions), (expected, items)
+
+
+def state(server: SshServer, vm: int) -> str:
+    return (server.fake_dir / "state" / str(vm)).read_text().strip()
+
+
+def check_busybox(executables: set[str]) -> None:
+    assert executables == {os.path.realpath(shutil.which("busybox") or "busybox")}
+
+
+def test_host_sequence_runs_detached_under_busybox(fake_esxi: SshServer) -> None:
+    fake_esxi.write_fake("shutdown_seconds", "1")  # VM 12 goes down during its settle loop
+
+    start_sequence(fake_esxi, deadline=20, vm_budget=3, autostop_budget=3)
+    executables = follow(fake_esxi, timeout=20)
+
+    check_busybox(executables)
+    commands = fake_esxi.commands()
+    assert commands.count("poweroff") == 1 and commands[-1] == "poweroff"
+    assert commands.count("vim-cmd vmsvc/power.getstate 12") >= 2  # settle polled it
+    assert_order(
+        commands,
+        "vim-cmd vmsvc/power.shutdown 12",
+        "vim-cmd vmsvc/power.getstate 12",
+        "vim-cmd hostsvc/autostartmanager/autostop",
+        "poweroff",
+    )
+    assert_order(
+        commands, "vim-cmd vmsvc/power.suspend 15", "vim-cmd hostsvc/autostartmanager/autostop"
+    )
+    assert "vim-cmd vmsvc/power.suspend 12" not in commands
+    assert "vim-cmd vmsvc/power.suspend 1" not in commands
+    ours = check_log(
+        fake_esxi,
+        [
+            "host sequence started: strategy autostop, host poweroff within 20 s",
+            "phase 1/2 before autostop: 2 VM(s)",
+            "VM 12 down",
+            "VM 15 down",
+            "phase 2/2 autostop: the autostart sequence",
+            "final: suspending the VMs still running",
+            "host poweroff",
+        ],
+    )
+    assert ours[:2] == [
+        "host sequence started: strategy autostop, host poweroff within 20 s",
+        "phase 1/2 before autostop: 2 VM(s)",
+    ]
+    assert ours[-3:] == [
+        "phase 2/2 autostop: the autostart sequence",
+        "final: suspending the VMs still running",
+        "host poweroff",
+    ]
+    assert [state(fake_esxi, vm) for vm in (1, 12, 15)] == [
+        "Powered off",
+        "Powered off",
+        "Suspended",
+    ]
+
+
+def test_host_sequence_budgets_run_out(fake_esxi: SshServer) -> None:
+    fake_esxi.write_fake("shutdown_seconds", "30")  # the guest of VM 12 never gets down
+    fake_esxi.write_fake("autostop_seconds", "30")  # nor does autostop end
+
+    start_sequence(fake_esxi, deadline=20, vm_budget=3, autostop_budget=2)
+    executables = follow(fake_esxi, timeout=20)
+
+    check_busybox(executables)
+    commands = fake_esxi.commands()
+    assert commands.count("poweroff") == 1 and commands[-1] == "poweroff"
+    assert_order(
+        commands,
+        "vim-cmd vmsvc/power.shutdown 12",
+        "vim-cmd hostsvc/autostartmanager/autostop",
+        "vim-cmd vmsvc/power.suspend 12",
+        "vim-cmd vmsvc/power.suspend 1",
+        "poweroff",
+    )
+    ours = check_log(
+        fake_esxi,
+        [
+            "host sequence started: strategy autostop, host poweroff within 20 s",
+            "phase 1/2 before autostop: 2 VM(s)",
+            "VM 12 still running after 3 s",
+            "VM 15 down",
+            "phase 2/2 autostop: the autostart sequence",
+            "autostop still running after 2 s",
+            "final: suspending the VMs still running",
+            "VM 12 still running: suspending it",
+            "suspending our own VM 1",
+            "host poweroff",
+        ],
+    )
+    assert_order(
+        ours,
+        "VM 12 still running after 3 s",
+        "phase 2/2 autostop: the autostart sequence",
+        "autostop still running after 2 s",
+        "final: suspending the VMs still running",
+        "VM 12 still running: suspending it",
+        "suspending our own VM 1",
+        "host poweroff",
+    )
+    assert [state(fake_esxi, vm) for vm in (1, 12, 15)] == ["Suspended", "Suspended", "Suspended"]
+
+
+def test_host_sequence_deadline_powers_the_host_off(fake_esxi: SshServer) -> None:
+    fake_esxi.write_fake("tools/12", "guestToolsNotRunning")  # guest shutdown fails: suspend
+    fake_esxi.write_fake("autostop_seconds", "30")
+
+    start_sequence(fake_esxi, deadline=4, vm_budget=3, autostop_budget=60)
+    executables = follow(fake_esxi, timeout=20)
+
+    check_busybox(executables)
+    commands = fake_esxi.commands()
+    assert commands.count("poweroff") == 1 and commands[-1] == "poweroff"
+    assert_order(
+        commands,
+        "vim-cmd vmsvc/power.shutdown 12",
+        "vim-cmd vmsvc/power.suspend 12",
+        "vim-cmd hostsvc/autostartmanager/autostop",
+        "poweroff",
+    )
+    ours = check_log(
+        fake_esxi,
+        [
+            "host sequence started: strategy autostop, host poweroff within 4 s",
+            "phase 1/2 before autostop: 2 VM(s)",
+            "VM 12 down",
+            "VM 15 down",
+            "phase 2/2 autostop: the autostart sequence",
+            "deadline reached: host poweroff",
+        ],
+    )
+    assert ours[-1] == "deadline reached: host poweroff"  # nothing of the sequence after it
+    log = (fake_esxi.host_tmp / LOG_NAME).read_text()
+    assert "vim.fault.ToolsUnavailable" in log  # vim-cmd's own output lands in the log
