@@ -15,6 +15,7 @@ POWEROFF = "poweroff"
 GETALLVMS = "vim-cmd vmsvc/getallvms"
 GET_DEFAULTS = "vim-cmd hostsvc/autostartmanager/get_defaults"
 GET_AUTOSTARTSEQ = "vim-cmd hostsvc/autostartmanager/get_autostartseq"
+GET_SUMMARY = "vim-cmd vmsvc/get.summary"  # then a VM id: see get_summary
 # Read-only proof that the poweroff step will find its program.
 FIND_POWEROFF = "command -v poweroff"
 
@@ -103,43 +104,45 @@ def _split_vm_rest(rest: str) -> re.Match[str] | None:
 
 
 def parse_getallvms(text: str) -> list[Vm]:
-    """Parse `vim-cmd vmsvc/getallvms`; lines that are not a VM continue an annotation."""
-    vms: list[Vm] = []
-    seen: set[int] = set()
+    """Parse `vim-cmd vmsvc/getallvms`; lines that are not a VM continue an annotation.
+
+    `Skipping invalid VM 'N'` lines are dropped wherever they are (before the header, or as the
+    whole output of a host with no valid VM); blank lines inside an annotation are kept.
+    """
     # Lines end at "\n" only: str.splitlines() would also break a name at \x1c, \x85, \u2028.
-    lines = [line.rstrip("\r") for line in text.split("\n")]
-    if lines and lines[0].strip().startswith("Vmid"):
-        lines = lines[1:]
-    elif any(line.strip() for line in lines) and not any(_VM_LINE.match(x) for x in lines):
+    lines = [line.rstrip("\r") for line in text.split("\n") if not _SKIPPED.match(line)]
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        return []
+    if lines[first].strip().startswith("Vmid"):
+        lines = lines[first + 1 :]
+    elif not any(_VM_LINE.match(line) for line in lines):
         raise ParseError("vim-cmd vmsvc/getallvms: no header line and no VM line")
+    rows: list[tuple[Vm, list[str]]] = []
+    seen: set[int] = set()
     for line in lines:
-        if _SKIPPED.match(line):
-            continue
         head = _VM_LINE.match(line)
         tail = _split_vm_rest(" " + head.group(2)) if head else None
         if head is None or tail is None:
-            if vms and line.strip():
-                last = vms[-1]
-                joined = f"{last.annotation}\n{line.strip()}" if last.annotation else line.strip()
-                vms[-1] = _with_annotation(last, joined)
+            if rows:
+                rows[-1][1].append(line.strip())
             continue
         vmid = int(head.group(1))
         if vmid in seen:
             raise ParseError(f"vim-cmd vmsvc/getallvms: VM id {vmid} listed twice")
         seen.add(vmid)
         name = (" " + head.group(2))[: tail.start()].strip()
-        vms.append(
-            Vm(
-                vmid=vmid,
-                name=name,
-                datastore=tail.group("ds"),
-                vmx_path=tail.group("path").strip(),
-                guest=tail.group("guest") or "",
-                version=tail.group("version") or "",
-                annotation=(tail.group("annotation") or "").strip(),
-            )
+        vm = Vm(
+            vmid=vmid,
+            name=name,
+            datastore=tail.group("ds"),
+            vmx_path=tail.group("path").strip(),
+            guest=tail.group("guest") or "",
+            version=tail.group("version") or "",
+            annotation="",
         )
-    return vms
+        rows.append((vm, [(tail.group("annotation") or "").strip()]))
+    return [_with_annotation(vm, "\n".join(notes).strip()) for vm, notes in rows]
 
 
 def _with_annotation(vm: Vm, annotation: str) -> Vm:
@@ -254,6 +257,11 @@ def get_config(vmid: int) -> str:
     return f"vim-cmd vmsvc/get.config {vm_id(vmid)}"
 
 
+def get_summary(vmid: int) -> str:
+    """Power state, tools status and BIOS UUID of one VM, in one call."""
+    return f"{GET_SUMMARY} {vm_id(vmid)}"
+
+
 def echo_marker(label: str, number: int | None = None) -> str:
     """`echo @@label N`: separates the outputs of several commands sent in one line."""
     if not re.fullmatch(r"[a-z]+", label):
@@ -281,6 +289,82 @@ def parse_bios_uuid(text: str) -> str | None:
     return normalize_uuid(match.group(1)) if match else None
 
 
+@dataclass(frozen=True)
+class VmSummary:
+    """What `vim-cmd vmsvc/get.summary ID` says of one VM; None where it says nothing readable.
+
+    An unknown state must be taken as "possibly running" by the caller.
+    """
+
+    state: PowerState | None
+    tools_running: bool | None
+    bios_uuid: str | None
+
+
+_SUMMARY_STATES = {
+    "poweredOn": PowerState.ON,
+    "poweredOff": PowerState.OFF,
+    "suspended": PowerState.SUSPENDED,
+}
+# `name = (type) {` or `name = [` opens a named block; `(type) {` an element of an array.
+_OPEN_NAMED = re.compile(r"(\w+)\s*=\s*(?:\([^()]*\)\s*)?[{\[]", re.ASCII)
+_OPEN_ANONYMOUS = re.compile(r"(?:\([^()]*\)\s*)?[{\[]", re.ASCII)
+_CLOSE = re.compile(r"[}\]]\s*,?", re.ASCII)
+_QUOTED = re.compile(r"(\w+)\s*=\s*\"(.*)\"\s*,?", re.ASCII)
+_QUOTE_OPENS = re.compile(r"(\w+)\s*=\s*\"", re.ASCII)
+
+
+def _summary_fields(text: str) -> dict[tuple[str, ...], str]:
+    """Quoted values by (enclosing block names..., field name), one field per line as vim-cmd
+    prints them; only fields given a quoted value on exactly one line of the whole text.
+
+    A value that runs over several lines (a multi-line annotation) is skipped whole, so that
+    its lines are not read as fields or blocks. Whatever a name or annotation holds, it cannot
+    stand in for a real field: a second line giving the same field a value makes it unknown.
+    """
+    found: dict[tuple[str, ...], str] = {}
+    assigned: dict[str, int] = {}
+    path: list[str | None] = []
+    in_string = False
+    for raw in text.split("\n"):
+        line = raw.strip()
+        quoted = _QUOTED.fullmatch(line)
+        if quoted:
+            assigned[quoted.group(1)] = assigned.get(quoted.group(1), 0) + 1
+        if in_string:
+            in_string = not line.endswith(('"', '",'))
+            continue
+        if quoted:
+            found[(*(name for name in path if name is not None), quoted.group(1))] = quoted.group(2)
+        elif _QUOTE_OPENS.match(line):
+            in_string = True
+        elif opened := _OPEN_NAMED.fullmatch(line):
+            path.append(opened.group(1))
+        elif _OPEN_ANONYMOUS.fullmatch(line):
+            path.append(None)
+        elif _CLOSE.fullmatch(line) and path:
+            path.pop()
+    return {key: value for key, value in found.items() if assigned.get(key[-1]) == 1}
+
+
+def parse_summary(text: str) -> VmSummary:
+    """Parse `vim-cmd vmsvc/get.summary ID`; never raises: what it cannot read is None.
+
+    powerState is read in the runtime block, toolsRunningStatus in the guest block, the BIOS
+    UUID from `uuid` (never `instanceUuid`) in the config block; a field assigned twice in the
+    text is ambiguous, so unknown.
+    """
+    fields = _summary_fields(text)
+    state = _SUMMARY_STATES.get(fields.get(("runtime", "powerState")) or "")
+    tools = fields.get(("guest", "toolsRunningStatus"))
+    uuid = fields.get(("config", "uuid")) or ""
+    return VmSummary(
+        state=state,
+        tools_running=None if tools is None else tools == "guestToolsRunning",
+        bios_uuid=normalize_uuid(uuid) if re.fullmatch(r"[0-9A-Fa-f-]{32,36}", uuid) else None,
+    )
+
+
 def normalize_uuid(text: str) -> str | None:
     digits = re.sub(r"[^0-9a-f]", "", text.lower())
     return digits if len(digits) == 32 else None
@@ -297,13 +381,24 @@ def uuid_matches(smbios: str, bios: str) -> bool:
     return a in (b, swapped)
 
 
-def split_marked(text: str) -> dict[str, str]:
-    """Cut one command line's output at `@@label [N]` marker lines: {"label N": output}."""
+def split_marked(text: str, token: int | None = None) -> dict[str, str]:
+    """Cut one command line's output at marker lines: {"label N": output}.
+
+    A marker is `@@label [N]`, or with `token` `@@TOKEN label [N]`: a number of ours the host
+    text cannot know in advance, so an annotation line that looks like a marker stays text.
+    """
+    prefix = "@@" if token is None else f"@@{int(token)} "
+    marker = re.compile(re.escape(prefix) + r"([a-z]+)(?: ([0-9]{1,9}))?")
     sections: dict[str, str] = {}
     key: str | None = None
     lines: list[str] = []
-    for line in text.splitlines():
-        match = re.fullmatch(r"@@([a-z]+)(?: (\d{1,9}))?", line.strip())
+    # Lines end at "\n" (a "\r" before it goes): splitlines() would cut a VM name at \x85.
+    parts = text.split("\n")
+    if parts and not parts[-1]:
+        parts.pop()
+    for raw in parts:
+        line = raw.rstrip("\r")
+        match = marker.fullmatch(line.strip())
         if match:
             if key is not None:
                 sections[key] = "\n".join(lines)

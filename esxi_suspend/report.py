@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from esxi_suspend import esxi
 from esxi_suspend.config import Settings
+from esxi_suspend.hostscript import sequence_script
 from esxi_suspend.inventory import Inventory, VmInfo
-from esxi_suspend.strategy import ShutdownPlan, autostop_stops_cleanly, host_script
+from esxi_suspend.strategy import ShutdownPlan, autostop_stops_cleanly
 
 
 def printable(text: str) -> str:
@@ -34,7 +35,8 @@ def vm_fate(info: VmInfo, plan: ShutdownPlan, inventory: Inventory) -> str:
 def describe_plan(inventory: Inventory, plan: ShutdownPlan, self_why: str) -> list[str]:
     """One log line per VM and per phase, then the timing and any warning."""
     lines = [
-        f"strategy {plan.strategy}, deadline {plan.deadline} s, worst case {plan.worst_case} s"
+        f"strategy {plan.strategy}, host poweroff within {plan.deadline} s ({plan.spent} s "
+        f"since we were called already spent), worst case {plan.worst_case} s"
     ]
     if plan.self_vm is not None:
         lines.append(f"this machine is VM {plan.self_vm} ({self_why}): it goes last, by suspend")
@@ -54,12 +56,12 @@ def describe_plan(inventory: Inventory, plan: ShutdownPlan, self_why: str) -> li
         )
     lines.append(
         f"final: VMs still running get {plan.straggler_action.value}, then host poweroff, "
-        f"at the latest {plan.scheduled} s after the start"
+        f"at the latest {plan.deadline} s after the start (the host's own watchdog)"
     )
     if not plan.fits:
         lines.append(
-            f"WARNING: the plan wants {plan.worst_case} s, more than ESXI_DEADLINE="
-            f"{plan.deadline} s: VMs still running then get {plan.straggler_action.value}"
+            f"WARNING: the plan wants {plan.worst_case} s, more than the {plan.deadline} s "
+            f"left of ESXI_DEADLINE: VMs still running then get {plan.straggler_action.value}"
         )
     lines += [f"note: {note}" for note in plan.notes]
     return lines
@@ -75,15 +77,16 @@ def render_check(
         f"  autostart defaults: stop action {printable(defaults.stop_action)}, "
         f"stop delay {defaults.stop_delay} s"
     )
-    width = min(max([len(printable(i.vm.name)) for i in inventory.vms] + [4]), 32)
+    # The name comes last and whole: it is free text of any length, never cut to a column.
+    fates = [printable(vm_fate(info, plan, inventory)) for info in inventory.vms]
+    width = max([len(fate) for fate in fates] + [4])
     lines.append(f"  VMs: {len(inventory.vms)}")
-    lines.append(f"    {'id':>5}  {'state':<11}  {'tools':<5}  {'name':<{width}}  plan")
-    for info in inventory.vms:
+    lines.append(f"    {'id':>5}  {'state':<11}  {'tools':<5}  {'plan':<{width}}  name")
+    for info, fate in zip(inventory.vms, fates):
         state = info.state.value if info.state else "?"
         tools = {True: "yes", False: "no", None: "-"}[info.tools_running]
-        name = printable(info.vm.name)[:width]
-        fate = vm_fate(info, plan, inventory)
-        lines.append(f"    {info.vmid:>5}  {state:<11}  {tools:<5}  {name:<{width}}  {fate}")
+        name = printable(info.vm.name)
+        lines.append(f"    {info.vmid:>5}  {state:<11}  {tools:<5}  {fate:<{width}}  {name}")
     described = describe_plan(inventory, plan, self_why)
     lines += [f"  {line}" for line in described if not line.startswith("VM ")]
     own = [i for i in inventory.vms if i.running and not autostop_stops_cleanly(i, inventory)]
@@ -93,6 +96,7 @@ def render_check(
             "autostart list, no VMware Tools, or stop action none/powerOff) and so hard power "
             "off: they get their own stop action before autostop"
         )
-    lines.append(f"  would run on the host, detached: {host_script(plan)} (dry run; not run)")
+    lines.append("  would run on the host, detached (dry run; not run):")
+    lines += [f"    | {line}" for line in sequence_script(plan).splitlines()]
     lines.append(f"  local: would run: {restart} (dry run; not run)")
     return "\n".join(lines)
