@@ -14,9 +14,10 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from types import FrameType
 
-from esxi_suspend import __version__, lock, logs, remote, setupcli
+from esxi_suspend import __version__, clock, lock, logs, remote, setupcli
 from esxi_suspend.config import (
     DEFAULT_ENV_FILE,
     ENV_FILE_VARIABLE,
@@ -154,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in setupcli.COMMANDS:
             return int(setupcli.run(args))
-        return int(run(args.env_file, dry_run=args.command == "check" or args.dry_run))
+        dry_run = args.command == "check" or args.dry_run
+        return int(run(args.env_file, dry_run, called_at=clock.process_started()))
     except Exception as exc:  # a bug: full traceback to syslog, one line to stderr
         log.critical("internal error (please report it): %s", exc, exc_info=True)
         return int(ExitCode.INTERNAL)
@@ -202,13 +204,19 @@ def _sigterm_handled() -> Iterator[_Sigterm]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(env_file: str | None, dry_run: bool) -> ExitCode:
-    """Config, hosts, local restart: each failure recorded, none stopping the next step."""
+def run(env_file: str | None, dry_run: bool, called_at: float | None = None) -> ExitCode:
+    """Config, hosts, local restart: each failure recorded, none stopping the next step.
+
+    `called_at` (`time.monotonic()`): when upsmon called us; by default, when the settings
+    are read. ESXI_DEADLINE counts from it.
+    """
     with _sigterm_handled() as sigterm:
-        return _run(env_file, dry_run, sigterm)
+        return _run(env_file, dry_run, sigterm, called_at)
 
 
-def _run(env_file: str | None, dry_run: bool, sigterm: _Sigterm) -> ExitCode:
+def _run(
+    env_file: str | None, dry_run: bool, sigterm: _Sigterm, called_at: float | None
+) -> ExitCode:
     path = env_file_path(env_file)
     mode = "check (dry run: nothing will be changed)" if dry_run else "shutdown"
     log.info("esxi-suspend %s: %s, settings from %s", __version__, mode, path)
@@ -217,6 +225,8 @@ def _run(env_file: str | None, dry_run: bool, sigterm: _Sigterm) -> ExitCode:
     settings: Settings | None = None
     try:
         settings = load_settings(path)
+        if called_at is not None:
+            settings = replace(settings, called_at=called_at)
         restart_settings = settings.restart
     except RestartAwareConfigError as exc:
         _log_error(exc)

@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import stat
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -105,6 +106,8 @@ class Settings:
     straggler_action: str = "suspend"
     self_vm: str | None = None
     poll_interval: float = 2.0
+    # `time.monotonic()` when upsmon called us: ESXI_DEADLINE counts from there.
+    called_at: float = field(default_factory=time.monotonic)
 
     def for_target(self, target: Target) -> Settings:
         return replace(self, host=target.host, user=target.user, port=target.port)

@@ -1,12 +1,14 @@
 """What is on a host right now: its VMs, their power state and tools, the autostart sequence.
 
-Read-only commands only, batched into few round trips (vim-cmd is slow on a real host). Output
-is parsed here; a command that fails or prints something unknown raises InventoryError.
+Read-only commands only, in one round trip: `inventory_command` runs them on the host, the
+per-VM ones concurrently (each vim-cmd costs hundreds of milliseconds on a real host). Output is
+parsed here; a listing that fails or prints something unknown raises InventoryError.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,6 +17,57 @@ from esxi_suspend.errors import RemoteCommandFailed
 from esxi_suspend.remote import CommandResult
 
 log = logging.getLogger(__name__)
+
+# The host's own temporary directory (ESXi keeps /tmp in RAM and sets no TMPDIR; the test
+# hosts set TMPDIR to a directory of their own): the sequence log, the inventory's files.
+HOST_TMP = "${TMPDIR:-/tmp}"
+# How many `vim-cmd` calls one script runs at once: hostd serves concurrent calls, and a
+# bound keeps a host with a hundred VMs from being flooded.
+CONCURRENT_CALLS = 16
+
+_INVENTORY = f"""m="@@TOKEN"
+t={HOST_TMP}/esxi-suspend-inv-$$
+{esxi.GETALLVMS} > $t.vms 2>&1 &
+a=$!
+{esxi.GET_DEFAULTS} > $t.def 2>&1 &
+{esxi.GET_AUTOSTARTSEQ} > $t.seq 2>&1 &
+wait $a
+s=$?
+wait
+ids=
+while read -r id rest; do
+  case $id in
+    *[!0-9]*|"") ;;
+    *) ids="$ids $id" ;;
+  esac
+done < $t.vms
+n=0
+for id in $ids; do
+  {esxi.GET_SUMMARY} $id > $t.$id 2>&1 &
+  n=$((n + 1))
+  if [ $n -ge {CONCURRENT_CALLS} ]; then wait; n=0; fi
+done
+wait
+echo "$m status $s"
+echo "$m vms"
+cat $t.vms
+echo "$m defaults"
+cat $t.def
+echo "$m sequence"
+cat $t.seq
+for id in $ids; do echo "$m summary $id"; cat $t.$id; rm -f $t.$id; done
+rm -f $t.vms $t.def $t.seq
+echo "$m poweroff"
+{esxi.FIND_POWEROFF}
+echo "$m nohup"
+command -v nohup"""
+
+
+def inventory_command(token: int) -> str:
+    """The inventory's one command line; `token` (ours, random) marks its output sections."""
+    if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < 10**9:
+        raise ValueError(f"not a marker token: {token!r}")
+    return _INVENTORY.replace("TOKEN", str(token))
 
 
 class Remote(Protocol):
@@ -57,82 +110,44 @@ class Inventory:
         return {info.vmid: info for info in self.vms}
 
 
-def run_checked(remote: Remote, command: str, timeout: int) -> str:
-    """stdout of a command that must succeed; InventoryError (with its stderr) otherwise."""
-    done = remote.run(command, timeout)
-    if not done.ok:
+def read_inventory(remote: Remote, timeout: int) -> Inventory:
+    """The host's VMs with state, tools and autostart entry, in one round trip (the host runs
+    the per-VM queries concurrently); raise InventoryError when it cannot be read."""
+    token = secrets.randbelow(10**9)
+    done = remote.run(inventory_command(token), timeout)
+    sections = esxi.split_marked(done.stdout, token)
+    status = next((key.split()[1] for key in sections if key.startswith("status ")), None)
+    listing = sections.get("vms", "")
+    if status != "0":
+        shown = status if status is not None else done.exit_status
+        tail = _tail(listing) or done.error_tail()
         raise InventoryError(
-            f"host {remote.name}: `{command}` exited {done.exit_status} ({done.error_tail()})",
-            command,
-            done.exit_status,
+            f"host {remote.name}: `{esxi.GETALLVMS}` exited {shown} ({tail})",
+            esxi.GETALLVMS,
+            int(shown) if str(shown).isdigit() else done.exit_status,
         )
-    return done.stdout
-
-
-def run_marked(remote: Remote, parts: list[tuple[str, str]], timeout: int) -> dict[str, str]:
-    """Run several read-only commands in one round trip; their outputs by marker."""
-    line = "; ".join(f"{marker}; {command}" for marker, command in parts)
-    done = remote.run(line, timeout)
-    return esxi.split_marked(done.stdout)
-
-
-def read_states(
-    remote: Remote, vmids: list[int], timeout: int
-) -> dict[int, esxi.PowerState | None]:
-    """Power state of each VM (None where the host's answer was not understood)."""
-    if not vmids:
-        return {}
-    parts = [(esxi.echo_marker("state", i), esxi.power_getstate(i)) for i in vmids]
-    sections = run_marked(remote, parts, timeout)
-    states: dict[int, esxi.PowerState | None] = {}
-    for vmid in vmids:
-        try:
-            states[vmid] = esxi.parse_power_state(sections.get(f"state {vmid}", ""))
-        except esxi.ParseError:
-            states[vmid] = None
-    return states
-
-
-def read_inventory(remote: Remote, timeout: int, want_uuids: bool = False) -> Inventory:
-    """The host's VMs with state, tools and autostart entry; raise InventoryError on failure."""
-    listing = run_checked(remote, esxi.GETALLVMS, timeout)
-    host = run_marked(
-        remote,
-        [
-            (esxi.echo_marker("defaults"), esxi.GET_DEFAULTS),
-            (esxi.echo_marker("sequence"), esxi.GET_AUTOSTARTSEQ),
-            (esxi.echo_marker("poweroff"), esxi.FIND_POWEROFF),
-            (esxi.echo_marker("nohup"), "command -v nohup"),
-        ],
-        timeout,
-    )
     try:
         vms = esxi.parse_getallvms(listing)
-        defaults = esxi.parse_defaults(host.get("defaults", ""))
-        sequence = {e.vmid: e for e in esxi.parse_autostartseq(host.get("sequence", ""))}
+        defaults = esxi.parse_defaults(sections.get("defaults", ""))
+        sequence = {e.vmid: e for e in esxi.parse_autostartseq(sections.get("sequence", ""))}
     except esxi.ParseError as exc:
         raise InventoryError(
             f"host {remote.name}: unexpected output: {exc}", esxi.GETALLVMS
         ) from None
-    states = read_states(remote, [vm.vmid for vm in vms], timeout)
-    running = [vm.vmid for vm in vms if states.get(vm.vmid) is esxi.PowerState.ON]
-    parts = [(esxi.echo_marker("guest", i), esxi.get_guest(i)) for i in running]
-    if want_uuids:
-        parts += [(esxi.echo_marker("config", i), esxi.get_config(i)) for i in running]
-    details = run_marked(remote, parts, timeout) if parts else {}
     infos = []
     for vm in vms:
-        tools: bool | None = None
-        if vm.vmid in running:
-            try:
-                tools = esxi.parse_tools_running(details.get(f"guest {vm.vmid}", ""))
-            except esxi.ParseError:
-                tools = None
-        uuid = esxi.parse_bios_uuid(details.get(f"config {vm.vmid}", ""))
-        infos.append(VmInfo(vm, states.get(vm.vmid), tools, sequence.get(vm.vmid), uuid))
+        summary = esxi.parse_summary(sections.get(f"summary {vm.vmid}", ""))
+        running = summary.state is esxi.PowerState.ON
+        tools = summary.tools_running if running else None
+        infos.append(VmInfo(vm, summary.state, tools, sequence.get(vm.vmid), summary.bios_uuid))
     return Inventory(
         vms=tuple(infos),
         defaults=defaults,
-        poweroff_path=host.get("poweroff", "").strip(),
-        has_nohup=bool(host.get("nohup", "").strip()),
+        poweroff_path=sections.get("poweroff", "").strip(),
+        has_nohup=bool(sections.get("nohup", "").strip()),
     )
+
+
+def _tail(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""

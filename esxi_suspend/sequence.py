@@ -1,9 +1,9 @@
-"""Start the host-side sequence detached, then follow it while the connection lasts.
+"""Start the host sequence detached, then follow its log while the connection lasts.
 
-The host script (strategy.host_script) keeps its own clock and powers the host off by the
-deadline whatever happens to us. While connected we copy its log to ours, watch the VMs' power
-states, and move it along: when a phase's VMs are all down we start the next phase at once, and
-when every VM is down we power the host off without waiting for the budgets to run out.
+The host script (hostscript.sequence_script) drives itself: it moves to its next phase as
+soon as that phase's VMs are down and powers the host off by the deadline whatever happens to
+us. Our side starts it, then reads its log, one round trip per poll, and copies it to ours:
+losing our session never makes the host slower.
 """
 
 from __future__ import annotations
@@ -14,40 +14,42 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from esxi_suspend import esxi
+from esxi_suspend.config import Settings
 from esxi_suspend.errors import ExitCode, RemoteCommandFailed
-from esxi_suspend.inventory import Inventory, Remote, run_marked
-from esxi_suspend.report import printable
-from esxi_suspend.strategy import (
+from esxi_suspend.hostscript import (
+    HOST_TEXT,
     LOG_PREFIX,
-    ShutdownPlan,
     detached,
-    final_commands,
-    host_script,
-    join,
     log_path,
-    phase_commands,
+    read_log,
+    sequence_script,
 )
+from esxi_suspend.inventory import Inventory, Remote
+from esxi_suspend.report import printable
+from esxi_suspend.strategy import ShutdownPlan
 
 log = logging.getLogger(__name__)
 
 # Opens a fresh session to the same host (after ours was lost); None if that fails.
 Reconnect = Callable[[], "Remote | None"]
+Record = Callable[[str, ExitCode, str], None]
+# The first looks come quickly (a host with nothing to stop is off in a second), then every
+# ESXI_POLL_INTERVAL.
+FIRST_POLL = 0.1
 
 
 @dataclass
 class Follow:
-    """What we know of the host sequence so far."""
+    """What the host's log has told us so far."""
 
     plan: ShutdownPlan
     names: dict[int, str]
     log_path: str
-    has_nohup: bool
-    phase: int = 0
+    lines_seen: int = 0
+    down: set[int] = field(default_factory=set)
+    suspended_at_end: set[int] = field(default_factory=set)
     final_started: bool = False
     poweroff_seen: bool = False
-    log_seen: int = 0
-    states: dict[int, esxi.PowerState | None] = field(default_factory=dict)
 
     def vm(self, vmid: int) -> str:
         return f"VM {vmid} ({printable(self.names.get(vmid, '?'))})"
@@ -57,22 +59,21 @@ def run_sequence(
     remote: Remote,
     inventory: Inventory,
     plan: ShutdownPlan,
-    timeout: int,
-    poll_interval: float,
+    settings: Settings,
     reconnect: Reconnect,
-    record: Callable[[str, ExitCode, str], None],
+    record: Record,
 ) -> None:
     """Start the host script, then follow it until the host goes down or contact is lost."""
     follow = Follow(
         plan=plan,
         names={info.vmid: info.vm.name for info in inventory.vms},
         log_path=log_path(int(time.time()), os.getpid()),
-        has_nohup=inventory.has_nohup,
-        states={vmid: esxi.PowerState.ON for vmid in plan.watched},
     )
+    timeout = settings.command_timeout
     start = time.monotonic()
+    command = detached(sequence_script(plan), follow.log_path, inventory.has_nohup)
     try:
-        remote.run(detached(host_script(plan), follow.log_path, follow.has_nohup), timeout)
+        remote.run(command, timeout)
     except RemoteCommandFailed as exc:
         record("sequence", exc.exit_code, f"could not start the host sequence: {exc}")
         return
@@ -80,18 +81,15 @@ def run_sequence(
         "sequence",
         ExitCode.OK,
         f"started on the host, detached (log {follow.log_path}); it powers the host off "
-        f"within {plan.scheduled} s even without us",
+        f"within {plan.deadline} s even without us",
     )
-    # Real seconds we follow at most: the host's schedule plus room for slow commands.
-    bound = start + plan.scheduled + 2 * timeout + 30
+    # Real seconds we follow at most: the host's deadline plus room for slow commands.
+    bound = start + plan.deadline + 2 * timeout + 30
     current: Remote | None = remote
-    pause = 0.0  # the first look at once: a host with nothing to stop is powered off at once
+    pause = min(FIRST_POLL, settings.poll_interval)
     while current is not None:
-        time.sleep(pause)
-        pause = poll_interval
-        elapsed = time.monotonic() - start
         try:
-            _poll(current, follow, timeout, elapsed)
+            _poll(current, follow, timeout)
         except RemoteCommandFailed as exc:
             if follow.poweroff_seen or follow.final_started:
                 record("poweroff", ExitCode.OK, "host closed the session: it is going down")
@@ -103,7 +101,7 @@ def run_sequence(
                     "follow",
                     ExitCode.CONNECTION,
                     "lost contact with the host; its sequence goes on without us and powers "
-                    f"it off within {plan.scheduled} s of its start",
+                    f"it off within {plan.deadline} s of its start",
                 )
             continue
         if follow.poweroff_seen:
@@ -112,36 +110,18 @@ def run_sequence(
         if time.monotonic() > bound:
             record("follow", ExitCode.REMOTE_COMMAND, "the host sequence did not finish in time")
             break
-        try:
-            _move_along(current, follow, timeout, elapsed)
-        except RemoteCommandFailed as exc:
-            if follow.final_started:  # our own final step took the host down under us
-                record("poweroff", ExitCode.OK, "host closed the session: it is going down")
-                break
-            log.warning("host %s: could not move the sequence along (%s)", remote.name, exc)
+        time.sleep(pause)
+        pause = min(settings.poll_interval, pause * 2)
     _report_fates(follow, record)
 
 
-def _poll(remote: Remote, follow: Follow, timeout: int, elapsed: float) -> None:
-    """One round trip: new lines of the host log, and the state of every VM still running."""
-    pending = [vmid for vmid, state in follow.states.items() if state is esxi.PowerState.ON]
-    parts = [(esxi.echo_marker("log"), f"cat {follow.log_path}")]
-    parts += [(esxi.echo_marker("state", v), esxi.power_getstate(v)) for v in pending]
-    sections = run_marked(remote, parts, timeout)
-    lines = sections.get("log", "").splitlines()
-    for line in lines[follow.log_seen :]:
+def _poll(remote: Remote, follow: Follow, timeout: int) -> None:
+    """One round trip: the new lines of the host's log."""
+    done = remote.run(read_log(follow.log_path), timeout)
+    lines = done.stdout.splitlines()
+    for line in lines[follow.lines_seen :]:
         _host_line(remote.name, follow, line)
-    follow.log_seen = max(follow.log_seen, len(lines))
-    for vmid in pending:
-        try:
-            state = esxi.parse_power_state(sections.get(f"state {vmid}", ""))
-        except esxi.ParseError:
-            continue
-        if state is not esxi.PowerState.ON:
-            follow.states[vmid] = state
-            log.info(
-                "host %s: %s: %s after %.0f s", remote.name, follow.vm(vmid), state.value, elapsed
-            )
+    follow.lines_seen = max(follow.lines_seen, len(lines))
 
 
 def _host_line(host: str, follow: Follow, line: str) -> None:
@@ -149,61 +129,40 @@ def _host_line(host: str, follow: Follow, line: str) -> None:
     if not text:
         return
     log.info("host %s: [host] %s", host, text)
-    if text.startswith(LOG_PREFIX):
-        words = text[len(LOG_PREFIX) :].split()
-        if words[:1] == ["phase"] and len(words) > 1 and "/" in words[1]:
-            number = words[1].split("/")[0]
-            if number.isdigit():
-                follow.phase = max(follow.phase, int(number) - 1)
-        elif words[:1] == ["final:"]:
-            follow.final_started = True
-        elif words[:2] == ["host", "poweroff"]:
-            follow.poweroff_seen = True
-
-
-def _phase_done(follow: Follow, number: int) -> bool:
-    phase = follow.plan.phases[number]
-    vmids = follow.plan.watched if phase.autostop else [step.vmid for step in phase.steps]
-    return all(follow.states.get(v) is not esxi.PowerState.ON for v in vmids)
-
-
-def _move_along(remote: Remote, follow: Follow, timeout: int, elapsed: float) -> None:
-    """Start the next phase, or the final step, as soon as what it waits for is done."""
-    if follow.final_started:
+    if not text.startswith(LOG_PREFIX):
         return
-    plan = follow.plan
-    if all(state is not esxi.PowerState.ON for state in follow.states.values()):
-        log.info(
-            "host %s: every VM is down after %.0f s: powering the host off", remote.name, elapsed
-        )
+    words = text[len(LOG_PREFIX) :].split()
+    if words[:1] == [HOST_TEXT]:  # what a host command printed: logged, never parsed
+        return
+    if words[:1] == ["VM"] and len(words) > 2 and words[1].isdigit():
+        vmid = int(words[1])
+        if words[2:3] == ["down"]:
+            follow.down.add(vmid)
+            log.info("host %s: %s: %s", host, follow.vm(vmid), " ".join(words[2:]))
+        elif words[2:] == ["still", "running:", "suspending", "it"]:
+            follow.suspended_at_end.add(vmid)
+    elif words[:1] == ["final:"]:
         follow.final_started = True
-        _start(remote, follow, join(final_commands(plan, ())), timeout)
-        return
-    while follow.phase + 1 < len(plan.phases) and _phase_done(follow, follow.phase):
-        follow.phase += 1
-        phase = plan.phases[follow.phase]
-        log.info("host %s: starting %s early, after %.0f s", remote.name, phase.label, elapsed)
-        commands = phase_commands(phase, follow.phase + 1, len(plan.phases))
-        _start(remote, follow, join(commands), timeout)
+    elif words[-2:] == ["host", "poweroff"]:
+        follow.poweroff_seen = True
 
 
-def _start(remote: Remote, follow: Follow, script: str, timeout: int) -> None:
-    remote.run(detached(script, follow.log_path, follow.has_nohup), timeout)
-
-
-def _report_fates(follow: Follow, record: Callable[[str, ExitCode, str], None]) -> None:
-    """Each VM's fate, as far as we saw it: down in time, or left to the final step."""
-    left = [vmid for vmid, state in follow.states.items() if state is esxi.PowerState.ON]
-    down = len(follow.states) - len(left)
-    action = follow.plan.straggler_action.value
+def _report_fates(follow: Follow, record: Record) -> None:
+    """Each VM's fate, as far as the host's log told us: down in time, or left to the end."""
+    watched = follow.plan.watched
+    left = [vmid for vmid in watched if vmid not in follow.down]
     if left:
+        action = follow.plan.straggler_action.value
         names = ", ".join(follow.vm(vmid) for vmid in left)
         log.warning(
-            "still running at the end: %s: the host's final step gives them %s", names, action
+            "not seen down before the final step: %s: the host's final step gives those still "
+            "running %s",
+            names,
+            action,
         )
     record(
         "VMs",
         ExitCode.OK,
-        f"{down} of {len(follow.states)} down before the host poweroff"
-        + (f"; {len(left)} left to the final {action}" if left else ""),
+        f"{len(watched) - len(left)} of {len(watched)} seen down before the final step"
+        + (f"; {len(follow.suspended_at_end)} suspended by it" if follow.suspended_at_end else ""),
     )

@@ -7,6 +7,7 @@ A step that fails is recorded and the next one still runs: the battery decides, 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from esxi_suspend import esxi, local
@@ -18,10 +19,10 @@ from esxi_suspend.errors import (
     SessionDropped,
     one_line,
 )
-from esxi_suspend.inventory import Remote, read_inventory
+from esxi_suspend.inventory import Inventory, Remote, read_inventory
 from esxi_suspend.report import describe_plan, render_check
 from esxi_suspend.sequence import Reconnect, run_sequence
-from esxi_suspend.strategy import find_self_vm, make_plan
+from esxi_suspend.strategy import ShutdownPlan, find_self_vm, make_plan
 
 log = logging.getLogger(__name__)
 
@@ -66,27 +67,30 @@ def shutdown_host(
     remote: Remote, settings: Settings, result: HostResult, reconnect: Reconnect
 ) -> None:
     """Read the host, plan, and run the plan detached on the host; plain path if unreadable."""
-    smbios = local.smbios_uuid()
     try:
-        inventory = read_inventory(remote, settings.command_timeout, want_uuids=bool(smbios))
+        inventory = read_inventory(remote, settings.command_timeout)
     except RemoteCommandFailed as exc:
         result.add("inventory", exc.exit_code, f"{one_line(exc)}; falling back to autostop")
         plain_shutdown(remote, settings, result, reconnect)
         return
-    self_vm, why = find_self_vm(inventory, settings, smbios)
-    plan = make_plan(inventory, settings, self_vm)
-    running = sum(1 for info in inventory.vms if info.running)
-    result.add("inventory", ExitCode.OK, f"{len(inventory.vms)} VM(s), {running} running")
+    self_vm, why = find_self_vm(inventory, settings, local.smbios_uuid())
+    plan = make_plan(inventory, settings, self_vm, time.monotonic() - settings.called_at)
+    result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings))
     for line in describe_plan(inventory, plan, why):
         log.info("host %s: plan: %s", remote.name, line)
-    run_sequence(
-        remote,
-        inventory,
-        plan,
-        settings.command_timeout,
-        settings.poll_interval,
-        reconnect,
-        result.add,
+    run_sequence(remote, inventory, plan, settings, reconnect, result.add)
+
+
+def _inventory_text(
+    inventory: Inventory, plan: ShutdownPlan, settings: Settings, took: float | None = None
+) -> str:
+    """What was found, and how much of the battery budget reading it left."""
+    running = sum(1 for info in inventory.vms if info.running)
+    read = f"read in {took:.1f} s, " if took is not None else ""
+    return (
+        f"{len(inventory.vms)} VM(s), {running} running; {read}{plan.spent} s since we were "
+        f"called: {plan.deadline} s of ESXI_DEADLINE={settings.deadline} s left for the host "
+        "sequence"
     )
 
 
@@ -144,14 +148,16 @@ def power_off(remote: Remote, timeout: int, result: HostResult) -> None:
 
 def check_host(remote: Remote, settings: Settings, result: HostResult, restart: str) -> None:
     """Dry run: read the host, make the plan, put the report in the result; change nothing."""
-    smbios = local.smbios_uuid()
+    started = time.monotonic()
     try:
-        inventory = read_inventory(remote, settings.command_timeout, want_uuids=bool(smbios))
+        inventory = read_inventory(remote, settings.command_timeout)
     except RemoteCommandFailed as exc:
         result.add("inventory", exc.exit_code, one_line(exc))
         return
-    running = sum(1 for info in inventory.vms if info.running)
-    result.add("inventory", ExitCode.OK, f"{len(inventory.vms)} VM(s), {running} running")
+    took = time.monotonic() - started
+    self_vm, why = find_self_vm(inventory, settings, local.smbios_uuid())
+    plan = make_plan(inventory, settings, self_vm, time.monotonic() - settings.called_at)
+    result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings, took))
     if inventory.poweroff_path:
         result.add("poweroff present", ExitCode.OK, f"found {inventory.poweroff_path}")
     else:
@@ -160,13 +166,12 @@ def check_host(remote: Remote, settings: Settings, result: HostResult, restart: 
             ExitCode.REMOTE_COMMAND,
             "`command -v poweroff` found nothing: this host cannot be powered off this way",
         )
-    self_vm, why = find_self_vm(inventory, settings, smbios)
-    plan = make_plan(inventory, settings, self_vm)
     if not plan.fits:
         log.warning(
-            "host %s: the plan wants %d s, more than ESXI_DEADLINE=%d s",
+            "host %s: the plan wants %d s, more than the %d s left of ESXI_DEADLINE=%d s",
             remote.name,
             plan.worst_case,
             plan.deadline,
+            settings.deadline,
         )
     result.report = render_check(inventory, plan, settings, why, restart)

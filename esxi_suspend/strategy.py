@@ -1,15 +1,15 @@
-"""The shutdown plan for one host, and the host-side script that carries it out. Pure: no I/O.
+"""The shutdown plan for one host. Pure: no I/O.
 
-The plan is a few phases of VM stop actions with time budgets that fit ESXI_DEADLINE, then the
-final step: stragglers suspended (or powered off), this machine's own VM last, host poweroff.
-The host script runs it detached on the host, on its own clock, so the host finishes even if
-our session dies; while we are connected we only follow it and move it along early.
-Every command line is built from constants and VM ids (integers): never from host text.
+The plan is a few phases of VM stop actions with time budgets that fit what is left of
+ESXI_DEADLINE once the host is read, then the final step: stragglers suspended (or left to the
+host poweroff), this machine's own VM last, host poweroff. hostscript.py turns it into the
+script the host runs on its own; every command in it is built from constants and VM ids.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from esxi_suspend import esxi
@@ -18,9 +18,9 @@ from esxi_suspend.inventory import Inventory, VmInfo
 
 SUSPEND_SECONDS = 20  # what one suspend may take (RAM written to the datastore)
 POWEROFF_SECONDS = 5  # what a hard VM power-off, or the host's own poweroff, may take
-LOG_PREFIX = "esxi-suspend:"
-# The host's own /tmp (ESXi keeps it in RAM): the host script's log, followed while we can.
-HOST_LOG_PREFIX = "/tmp/esxi-suspend-"  # noqa: S108 - on the ESXi host, named by us
+HOST_CALL_SECONDS = 1  # one `vim-cmd` round trip to hostd, with room to spare
+# What the host sequence gets at least, even when reading the host ate the whole deadline.
+MIN_SEQUENCE_SECONDS = 10
 
 
 class Action(Enum):
@@ -67,6 +67,9 @@ class Phase:
 
 @dataclass(frozen=True)
 class ShutdownPlan:
+    """`deadline`: seconds from the start of the host sequence to the host poweroff, i.e.
+    ESXI_DEADLINE less `spent`, the seconds since upsmon called us (the inventory included)."""
+
     strategy: str
     deadline: int
     phases: tuple[Phase, ...]
@@ -74,22 +77,26 @@ class ShutdownPlan:
     straggler_action: Action
     self_vm: int | None
     notes: tuple[str, ...]
+    unknown: tuple[int, ...] = ()
+    spent: int = 0
 
     @property
-    def straggler_wait(self) -> int:
-        """How long the final step gives the stragglers' suspends (a sixth of a short deadline).
+    def final_check(self) -> tuple[int, ...]:
+        """The VMs the final step looks at: those we stop, and those whose state was unreadable."""
+        return self.watched + tuple(v for v in self.unknown if v not in self.watched)
 
-        With ESXI_STRAGGLER_ACTION=poweroff nothing is issued: the host's poweroff stops them
-        just as hard, and a VM already suspended keeps its state.
-        """
-        if not self.watched or self.straggler_action is not Action.SUSPEND:
-            return 0
-        return min(SUSPEND_SECONDS, max(1, self.deadline // 6))
+    @property
+    def suspends_stragglers(self) -> bool:
+        """With ESXI_STRAGGLER_ACTION=poweroff nothing is issued: the host's poweroff stops
+        them just as hard, and a VM already suspended keeps its state."""
+        return self.straggler_action is Action.SUSPEND
 
     @property
     def final_seconds(self) -> int:
-        own = SUSPEND_SECONDS if self.self_vm is not None else 0
-        return self.straggler_wait + own + POWEROFF_SECONDS
+        stragglers = bool(self.final_check) and self.suspends_stragglers
+        suspend = HOST_CALL_SECONDS + SUSPEND_SECONDS
+        own = suspend if self.self_vm is not None else 0
+        return (suspend if stragglers else 0) + own + POWEROFF_SECONDS
 
     @property
     def worst_case(self) -> int:
@@ -99,11 +106,6 @@ class ShutdownPlan:
     @property
     def fits(self) -> bool:
         return self.worst_case <= self.deadline
-
-    @property
-    def scheduled(self) -> int:
-        """When the host script issues poweroff at the latest, in seconds from its start."""
-        return sum(phase.budget for phase in self.phases) + self.final_seconds
 
 
 def _stop_delay(info: VmInfo, inventory: Inventory) -> int:
@@ -199,8 +201,13 @@ def _resolve_groups(
     return [group for group in groups if group]
 
 
-def make_plan(inventory: Inventory, settings: Settings, self_vm: int | None) -> ShutdownPlan:
-    """Phases and budgets for this host, from what is running on it now."""
+def make_plan(
+    inventory: Inventory, settings: Settings, self_vm: int | None, spent: float = 0.0
+) -> ShutdownPlan:
+    """Phases and budgets for this host, from what is running on it now.
+
+    `spent`: seconds since upsmon called us; ESXI_DEADLINE counts from that call.
+    """
     notes: list[str] = []
     running = [info for info in inventory.vms if info.running and info.vmid != self_vm]
     phases: list[Phase] = []
@@ -229,14 +236,17 @@ def make_plan(inventory: Inventory, settings: Settings, self_vm: int | None) -> 
             wanted = max(step.seconds for step in steps)
             phases.append(Phase(f"group {number}/{len(groups)}", steps, wanted, wanted))
     straggler = Action(settings.straggler_action)
+    used = math.ceil(max(0.0, spent))
     plan = ShutdownPlan(
         strategy=settings.strategy,
-        deadline=settings.deadline,
+        deadline=max(MIN_SEQUENCE_SECONDS, settings.deadline - used),
         phases=tuple(phases),
         watched=tuple(info.vmid for info in running),
         straggler_action=straggler,
         self_vm=self_vm,
         notes=tuple(notes),
+        unknown=tuple(i.vmid for i in inventory.vms if i.state is None and i.vmid != self_vm),
+        spent=used,
     )
     return _fit_budgets(plan)
 
@@ -251,83 +261,5 @@ def _fit_budgets(plan: ShutdownPlan) -> ShutdownPlan:
         Phase(p.label, p.steps, max(1, p.wanted * available // total), p.wanted, p.autostop)
         for p in plan.phases
     )
-    return ShutdownPlan(
-        plan.strategy,
-        plan.deadline,
-        phases,
-        plan.watched,
-        plan.straggler_action,
-        plan.self_vm,
-        (*plan.notes, f"the plan wants {plan.worst_case} s: budgets cut to fit the deadline"),
-    )
-
-
-def _echo(text: str) -> str:
-    # Our own words only: no quote, no host text, nothing the shell would expand.
-    if not all(ch.isalnum() or ch in " :/.,()=-" for ch in text):
-        raise ValueError(f"not an echo-safe text: {text!r}")
-    return f'echo "{LOG_PREFIX} {text}"'
-
-
-def phase_commands(phase: Phase, number: int, total: int) -> list[str]:
-    """One phase: its steps started concurrently (each `cmd &`), autostop last if it has it."""
-    what = "the autostart sequence" if phase.autostop else f"{len(phase.steps)} VM(s)"
-    commands = [_echo(f"phase {number}/{total} {phase.label}: {what}")]
-    commands += [f'sh -c "{step.command()}" &' for step in phase.steps]
-    if phase.autostop:
-        commands.append(f"{esxi.AUTOSTOP} &")
-    return commands
-
-
-def final_commands(plan: ShutdownPlan, stragglers: tuple[int, ...]) -> list[str]:
-    """Stragglers suspended, this machine's VM suspended, host poweroff.
-
-    Suspending a VM already off or suspended only fails: it is safe to give it to every VM.
-    """
-    suspend = plan.straggler_action is Action.SUSPEND
-    commands = [_echo(f"final: {len(stragglers)} VM(s) may still run")]
-    if suspend and stragglers:
-        commands += [f"{esxi.power_suspend(vmid)} &" for vmid in stragglers]
-        commands.append(f"sleep {plan.straggler_wait}")
-    if plan.self_vm is not None:
-        commands.append(_echo(f"final: suspending our own VM {plan.self_vm}"))
-        commands.append(esxi.power_suspend(plan.self_vm))
-    commands.append(_echo("host poweroff"))
-    commands.append(esxi.POWEROFF)
-    return commands
-
-
-def host_script(plan: ShutdownPlan) -> str:
-    """The whole sequence, on the host's clock: phases with their budgets, then the final."""
-    total = len(plan.phases)
-    commands = [
-        'trap "" HUP',
-        _echo(f"host sequence started: strategy {plan.strategy}, deadline {plan.deadline} s"),
-    ]
-    for number, phase in enumerate(plan.phases, start=1):
-        commands += phase_commands(phase, number, total)
-        commands.append(f"sleep {phase.budget}")
-    commands += final_commands(plan, plan.watched)
-    return join(commands)
-
-
-def join(commands: list[str]) -> str:
-    """`a & b; c`: a command ending in `&` is already separated from the next one."""
-    text = ""
-    for command in commands:
-        if text and not text.endswith("&"):
-            text += ";"
-        text += (" " if text else "") + command
-    return text
-
-
-def detached(script: str, log_path: str, has_nohup: bool) -> str:
-    """Run `script` on the host in the background, surviving our session, output to its log."""
-    if "'" in script or not log_path.startswith(HOST_LOG_PREFIX):
-        raise ValueError("refusing to build a detached command from unexpected parts")
-    runner = "nohup sh -c" if has_nohup else "sh -c"
-    return f"{runner} '{script}' >> {log_path} 2>&1 < /dev/null &"
-
-
-def log_path(stamp: int, pid: int) -> str:
-    return f"{HOST_LOG_PREFIX}{int(stamp)}-{int(pid)}.log"
+    note = f"the plan wants {plan.worst_case} s: budgets cut to fit the deadline"
+    return replace(plan, phases=phases, notes=(*plan.notes, note))

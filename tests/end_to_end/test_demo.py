@@ -52,7 +52,7 @@ def test_demo_parallel_is_faster_and_kills_nothing() -> None:
 def test_demo_dry_run_shows_the_plan_only() -> None:
     done = demo("--dry-run")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "would run on the host, detached: " in done.stdout
+    assert "would run on the host, detached (dry run; not run):" in done.stdout
     assert "(dry run; not run)" in done.stdout
     assert "result: ready (exit 0 OK)" in done.stdout
     assert "exec: poweroff" not in done.stdout and "hard-killed  <--" not in done.stdout

@@ -191,11 +191,12 @@ def test_autostop_hang_is_cut_by_the_deadline(fake_esxi: SshServer) -> None:
     assert outcome.returncode == 0, outcome.output
     commands = changing_commands(fake_esxi)
     assert commands.index(AUTOSTOP) < commands.index(POWEROFF)
-    # the VMs autostop never reached were suspended by the host's final step, then poweroff
-    assert "vim-cmd vmsvc/power.suspend 12" in commands, commands
+    # the VM autostop never reached (nut-client, in the sequence) was suspended by the host's
+    # final step, then poweroff; the others had their own stop action first
+    assert "vim-cmd vmsvc/power.suspend 1" in commands, commands
     assert commands[-1] == POWEROFF
     assert outcome.seconds < 25, "the deadline did not bound autostop"
-    assert "[host] esxi-suspend: final: 3 VM(s) may still run" in outcome.stderr
+    assert "[host] esxi-suspend: final: suspending the VMs still running" in outcome.stderr
     assert len(fake_esxi.restarts()) == 1
     assert_clean(outcome)
 

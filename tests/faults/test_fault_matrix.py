@@ -317,7 +317,7 @@ def _hostile_names(ctx: Ctx) -> None:
     ctx.argv = ["shutdown", "--dry-run"]
 
 
-READ_ONLY = ("power.getstate", "get.guest", "get.config")
+READ_ONLY = ("power.getstate", "get.guest", "get.config", "get.summary")
 
 
 def _hostile_checked(ctx: Ctx, run: Run) -> None:
@@ -521,7 +521,7 @@ FAULTS: list[Fault] = [
           setup=lambda c: c.server.write_fake("vim_cmd_missing", "yes"),
           check=_powered_off, kinds=("openssh", "dropbear")),
     Fault(10, "autostop hangs past ESXI_DEADLINE", 25, 0,
-          r"\[host\] esxi-suspend: final: \d+ VM\(s\) may still run",
+          r"\[host\] esxi-suspend: final: suspending the VMs still running",
           "the host's own sequence suspends what still runs and powers off by the deadline",
           setup=lambda c: (c.server.write_fake("autostop_seconds", "60"),
                            c.settings.update(ESXI_DEADLINE="10")),

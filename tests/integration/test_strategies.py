@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from simhelpers import SimKeys, make_sim_keys, sim_settings
+from test_shutdown import inventory_token
 
 from esxi_suspend.cli import run_hosts
 from esxi_suspend.config import Settings, Target
@@ -38,6 +39,9 @@ FLEET = {
     "stop_action": "PowerOff",
     "stop_delay": 120,
     "suspend_seconds": 5,
+    # ESXi takes half a minute to stop its services; at this time scale that is what leaves
+    # our poll (every ~20 simulated s, Fabric's round trip included) time to see the end.
+    "host_poweroff_seconds": 30,
     "vms": [
         vm(1, "nut-client", 10),
         vm(2, "app-1", 40, autostart=1, stop_action="guestShutdown"),
@@ -85,6 +89,29 @@ def test_autostop_quirk_fixed_nothing_hard_killed(keys: SimKeys, tmp_path: Path)
     assert host.hard_killed() == []
     assert fates[7] is Fate.CLEAN_SHUTDOWN  # outside the autostart list: autostop skips it
     assert fates[6] is Fate.SUSPENDED  # no tools: suspend, not a hard power-off
+
+
+@pytest.mark.parametrize("strategy", ["autostop", "parallel"])
+def test_our_side_only_starts_the_sequence_and_reads_its_log(
+    keys: SimKeys, tmp_path: Path, strategy: str
+) -> None:
+    with simulated(keys) as host:
+        code = shut_down(host, keys, tmp_path, strategy=strategy, deadline=900)
+        commands = host.commands()
+        texts = [e.text for e in host.events]
+        logs = [text for path, text in host.files.items() if "esxi-suspend-" in path]
+    assert code == ExitCode.OK
+    inventory, start, *polls = commands
+    assert inventory_token(inventory) is not None
+    assert start.startswith("nohup sh -c '")
+    assert polls and all(p.startswith('cat "${TMPDIR:-/tmp}/esxi-suspend-') for p in polls)
+    # each host command once: one autostop at most, no stop action twice, no fault for a VM
+    # already down
+    assert sum("autostop: started" in t for t in texts) == (1 if strategy == "autostop" else 0)
+    for vmid in range(1, 8):
+        for what in ("guest shutdown started", "suspending"):
+            assert sum(f"VM {vmid} " in t and what in t for t in texts) <= 1, (vmid, what)
+    assert logs and not any("InvalidPowerState" in text for text in logs)
 
 
 def test_parallel_takes_the_slowest_vm_not_the_sum(keys: SimKeys, tmp_path: Path) -> None:

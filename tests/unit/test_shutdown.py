@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Union
 
@@ -11,7 +12,7 @@ from test_esxi import DEFAULTS, GETALLVMS, SEQUENCE
 from esxi_suspend import esxi
 from esxi_suspend.config import RestartSettings, Settings
 from esxi_suspend.errors import ExitCode, RemoteTimeout, SessionDropped
-from esxi_suspend.inventory import Remote
+from esxi_suspend.inventory import Remote, inventory_command
 from esxi_suspend.remote import CommandResult
 from esxi_suspend.shutdown import HostResult, check_host, plain_shutdown
 
@@ -19,7 +20,11 @@ Outcome = Union[CommandResult, Exception]
 
 
 class FakeRemote:
-    """Maps each expected command to its outcome; any other command fails the test."""
+    """Maps each expected command to its outcome; any other command fails the test.
+
+    The inventory's command line carries a random marker token: the key INVENTORY stands
+    for it, and the outcome's text has `TOKEN` where the token goes.
+    """
 
     def __init__(self, outcomes: dict[str, Outcome], name: str = "esxi1") -> None:
         self.name = name
@@ -28,12 +33,29 @@ class FakeRemote:
 
     def run(self, command: str, timeout: int) -> CommandResult:
         self.ran.append(command)
+        token = inventory_token(command)
+        if token is not None and INVENTORY in self.outcomes:
+            outcome = self.outcomes[INVENTORY]
+            if isinstance(outcome, CommandResult):
+                stdout = outcome.stdout.replace("@@TOKEN ", f"@@{token} ")
+                return CommandResult(command, outcome.exit_status, stdout, outcome.stderr)
         if command not in self.outcomes:
             pytest.fail(f"unexpected remote command: {command}")
         outcome = self.outcomes[command]
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
+
+
+INVENTORY = inventory_command(0).replace('m="@@0"', 'm="@@TOKEN"')
+
+
+def inventory_token(command: str) -> int | None:
+    """The marker token of an inventory command line, or None for any other command."""
+    match = re.match(r'm="@@(\d+)"\n', command)
+    if match is None or command != inventory_command(int(match.group(1))):
+        return None
+    return int(match.group(1))
 
 
 def ok(command: str, stdout: str = "") -> CommandResult:
@@ -117,38 +139,28 @@ def test_poweroff_failure_is_reported() -> None:
 def inventory_remote(
     getallvms: str = GETALLVMS, states: dict[int, str] | None = None
 ) -> FakeRemote:
-    """A fake host answering the inventory's batched read-only command lines."""
-    return FakeRemote(fake_host_outcomes(getallvms, states or {}))
+    """A fake host answering the inventory's one command line."""
+    return FakeRemote({INVENTORY: ok(INVENTORY, inventory_output(getallvms, states or {}))})
 
 
-def fake_host_outcomes(getallvms: str, states: dict[int, str]) -> dict[str, Outcome]:
+_POWER = {"Powered on": "poweredOn", "Powered off": "poweredOff", "Suspended": "suspended"}
+
+
+def inventory_output(getallvms: str, states: dict[int, str], status: int = 0) -> str:
+    """What the host prints for hostscript's INVENTORY: marked sections, a summary per VM."""
     vms = esxi.parse_getallvms(getallvms)
-    host_line = (
-        "echo @@defaults; vim-cmd hostsvc/autostartmanager/get_defaults; "
-        "echo @@sequence; vim-cmd hostsvc/autostartmanager/get_autostartseq; "
-        "echo @@poweroff; command -v poweroff; echo @@nohup; command -v nohup"
-    )
-    host_out = f"@@defaults\n{DEFAULTS}@@sequence\n{SEQUENCE}@@poweroff\n/bin/poweroff\n@@nohup\n"
-    state_line = "; ".join(
-        f"echo @@state {vm.vmid}; vim-cmd vmsvc/power.getstate {vm.vmid}" for vm in vms
-    )
-    state_out = "".join(
-        f"@@state {vm.vmid}\nRetrieved runtime info\n{states.get(vm.vmid, 'Powered on')}\n"
+    summaries = "".join(
+        f"@@TOKEN summary {vm.vmid}\nListsummary:\n\n(vim.vm.Summary) {{\n"
+        "   runtime = (vim.vm.RuntimeInfo) {\n"
+        f'      powerState = "{_POWER[states.get(vm.vmid, "Powered on")]}",\n   }},\n'
+        "   guest = (vim.vm.Summary.GuestSummary) {\n"
+        '      toolsRunningStatus = "guestToolsRunning",\n   },\n}\n'
         for vm in vms
     )
-    running = [vm.vmid for vm in vms if states.get(vm.vmid, "Powered on") == "Powered on"]
-    guest_line = "; ".join(f"echo @@guest {i}; vim-cmd vmsvc/get.guest {i}" for i in running)
-    guest_out = "".join(
-        f'@@guest {i}\n   toolsRunningStatus = "guestToolsRunning",\n' for i in running
+    return (
+        f"@@TOKEN status {status}\n@@TOKEN vms\n{getallvms}\n@@TOKEN defaults\n{DEFAULTS}"
+        f"@@TOKEN sequence\n{SEQUENCE}{summaries}@@TOKEN poweroff\n/bin/poweroff\n@@TOKEN nohup\n"
     )
-    outcomes: dict[str, Outcome] = {
-        esxi.GETALLVMS: ok(esxi.GETALLVMS, getallvms),
-        host_line: ok(host_line, host_out),
-        state_line: ok(state_line, state_out),
-    }
-    if running:
-        outcomes[guest_line] = ok(guest_line, guest_out)
-    return outcomes
 
 
 def test_check_names_each_vm_and_its_fate() -> None:
@@ -181,16 +193,38 @@ def test_check_with_hostile_names_runs_only_integer_commands() -> None:
     remote = inventory_remote("\n".join(lines))
     result = HostResult("esxi1")
     check_host(remote, SETTINGS, result, "/bin/true")
-    assert any("power.getstate 8" in cmd for cmd in remote.ran)
-    assert all("reboot" not in cmd and "x; poweroff" not in cmd for cmd in remote.ran)
+    (command,) = remote.ran  # one command, no host text in it: constants and our token
+    assert inventory_token(command) is not None
+    assert "inventory: 2 VM(s)" in "; ".join(f"{s.name}: {s.detail}" for s in result.steps)
     assert "\x1b" not in result.report
     assert "$(reboot)?[2J" in result.report
 
 
 def test_check_reports_unparseable_output() -> None:
-    remote = inventory_remote()
-    remote.outcomes[esxi.GETALLVMS] = ok(esxi.GETALLVMS, "garbage without a vm line")
+    remote = FakeRemote(
+        {INVENTORY: ok(INVENTORY, inventory_output(GETALLVMS, {}).replace(GETALLVMS, "garbage"))}
+    )
     result = HostResult("esxi1")
     check_host(remote, SETTINGS, result, "/bin/true")
     assert result.exit_code == ExitCode.REMOTE_COMMAND
     assert "unexpected output" in result.steps[-1].detail
+
+
+def test_inventory_says_which_command_failed_and_why() -> None:
+    missing = "@@TOKEN status 127\n@@TOKEN vms\nsh: vim-cmd: not found\n"
+    remote = FakeRemote({INVENTORY: ok(INVENTORY, missing)})
+    result = HostResult("esxi1")
+    check_host(remote, SETTINGS, result, "/bin/true")
+    assert result.exit_code == ExitCode.REMOTE_COMMAND
+    assert result.steps[-1].detail == (
+        "host esxi1: `vim-cmd vmsvc/getallvms` exited 127 (sh: vim-cmd: not found)"
+    )
+
+
+def test_a_host_with_only_skipped_vms_has_none() -> None:
+    listing = "Skipping invalid VM '3'\r\nSkipping invalid VM '17'\r\n"
+    remote = FakeRemote({INVENTORY: ok(INVENTORY, inventory_output(listing, {}))})
+    result = HostResult("esxi1")
+    check_host(remote, SETTINGS, result, "/bin/true")
+    assert result.exit_code == ExitCode.OK, result.steps
+    assert result.steps[0].detail.startswith("0 VM(s), 0 running; read in ")

@@ -1,23 +1,16 @@
-"""The plan and the host script, from inventories built here: pure, no host."""
+"""The plan, from inventories built here: pure, no host."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
 import pytest
 from test_shutdown import SETTINGS
 
 from esxi_suspend import esxi
+from esxi_suspend.hostscript import sequence_script
 from esxi_suspend.inventory import Inventory, VmInfo
-from esxi_suspend.strategy import (
-    Action,
-    detached,
-    find_self_vm,
-    host_script,
-    log_path,
-    make_plan,
-)
+from esxi_suspend.strategy import MIN_SEQUENCE_SECONDS, Action, find_self_vm, make_plan
 
 DEFAULTS = esxi.AutostartDefaults(stop_delay=120, stop_action="PowerOff", enabled=True)
 
@@ -121,18 +114,31 @@ def test_deadline_cuts_budgets_and_schedules_poweroff_in_time() -> None:
     settings = replace(SETTINGS, strategy="parallel", deadline=120, vm_order=(("web",), ("db",)))
     plan = make_plan(FLEET, settings, None)
     assert not plan.fits
-    assert plan.scheduled <= plan.deadline
+    assert sum(p.budget for p in plan.phases) + plan.final_seconds <= plan.deadline
     assert all(phase.budget >= 1 for phase in plan.phases)
+
+
+def test_deadline_counts_from_the_call() -> None:
+    settings = replace(SETTINGS, strategy="parallel", deadline=240)
+    assert make_plan(FLEET, settings, None).deadline == 240
+    plan = make_plan(FLEET, settings, None, spent=3.2)
+    assert (plan.deadline, plan.spent) == (236, 4)
+    assert sum(p.budget for p in plan.phases) + plan.final_seconds <= 236
+    late = make_plan(FLEET, settings, None, spent=400)
+    assert late.deadline == MIN_SEQUENCE_SECONDS
 
 
 def test_self_vm_goes_last_by_suspend() -> None:
     plan = make_plan(FLEET, replace(SETTINGS, strategy="parallel"), self_vm=1)
     assert 1 not in plan.watched
     assert 1 not in steps_by_vm(plan.phases)
-    script = host_script(plan)
-    assert script.rstrip().endswith(
-        'vim-cmd vmsvc/power.suspend 1; echo "esxi-suspend: host poweroff"; poweroff'
-    )
+    script = sequence_script(plan)
+    assert script.splitlines()[-3:] == [
+        'down 1 || { echo "$P final: suspending our own VM 1"; '
+        "vim-cmd vmsvc/power.suspend 1 2>&1 | say; }",
+        'echo "$P host poweroff"',
+        "poweroff",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -155,37 +161,3 @@ def test_find_self_vm(wanted: str | None, smbios: str | None, expected: int | No
     )
     found, _why = find_self_vm(fleet, replace(SETTINGS, self_vm=wanted), smbios)
     assert found == expected
-
-
-def test_host_script_holds_only_constants_and_integers() -> None:
-    hostile = inventory(
-        vm(7, "x; poweroff"),
-        vm(8, "$(reboot)", order=1),
-        vm(9, 'it\'s "quoted"\nnewline', tools=False),
-    )
-    for strategy in ("autostop", "parallel"):
-        plan = make_plan(hostile, replace(SETTINGS, strategy=strategy), None)
-        script = host_script(plan)
-        assert "reboot" not in script and "quoted" not in script
-        assert "'" not in script and "$" not in script
-        words = set(re.findall(r"[A-Za-z][A-Za-z_./-]*", script))
-        allowed = {
-            "trap", "HUP", "echo", "esxi-suspend", "host", "sequence", "started", "strategy",
-            "autostop", "parallel", "deadline", "s", "phase", "group", "VM", "sh", "c",
-            "vim-cmd", "vmsvc/power.shutdown", "vmsvc/power.suspend", "vmsvc/power.off",
-            "hostsvc/autostartmanager/autostop", "sleep", "final", "still", "to", "stop",
-            "poweroff", "before", "may", "run", "the", "autostart",
-        }  # fmt: skip
-        assert words <= allowed, words - allowed
-
-
-def test_detached_command_survives_the_session() -> None:
-    path = log_path(1700000000, 42)
-    assert path == "/tmp/esxi-suspend-1700000000-42.log"
-    line = detached("echo hi; poweroff", path, has_nohup=True)
-    assert line == f"nohup sh -c 'echo hi; poweroff' >> {path} 2>&1 < /dev/null &"
-    assert detached("true", path, has_nohup=False).startswith("sh -c 'true'")
-    with pytest.raises(ValueError):
-        detached("echo 'quoted'", path, has_nohup=True)
-    with pytest.raises(ValueError):
-        detached("true", "/etc/passwd", has_nohup=True)

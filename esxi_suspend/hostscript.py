@@ -1,0 +1,141 @@
+"""The host sequence: the script a host runs on its own to carry a plan out. Pure.
+
+`sequence_script` carries a plan out on the host, detached from our session: each phase moves
+on as soon as its VMs are down (each VM polled by its own job), a watchdog powers the host off
+at the deadline whatever still runs, and the final step suspends only the VMs still running.
+It is built from constants and integer VM ids only, never from host text, and uses
+functions, `while`, `case`, `$(( ))`, `&`, `wait`, `grep`, `sleep` and nothing fancier.
+"""
+
+from __future__ import annotations
+
+from esxi_suspend import esxi
+from esxi_suspend.inventory import HOST_TMP
+from esxi_suspend.strategy import Phase, ShutdownPlan
+
+LOG_PREFIX = "esxi-suspend:"
+HOST_TEXT = ">"  # after the prefix: a line a host command printed, never one of our events
+HOST_LOG_PREFIX = f"{HOST_TMP}/esxi-suspend-"
+# Seconds between two looks at a VM's power state, on the host's clock.
+POLL_SECONDS = 2
+
+# `say`: what a host command printed, one log line each, marked as the host's own text.
+# `down ID`: the VM is off or suspended (an unreadable state counts as still running).
+# `settle ID SECONDS`: wait until the VM is down, or the seconds are spent; `t` is when
+# the sequence started, on the host's clock.
+_FUNCTIONS = f"""P={LOG_PREFIX}
+say() {{ while read -r l; do echo "$P {HOST_TEXT} $l"; done; }}
+down() {{ vim-cmd vmsvc/power.getstate $1 2>/dev/null | grep -q -e "Powered off" -e Suspended; }}
+settle() {{
+  e=$(( $(date +%s) + $2 ))
+  while ! down $1; do
+    if [ $(date +%s) -ge $e ]; then echo "$P VM $1 still running after $2 s"; return 1; fi
+    sleep {POLL_SECONDS}
+  done
+  echo "$P VM $1 down after $(( $(date +%s) - t )) s"
+}}
+t=$(date +%s)"""
+
+
+# `$v` is one of our own VM ids: from the list the script itself holds.
+_SUSPEND_V = "vim-cmd vmsvc/power.suspend $v 2>&1 | say"
+
+
+def _echo(text: str) -> str:
+    # Our own words only (and `$v`, one of our VM ids): no quote, no host text.
+    if not all(ch.isalnum() or ch in " :/.,()=-" for ch in text.replace("$v", "")):
+        raise ValueError(f"not an echo-safe text: {text!r}")
+    return f'echo "$P {text}"'
+
+
+def _seconds(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"not a number of seconds: {value!r}")
+    return value
+
+
+def _phase(phase: Phase, number: int, total: int) -> list[str]:
+    """Its VMs' stop commands at once, each job settling its own VM; or autostop, bounded."""
+    budget = _seconds(phase.budget)
+    what = "the autostart sequence" if phase.autostop else f"{len(phase.steps)} VM(s)"
+    lines = [_echo(f"phase {number}/{total} {phase.label}: {what}")]
+    if phase.autostop:
+        late = _echo(f"autostop still running after {budget} s")
+        lines += [
+            f"{esxi.AUTOSTOP} 2>&1 | say &",
+            "a=$!",
+            f"e=$(( $(date +%s) + {budget} ))",
+            "while kill -0 $a 2>/dev/null; do",
+            f"  if [ $(date +%s) -ge $e ]; then {late}; break; fi",
+            "  sleep 1",
+            "done",
+        ]
+        return lines
+    for step in phase.steps:
+        vmid = esxi.vm_id(step.vmid)
+        stop = f"{{ {step.command()}; }} 2>&1 | say"
+        lines += [f"{{ {stop}; settle {vmid} {budget}; }} &", f"w{vmid}=$!"]
+    # A VM its job saw down needs no second look at the end; the others go on the list.
+    lines += [f'wait $w{step.vmid} || r="$r {step.vmid}"' for step in phase.steps]
+    return lines
+
+
+def _final(plan: ShutdownPlan) -> list[str]:
+    """A look at each VM not yet seen down; those still running suspended; ours last."""
+    settled = {step.vmid for phase in plan.phases for step in phase.steps}
+    always = [esxi.vm_id(v) for v in plan.final_check if v not in settled]
+    words = " ".join(["$r", *map(str, always)])
+    if plan.suspends_stragglers:
+        lines = [
+            _echo("final: suspending the VMs still running"),
+            "p=",
+            f"for v in {words}; do",
+            f"  {{ if down $v; then {_echo('VM $v down')}; else "
+            f"{_echo('VM $v still running: suspending it')}; {_SUSPEND_V}; fi; }} &",
+            '  p="$p $!"',
+            "done",
+            'if [ -n "$p" ]; then wait $p; fi',
+        ]
+    else:
+        lines = [_echo("final: the VMs still running are left to the host poweroff")]
+    if plan.self_vm is not None:
+        own = esxi.vm_id(plan.self_vm)
+        words = _echo(f"final: suspending our own VM {own}")
+        lines.append(f"down {own} || {{ {words}; {esxi.power_suspend(own)} 2>&1 | say; }}")
+    return [*lines, _echo("host poweroff"), esxi.POWEROFF]
+
+
+def sequence_script(plan: ShutdownPlan) -> str:
+    """The whole sequence, on the host's clock; the watchdog ends it at `plan.deadline`."""
+    deadline = _seconds(plan.deadline)
+    lines = [
+        'trap "" HUP',
+        _FUNCTIONS,
+        "r=",
+        _echo(f"host sequence started: strategy {plan.strategy}, poweroff within {deadline} s"),
+        f"( sleep {deadline}; {_echo('deadline reached: host poweroff')}; {esxi.POWEROFF} ) &",
+    ]
+    total = len(plan.phases)
+    for number, phase in enumerate(plan.phases, start=1):
+        lines += _phase(phase, number, total)
+    lines += _final(plan)
+    return "\n".join(lines)
+
+
+def detached(script: str, log_path: str, has_nohup: bool) -> str:
+    """Run `script` on the host in the background, surviving our session, output to its log."""
+    if "'" in script or not log_path.startswith(HOST_LOG_PREFIX):
+        raise ValueError("refusing to build a detached command from unexpected parts")
+    runner = "nohup sh -c" if has_nohup else "sh -c"
+    return f"{runner} '{script}' >> \"{log_path}\" 2>&1 < /dev/null &"
+
+
+def read_log(log_path: str) -> str:
+    """The one command of each follow-up poll."""
+    if not log_path.startswith(HOST_LOG_PREFIX):
+        raise ValueError("refusing to read an unexpected path")
+    return f'cat "{log_path}"'
+
+
+def log_path(stamp: int, pid: int) -> str:
+    return f"{HOST_LOG_PREFIX}{int(stamp)}-{int(pid)}.log"
