@@ -6,7 +6,12 @@ P1 fixed overhead: wall time and peak RSS of `esxi-suspend shutdown` against a h
    local OpenSSH sshd with the fake vim-cmd/poweroff of tests/fakehost; alternated, medians.
 P2 fleet time: simulated seconds from the first command to host power-off, and VMs
    hard-killed, for fleets of 1, 4, 12 and 40 VMs (esxi_suspend.simulator.generated_fleet),
-   for each strategy in STRATEGIES.
+   for each strategy in STRATEGIES, every host command costing 0.5 simulated s; the floor
+   (slowest clean stop), and the parallel run with our session lost right after the start.
+P3 many hosts: wall time of one run against 1, then 10 simulated hosts.
+P4 time to start: real seconds from the call of `esxi-suspend shutdown` (a new process, as
+   upsmon runs it) to the host sequence started, on the simulator at real time (time scale 1)
+   with 0.5 s per host command, for 1, 12, 40 and 100 VMs; and the SSH commands it took.
 
 Needs openssh-server and openssh-client for P1 (P1 is skipped without them) and root (sshd).
 Prints a Markdown table for the README. Bounded: about a minute on 2 cores.
@@ -22,6 +27,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,10 +42,12 @@ from sshservers import ServerUnavailable, make_client_keys, running_server  # no
 from esxi_suspend import cli  # noqa: E402
 from esxi_suspend.config import load_settings  # noqa: E402
 from esxi_suspend.demo import prepare_env  # noqa: E402
-from esxi_suspend.errors import RemoteCommandFailed  # noqa: E402
-from esxi_suspend.remote import RemoteHost  # noqa: E402
+from esxi_suspend.errors import RemoteCommandFailed, SessionDropped  # noqa: E402
+from esxi_suspend.remote import CommandResult, RemoteHost  # noqa: E402
+from esxi_suspend.shutdown import HostResult, shutdown_host  # noqa: E402
 from esxi_suspend.simulator import (  # noqa: E402
     Fate,
+    Fleet,
     SimulatedHost,
     generate_ed25519,
     generated_fleet,
@@ -48,6 +56,7 @@ from esxi_suspend.simulator import (  # noqa: E402
 COMMAND = Path(sys.executable).parent / "esxi-suspend"
 ORIGINAL = "vim-cmd hostsvc/autostartmanager/autostop ; poweroff"
 FLEET_SIZES = (1, 4, 12, 40)
+P4_SIZES = (1, 12, 40, 100)
 
 
 def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -83,6 +92,9 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, peak_kb / 1024
 
 
+P1_LATENCIES = (0.0, 0.5)  # the fake vim-cmd's cost: none, then a real host's
+
+
 def p1(runs: int) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="esxi-bench-") as tmp:
         root = Path(tmp)
@@ -96,26 +108,34 @@ def p1(runs: int) -> list[str]:
                 theirs = [ssh, *server.ssh_argv()[1:], ORIGINAL]
                 env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
                 measure(ours, env), measure(theirs, env)  # warm the page cache
-                results: dict[str, list[tuple[float, float]]] = {"ours": [], "script": []}
-                for _ in range(runs):
-                    results["ours"].append(measure(ours, env))
-                    results["script"].append(measure(theirs, env))
+                results: dict[tuple[float, str], list[tuple[float, float]]] = {}
+                for latency in P1_LATENCIES:
+                    server.set_latency(latency)
+                    for _ in range(runs):
+                        results.setdefault((latency, "ours"), []).append(measure(ours, env))
+                        results.setdefault((latency, "script"), []).append(measure(theirs, env))
         except ServerUnavailable as exc:
             return [f"P1 skipped: {exc}"]
-    ours_wall = statistics.median(w for w, _ in results["ours"])
-    ours_rss = statistics.median(r for _, r in results["ours"])
-    script_wall = statistics.median(w for w, _ in results["script"])
-    script_rss = statistics.median(r for _, r in results["script"])
-    return [
+    lines = [
         f"P1 fixed overhead, no-VM host, local OpenSSH sshd, {runs} alternated runs, medians:",
         "",
-        "| command | wall time | peak RSS (VmHWM) |",
-        "| --- | ---: | ---: |",
-        f"| `esxi-suspend shutdown` | {ours_wall * 1000:.0f} ms | {ours_rss:.1f} MB |",
-        f'| `ssh root@host "{ORIGINAL}"` | {script_wall * 1000:.0f} ms | {script_rss:.1f} MB |',
-        f"| ratio | {ours_wall / script_wall:.1f}x (target <= 3) | "
-        f"{ours_rss / script_rss:.1f}x (target: <= 60 MB) |",
+        "| each vim-cmd costs | command | wall time | peak RSS (VmHWM) |",
+        "| --- | --- | ---: | ---: |",
     ]
+    for latency in P1_LATENCIES:
+        ours_wall = statistics.median(w for w, _ in results[(latency, "ours")])
+        ours_rss = statistics.median(r for _, r in results[(latency, "ours")])
+        script_wall = statistics.median(w for w, _ in results[(latency, "script")])
+        script_rss = statistics.median(r for _, r in results[(latency, "script")])
+        cost = f"{latency:g} s"
+        lines += [
+            f"| {cost} | `esxi-suspend shutdown` | {ours_wall * 1000:.0f} ms | {ours_rss:.1f} MB |",
+            f'| {cost} | `ssh root@host "{ORIGINAL}"` | {script_wall * 1000:.0f} ms | '
+            f"{script_rss:.1f} MB |",
+            f"| {cost} | ratio | {ours_wall / script_wall:.2f}x (target <= 1.3) | "
+            f"{ours_rss / script_rss:.1f}x (target: <= 60 MB) |",
+        ]
+    return lines
 
 
 def original_script(host: SimulatedHost, directory: Path, private_key: str) -> None:
@@ -136,11 +156,49 @@ def strategy(name: str) -> Callable[[SimulatedHost, Path, str], None]:
     return run
 
 
+class _LostAfterStart:
+    """Our session to the host, lost for good once the host sequence has been started."""
+
+    def __init__(self, remote: RemoteHost) -> None:
+        self.remote = remote
+        self.name = remote.name
+        self.commands = 0
+
+    def run(self, command: str, timeout: int) -> CommandResult:
+        self.commands += 1
+        if self.commands > 2:  # the inventory, then the start
+            raise SessionDropped("benchmark: session lost after the start", command)
+        result: CommandResult = self.remote.run(command, timeout)
+        return result
+
+
+def parallel_session_lost(host: SimulatedHost, directory: Path, private_key: str) -> None:
+    """ESXI_STRATEGY=parallel, our session lost right after the host sequence started."""
+    env = prepare_env(directory, host, private_key, host.model.time_scale, "parallel")
+    settings = load_settings(env)
+    with RemoteHost(settings) as remote:
+        result = HostResult(settings.host)
+        shutdown_host(_LostAfterStart(remote), settings, result, lambda: None)
+
+
+PARALLEL = "esxi-suspend, ESXI_STRATEGY=parallel"
 STRATEGIES: dict[str, Callable[[SimulatedHost, Path, str], None]] = {
     "original script (`autostop ; poweroff`)": original_script,
     "esxi-suspend, ESXI_STRATEGY=autostop": strategy("autostop"),
-    "esxi-suspend, ESXI_STRATEGY=parallel": strategy("parallel"),
+    PARALLEL: strategy("parallel"),
+    "esxi-suspend, parallel, our session lost after the start": parallel_session_lost,
 }
+
+
+def floor_seconds(fleet: Fleet) -> float:
+    """The slowest clean stop of a running VM (guest shutdown, else suspend), then the host's
+    own poweroff: no shutdown sequence can have the host off sooner."""
+    slowest = max(
+        (vm.shutdown_seconds if vm.tools else fleet.suspend_seconds)
+        for vm in fleet.vms
+        if vm.power == "Powered on"
+    )
+    return slowest + fleet.host_poweroff_seconds
 
 
 def p2(time_scale: float) -> list[str]:
@@ -151,14 +209,19 @@ def p2(time_scale: float) -> list[str]:
     lines = [
         f"P2 fleet time (simulator, time scale {time_scale:g}): simulated seconds from the "
         "first command to host power-off; then VMs hard-killed at host power-off, VMs hard "
-        "powered off by a stop action, VMs suspended (ESXI_DEADLINE 240 s, the default). "
+        "powered off by a stop action, VMs suspended (ESXI_DEADLINE 240 s, the default; every "
+        "vim-cmd costs 0.5 simulated s, 16 at once; the host's poweroff takes 10 s). "
         "Fleets: 1 in 4 VMs "
         "without tools (stop action powerOff), 1 in 5 outside the autostart sequence, guest "
         "shutdowns of 15-105 s, stop delay 120 s.",
         "",
         "| strategy | " + " | ".join(f"{n} VM{'s' if n > 1 else ''}" for n in FLEET_SIZES) + " |",
         "| --- |" + " ---: |" * len(FLEET_SIZES),
+        "| floor: slowest clean stop of a VM, then the host's poweroff | "
+        + " | ".join(f"{floor_seconds(generated_fleet(n)):.0f} s" for n in FLEET_SIZES)
+        + " |",
     ]
+    ratios: list[str] = []
     for name, run in STRATEGIES.items():
         cells = []
         for size in FLEET_SIZES:
@@ -179,8 +242,11 @@ def p2(time_scale: float) -> list[str]:
                 hard_off = sum(f is Fate.POWERED_OFF for f in fates)
                 suspended = sum(f is Fate.SUSPENDED for f in fates)
                 seconds = host.powered_off_at - execs[0]
+                if name == PARALLEL:
+                    ratios.append(f"{seconds / floor_seconds(fleet):.2f}x")
                 cells.append(f"{seconds:.0f} s; {killed}, {hard_off}, {suspended}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| parallel / floor (target <= 1.2) | " + " | ".join(ratios) + " |")
     return lines
 
 
@@ -222,6 +288,60 @@ def p3(time_scale: float, hosts: int = 10) -> list[str]:
     ]
 
 
+def p4(runs: int = 3) -> list[str]:
+    """Real seconds from the call to the host sequence started, at time scale 1."""
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL + 1)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    cells, trips = [], []
+    for size in P4_SIZES:
+        fleet = generated_fleet(size)
+        seconds, commands = [], 0
+        for _ in range(runs):
+            private, public = generate_ed25519()
+            with (
+                tempfile.TemporaryDirectory(prefix="esxi-bench-") as tmp,
+                SimulatedHost(fleet, authorized_key=public, time_scale=1.0) as host,
+            ):
+                env_file = prepare_env(Path(tmp), host, private, 1.0, "parallel")
+                called = host.simulated_now()
+                argv = [str(COMMAND), "shutdown", "--env-file", str(env_file)]
+                with subprocess.Popen(
+                    argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                ) as child:  # fmt: skip
+                    started = _wait_for_sequence(host, 60)
+                    child.terminate()
+                    child.wait(30)
+                if started is None:
+                    raise RuntimeError(f"P4: no host sequence started with {size} VMs")
+                seconds.append(started - called)
+                commands = sum(1 for e in host.events if e.kind == "exec" and e.at <= started)
+        cells.append(f"{statistics.median(seconds):.2f} s")
+        trips.append(str(commands))
+    header = " | ".join(f"{n} VM{'s' if n > 1 else ''}" for n in P4_SIZES)
+    return [
+        f"P4 time to start (simulator at time scale 1, 0.5 s per host command, at most 16 at "
+        f"once; {runs} runs, medians): seconds from the call of `esxi-suspend shutdown` (a "
+        "new process) to the host sequence started, and the SSH commands sent until then:",
+        "",
+        f"| | {header} |",
+        "| --- |" + " ---: |" * len(P4_SIZES),
+        "| call to sequence started | " + " | ".join(cells) + " |",
+        "| SSH commands | " + " | ".join(trips) + " |",
+    ]
+
+
+def _wait_for_sequence(host: SimulatedHost, timeout: float) -> float | None:
+    """Simulated time of the exec that started the detached host sequence."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in host.events:
+            if event.kind == "exec" and "nohup sh -c" in event.text:
+                return event.at
+        time.sleep(0.01)
+    return None
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -241,7 +361,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="P1 runs of each command")
     parser.add_argument("--time-scale", type=float, default=0.02, help="P2, P3 time scale")
-    parser.add_argument("--only", choices=["p1", "p2", "p3"], help="run one benchmark")
+    parser.add_argument("--only", choices=["p1", "p2", "p3", "p4"], help="run one benchmark")
     args = parser.parse_args()
     print(f"Measured {datetime.date.today().isoformat()} on {machine()}.\n")
     if args.only in (None, "p1"):
@@ -249,7 +369,9 @@ def main() -> int:
     if args.only in (None, "p2"):
         print("\n".join(p2(args.time_scale)) + "\n")
     if args.only in (None, "p3"):
-        print("\n".join(p3(args.time_scale)))
+        print("\n".join(p3(args.time_scale)) + "\n")
+    if args.only in (None, "p4"):
+        print("\n".join(p4()))
     return 0
 
 

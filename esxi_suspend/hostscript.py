@@ -1,10 +1,11 @@
-"""The host sequence: the script a host runs on its own to carry a plan out. Pure.
+"""The host sequence: the busybox ash script a host runs on its own to carry a plan out. Pure.
 
-`sequence_script` carries a plan out on the host, detached from our session: each phase moves
-on as soon as its VMs are down (each VM polled by its own job), a watchdog powers the host off
-at the deadline whatever still runs, and the final step suspends only the VMs still running.
-It is built from constants and integer VM ids only, never from host text, and uses
-functions, `while`, `case`, `$(( ))`, `&`, `wait`, `grep`, `sleep` and nothing fancier.
+It runs detached from our session and drives itself: each phase moves on as soon as its VMs
+are down (each VM watched by its own job), a watchdog powers the host off at the deadline
+whatever still runs, and the final step suspends only the VMs still running. Built from
+constants and integer VM ids only, never from host text; it uses functions, `while`, `for`,
+`if`, `$(( ))`, `&`, `wait`, `grep`, `sleep` and nothing fancier. Every line it prints starts
+with LOG_PREFIX; what a host command printed is marked HOST_TEXT after it.
 """
 
 from __future__ import annotations
@@ -122,12 +123,17 @@ def sequence_script(plan: ShutdownPlan) -> str:
     return "\n".join(lines)
 
 
-def detached(script: str, log_path: str, has_nohup: bool) -> str:
-    """Run `script` on the host in the background, surviving our session, output to its log."""
+def detached(script: str, log_path: str, has_nohup: bool, wait: bool = False) -> str:
+    """Run `script` on the host in the background, surviving our session, output to its log.
+
+    `wait`: for a script that only powers the host off, the same command waits for it and
+    prints its log, which saves the round trip of a poll.
+    """
     if "'" in script or not log_path.startswith(HOST_LOG_PREFIX):
         raise ValueError("refusing to build a detached command from unexpected parts")
     runner = "nohup sh -c" if has_nohup else "sh -c"
-    return f"{runner} '{script}' >> \"{log_path}\" 2>&1 < /dev/null &"
+    line = f"{runner} '{script}' >> \"{log_path}\" 2>&1 < /dev/null &"
+    return f"{line} wait $!; {read_log(log_path)}" if wait else line
 
 
 def read_log(log_path: str) -> str:

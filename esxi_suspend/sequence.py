@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from esxi_suspend.config import Settings
-from esxi_suspend.errors import ExitCode, RemoteCommandFailed
+from esxi_suspend.errors import ExitCode, RemoteCommandFailed, SessionDropped
 from esxi_suspend.hostscript import (
     HOST_TEXT,
     LOG_PREFIX,
@@ -71,9 +71,16 @@ def run_sequence(
     )
     timeout = settings.command_timeout
     start = time.monotonic()
-    command = detached(sequence_script(plan), follow.log_path, inventory.has_nohup)
+    quick = plan.stops_nothing  # the script only powers the host off: wait for it at once
+    command = detached(sequence_script(plan), follow.log_path, inventory.has_nohup, quick)
     try:
-        remote.run(command, timeout)
+        started = remote.run(command, timeout)
+    except SessionDropped as exc:
+        if quick:  # the host went down under the command that powers it off
+            record("poweroff", ExitCode.OK, "host closed the session: it is going down")
+            return
+        record("sequence", exc.exit_code, f"could not start the host sequence: {exc}")
+        return
     except RemoteCommandFailed as exc:
         record("sequence", exc.exit_code, f"could not start the host sequence: {exc}")
         return
@@ -83,9 +90,13 @@ def run_sequence(
         f"started on the host, detached (log {follow.log_path}); it powers the host off "
         f"within {plan.deadline} s even without us",
     )
+    if quick:
+        _read(remote.name, follow, started.stdout)
     # Real seconds we follow at most: the host's deadline plus room for slow commands.
     bound = start + plan.deadline + 2 * timeout + 30
-    current: Remote | None = remote
+    current: Remote | None = None if follow.poweroff_seen else remote
+    if follow.poweroff_seen:
+        record("poweroff", ExitCode.OK, "the host sequence ran poweroff: it is going down")
     pause = min(FIRST_POLL, settings.poll_interval)
     while current is not None:
         try:
@@ -117,10 +128,13 @@ def run_sequence(
 
 def _poll(remote: Remote, follow: Follow, timeout: int) -> None:
     """One round trip: the new lines of the host's log."""
-    done = remote.run(read_log(follow.log_path), timeout)
-    lines = done.stdout.splitlines()
+    _read(remote.name, follow, remote.run(read_log(follow.log_path), timeout).stdout)
+
+
+def _read(host: str, follow: Follow, log_text: str) -> None:
+    lines = log_text.splitlines()
     for line in lines[follow.lines_seen :]:
-        _host_line(remote.name, follow, line)
+        _host_line(host, follow, line)
     follow.lines_seen = max(follow.lines_seen, len(lines))
 
 

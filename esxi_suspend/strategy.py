@@ -107,6 +107,11 @@ class ShutdownPlan:
     def fits(self) -> bool:
         return self.worst_case <= self.deadline
 
+    @property
+    def stops_nothing(self) -> bool:
+        """No VM to stop or look at: the host sequence is only its poweroff."""
+        return not self.phases and not self.final_check and self.self_vm is None
+
 
 def _stop_delay(info: VmInfo, inventory: Inventory) -> int:
     if info.autostart is not None:
@@ -219,10 +224,13 @@ def make_plan(
             wanted = max(step.seconds for step in steps)
             phases.append(Phase("before autostop", steps, wanted, wanted))
         rest = [info for info in running if info not in own]
-        sequential = sum(_stop_delay(info, inventory) for info in rest)
-        phases.append(Phase("autostop", (), sequential, sequential, autostop=True))
-        if self_vm is not None and any(
-            info.vmid == self_vm and info.autostart is not None for info in inventory.vms
+        if rest:  # autostop has nothing to do when no other VM runs
+            sequential = sum(_stop_delay(info, inventory) for info in rest)
+            phases.append(Phase("autostop", (), sequential, sequential, autostop=True))
+        if (
+            rest
+            and self_vm is not None
+            and any(info.vmid == self_vm and info.autostart is not None for info in inventory.vms)
         ):
             notes.append(
                 f"this machine's VM {self_vm} is in the autostart sequence: autostop will stop "
