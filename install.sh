@@ -401,8 +401,9 @@ ${known_hosts_comment}ESXI_KNOWN_HOSTS=$known_hosts
 # would hard power off) or parallel (every VM at once) (default autostop).
 #ESXI_STRATEGY=autostop
 
-# Seconds the whole host sequence may take, host poweroff included: what still runs near the
-# end is suspended (default 240). Fit it to your battery.
+# Seconds from upsmon's call to the host poweroff, reading the host included: what still
+# runs near the end is suspended, then the host is powered off (default 240). Fit it to your
+# battery.
 #ESXI_DEADLINE=240
 
 # parallel only: groups stopped one after another, VM names or ids (default: one group).

@@ -52,10 +52,11 @@ EXIT_CODES_HELP = "\n".join(
 DESCRIPTION = """\
 Shut VMware ESXi hosts down cleanly over SSH when the UPS battery runs out.
 NUT's upsmon runs `esxi-suspend shutdown` as its SHUTDOWNCMD. On each host it reads the
-VMs, then starts a shutdown sequence on the host, detached from our session: VMs stopped
-cleanly (guest shutdown, else suspend) within ESXI_DEADLINE, by autostop or all at once
-(ESXI_STRATEGY), then the host powered off. Then, whatever happened, it restarts the local
-NUT monitor service. `check` proves that path without changing anything."""
+VMs, then starts a shutdown sequence on the host that drives itself, detached from our
+session: VMs stopped cleanly (guest shutdown, else suspend), by autostop or all at once
+(ESXI_STRATEGY), then the host powered off within ESXI_DEADLINE, counted from upsmon's call.
+Then, whatever happened, it restarts the local NUT monitor service. `check` proves that path
+without changing anything."""
 
 EPILOG = f"""\
 files:
@@ -82,9 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop the VMs and power the host off (what upsmon runs)",
         description=(
             "Read each host's VMs, start the shutdown sequence on the host (VM stop actions, "
-            "autostop or all at once, then host poweroff, within ESXI_DEADLINE) and follow "
-            "it; then restart the local NUT monitor. CHANGES: stops VMs and powers the hosts "
-            "off."
+            "autostop or all at once, then host poweroff, within ESXI_DEADLINE of this call) "
+            "and follow its log; then restart the local NUT monitor. CHANGES: stops VMs and "
+            "powers the hosts off."
         ),
         epilog=EPILOG,
         formatter_class=formatter,
@@ -102,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="same as `shutdown --dry-run`: prove the path, change nothing",
         description=(
             "Connect, authenticate, verify the host key, read the VM inventory and the "
-            "autostart sequence, and print what `shutdown` would do. CHANGES: nothing."
+            "autostart sequence, and print what `shutdown` would do, with the time the "
+            "inventory took and what it leaves of ESXI_DEADLINE. CHANGES: nothing."
         ),
         epilog=EPILOG,
         formatter_class=formatter,

@@ -68,10 +68,20 @@ def describe_plan(inventory: Inventory, plan: ShutdownPlan, self_why: str) -> li
 
 
 def render_check(
-    inventory: Inventory, plan: ShutdownPlan, settings: Settings, self_why: str, restart: str
+    inventory: Inventory,
+    plan: ShutdownPlan,
+    settings: Settings,
+    self_why: str,
+    restart: str,
+    took: float,
 ) -> str:
     """What `check` prints for one host: each VM, its state and fate, timing, what would run."""
     lines = [f"host {settings.host} ({settings.user}@{settings.host}:{settings.port})"]
+    lines.append(
+        f"  inventory read in {took:.1f} s; ESXI_DEADLINE={settings.deadline} s counts from "
+        f"upsmon's call: {plan.spent} s spent by then, {plan.deadline} s left for the host "
+        "sequence"
+    )
     defaults = inventory.defaults
     lines.append(
         f"  autostart defaults: stop action {printable(defaults.stop_action)}, "

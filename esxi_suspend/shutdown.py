@@ -174,4 +174,4 @@ def check_host(remote: Remote, settings: Settings, result: HostResult, restart: 
             plan.deadline,
             settings.deadline,
         )
-    result.report = render_check(inventory, plan, settings, why, restart)
+    result.report = render_check(inventory, plan, settings, why, restart, took)

@@ -174,6 +174,7 @@ def test_check_names_each_vm_and_its_fate() -> None:
     assert "shutdown, else suspend, phase 1 (before autostop)" in text  # VM 12: PowerOff
     assert "nothing: not running" in text  # VM 15
     assert "(dry run; not run)" in text
+    assert "inventory read in 0.0 s; ESXI_DEADLINE=240 s counts from upsmon's call: " in text
     assert all("power.shutdown" not in cmd or cmd.startswith("echo") for cmd in remote.ran[:1])
     changing = ("autostop", "poweroff", "power.shutdown", "power.suspend", "power.off")
     assert not any(
