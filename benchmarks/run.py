@@ -311,7 +311,11 @@ def p4(runs: int = 3) -> list[str]:
                 ) as child:  # fmt: skip
                     started = _wait_for_sequence(host, 60)
                     child.terminate()
-                    child.wait(30)
+                    try:
+                        child.wait(30)
+                    except subprocess.TimeoutExpired:
+                        child.kill()
+                        raise RuntimeError("P4: still running 30 s after SIGTERM") from None
                 if started is None:
                     raise RuntimeError(f"P4: no host sequence started with {size} VMs")
                 seconds.append(started - called)

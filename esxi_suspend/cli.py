@@ -320,10 +320,20 @@ def run_hosts(settings: Settings, dry_run: bool) -> list[HostResult]:
     # Each host bounds its own waits; this outer bound only guards against a bug.
     bound = time.monotonic() + settings.deadline + 4 * settings.command_timeout + 120
     for thread, result in zip(threads, results):
-        thread.join(max(0.0, bound - time.monotonic()))
+        _join(thread, bound)
         if thread.is_alive():
             result.add("bound", ExitCode.INTERNAL, "still running past every bound: left behind")
     return results
+
+
+# How often the main thread wakes while it waits for the hosts: a SIGTERM the kernel gave to
+# another thread only runs its Python handler when the main thread next runs Python code.
+JOIN_SLICE = 0.1
+
+
+def _join(thread: threading.Thread, bound: float) -> None:
+    while thread.is_alive() and time.monotonic() < bound:
+        thread.join(min(JOIN_SLICE, max(0.0, bound - time.monotonic())))
 
 
 def run_host(settings: Settings, dry_run: bool, result: HostResult) -> None:

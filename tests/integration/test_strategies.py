@@ -246,3 +246,41 @@ def test_host_finishes_after_we_are_killed_mid_sequence(
             ours.wait(10)
         assert host.wait_powered_off(15), "the host did not finish the sequence on its own"
         assert host.hard_killed() == []
+
+
+POKE = """
+import signal, sys, threading, time
+from esxi_suspend import cli
+
+def poke():  # SIGTERM to a host thread, not to the main one: the kernel may do the same
+    time.sleep(float(sys.argv[2]))
+    host = next(t for t in threading.enumerate() if t.name.startswith("host-"))
+    signal.pthread_kill(host.ident, signal.SIGTERM)
+
+threading.Thread(target=poke, daemon=True).start()
+sys.exit(cli.main(["shutdown", "--env-file", sys.argv[1]]))
+"""
+
+
+def test_sigterm_caught_by_another_thread_still_stops_us_at_once(
+    keys: SimKeys, tmp_path: Path
+) -> None:
+    slow = {**FLEET, "vms": [vm(4, "db", 900, autostart=1, stop_action="guestShutdown")]}
+    scale = 0.05  # the host sequence lasts ~10 real s: the signal comes in the middle
+    fleet = fleet_from_dict(slow)
+    with SimulatedHost(fleet, authorized_key=keys.public, time_scale=scale) as host:
+        env = prepare_env(tmp_path, host, keys.private.read_text(), scale, "parallel")
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-c", POKE, str(env), "1.5"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+        took = time.monotonic() - started
+        assert any("nohup sh -c" in c for c in host.commands()), done.stderr
+    assert done.returncode == 143, done.stderr
+    assert "SIGTERM received: stopped" in done.stderr
+    # the host sequence lasts ~10 s: without a prompt stop we would wait for its end
+    assert took < 5, f"SIGTERM in a host thread took {took:.1f} s to stop us"
