@@ -13,7 +13,6 @@ import os
 import re
 import shlex
 import stat
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Callable, TypeVar
 
 from dotenv import dotenv_values
 
+from esxi_suspend import clock
 from esxi_suspend.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ KNOWN_KEYS: dict[str, str | None] = {
 }
 STRATEGIES = ("autostop", "parallel")
 VM_ACTIONS = ("shutdown", "suspend", "poweroff")
+STRAGGLER_ACTIONS = ("suspend", "poweroff")
 REQUIRED_KEYS = ("ESXI_HOST", "ESXI_KEY_FILE")
+NO_HOST = "no host can be contacted"
 # The names the original shell script used; accepted so an old env file keeps working.
 ALIASES = {"ESXIHOST": "ESXI_HOST", "ESXIUSER": "ESXI_USER"}
 
@@ -106,8 +108,8 @@ class Settings:
     straggler_action: str = "suspend"
     self_vm: str | None = None
     poll_interval: float = 2.0
-    # `time.monotonic()` when upsmon called us: ESXI_DEADLINE counts from there.
-    called_at: float = field(default_factory=time.monotonic)
+    # `clock.now()` when upsmon called us: ESXI_DEADLINE counts from there.
+    called_at: float = field(default_factory=clock.now)
 
     def for_target(self, target: Target) -> Settings:
         return replace(self, host=target.host, user=target.user, port=target.port)
@@ -125,23 +127,79 @@ def env_file_path(cli_value: str | None) -> Path:
     return Path(from_env) if from_env else DEFAULT_ENV_FILE
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in the env file.
+
+    `text` names the setting, the bad value and the fix (what `check` lists); `instead` says
+    what a shutdown does about it (the default it uses, the line it ignores, the host it
+    leaves alone); `fatal`: a host is not contacted because of it. Only what makes a host
+    unreachable is fatal: its address (ESXI_HOST, ESXI_USER, ESXI_PORT), its key, its pinned
+    host key, or an env file that cannot be read at all.
+    """
+
+    text: str
+    instead: str
+    fatal: bool = False
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The one validation pass over the env file, for `check` and for `shutdown` alike.
+
+    `settings` is what a shutdown can use (bad optional values replaced by their defaults,
+    bad host entries left out), None when no host can be contacted; `problems` lists every
+    problem, each classified; `skipped` names the ESXI_HOST entries left out.
+    """
+
+    source: Path
+    settings: Settings | None
+    problems: tuple[Problem, ...]
+    restart: RestartSettings
+    skipped: tuple[str, ...] = ()
+
+    def error(self) -> RestartAwareConfigError:
+        """The strict verdict (`check`): every problem, fatal or not, in one error."""
+        return RestartAwareConfigError(
+            str(self.source), [problem.text for problem in self.problems], self.restart
+        )
+
+
 def load_settings(path: Path, overrides: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate `path`; raise one ConfigError naming every problem found.
+    """Read and validate `path` strictly (`check`, setup): raise one ConfigError naming every
+    problem found, fatal or not.
 
     `overrides` (e.g. ESXI_HOST from `enroll HOST`) replace the file's values and aliases.
     """
-    text, problems = _read_text(path)
+    validation = validate(path, overrides)
+    if validation.problems or validation.settings is None:
+        raise validation.error()
+    return validation.settings
+
+
+def validate(path: Path, overrides: Mapping[str, str] | None = None) -> Validation:
+    """Read and validate `path` without raising: what `shutdown` uses, fail safe.
+
+    A bad optional value is replaced by its documented default, an unknown key or a line that
+    cannot be parsed is ignored, a bad ESXI_HOST entry is left out; each is a Problem. Only
+    what makes hosts unreachable leaves them out (no settings at all when none is left).
+    """
+    text, read_problems = _read_text(path)
     if text is None:
-        raise RestartAwareConfigError(str(path), problems, RestartSettings())
+        unreadable = tuple(Problem(p, NO_HOST, fatal=True) for p in read_problems)
+        return Validation(path, None, unreadable, RestartSettings())
+    problems: list[Problem] = []
     values = _with_overrides(_parse(text, problems), overrides)
     reader = _Reader(path, values, problems)
     restart = reader.restart_settings()
     settings = reader.settings(restart)
-    if problems or settings is None:
-        raise RestartAwareConfigError(str(path), problems, restart)
-    _warn_if_exposed(path, "the env file (it can hold ESXI_KEY_PASSPHRASE)")
-    _warn_if_exposed(settings.key_file, "ESXI_KEY_FILE (the private key)")
-    return settings
+    if settings is not None:
+        _warn_if_exposed(path, "the env file (it can hold ESXI_KEY_PASSPHRASE)")
+        _warn_if_exposed(settings.key_file, "ESXI_KEY_FILE (the private key)")
+    return Validation(path, settings, tuple(problems), restart, reader.skipped)
 
 
 def read_env_values(path: Path) -> dict[str, str]:
@@ -149,12 +207,13 @@ def read_env_values(path: Path) -> dict[str, str]:
     which run before the file is complete. A missing file gives {}; an unreadable one raises."""
     if not path.exists():
         return {}
-    text, problems = _read_text(path)
+    text, unreadable = _read_text(path)
     if text is None:
-        raise ConfigError(str(path), problems)
+        raise ConfigError(str(path), unreadable)
+    problems: list[Problem] = []
     values = _parse(text, problems)
     if problems:
-        raise ConfigError(str(path), problems)
+        raise ConfigError(str(path), [problem.text for problem in problems])
     return {ALIASES.get(k, k): v.strip() for k, v in values.items() if v and v.strip()}
 
 
@@ -206,7 +265,7 @@ class _ParseWarnings(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _parse(text: str, problems: list[str]) -> dict[str, str | None]:
+def _parse(text: str, problems: list[Problem]) -> dict[str, str | None]:
     dotenv_logger = logging.getLogger("dotenv.main")
     collector = _ParseWarnings()
     saved_propagate = dotenv_logger.propagate
@@ -220,29 +279,43 @@ def _parse(text: str, problems: list[str]) -> dict[str, str | None]:
     for message in collector.messages:
         line = re.search(r"line (\d+)", message)
         where = f"line {line.group(1)}" if line else "a line"
-        problems.append(f"{where}: cannot be parsed; write it as KEY=value")
+        problems.append(
+            Problem(f"{where}: cannot be parsed; write it as KEY=value", "this shutdown ignores it")
+        )
     return dict(values)
 
 
 class _Reader:
-    """Turns raw values into typed settings, appending a problem for each bad one."""
+    """Turns raw values into typed settings, recording a classified Problem for each bad one."""
 
-    def __init__(self, path: Path, values: dict[str, str | None], problems: list[str]) -> None:
+    def __init__(self, path: Path, values: dict[str, str | None], problems: list[Problem]) -> None:
         self.path = path
         self.problems = problems
+        self.skipped: tuple[str, ...] = ()
         self.values = self._resolve_aliases(values)
+
+    def _problem(self, text: str, instead: str, fatal: bool = False) -> None:
+        self.problems.append(Problem(text, instead, fatal))
 
     def _resolve_aliases(self, raw: dict[str, str | None]) -> dict[str, str | None]:
         values: dict[str, str | None] = {}
+        unknown: list[str] = []
         for key, value in raw.items():
             canonical = ALIASES.get(key, key)
             if canonical not in KNOWN_KEYS:
-                self.problems.append(f"{key}: unknown setting{_did_you_mean(key)}")
-                continue
-            if canonical in values and values[canonical] != value:
-                self.problems.append(f"{key}: conflicts with {canonical}; keep only one of them")
-                continue
-            values[canonical] = value
+                unknown.append(key)
+            elif canonical in values and values[canonical] != value:
+                alias = next(old for old, new in ALIASES.items() if new == canonical)
+                self._problem(
+                    f"{alias}: conflicts with {canonical}; keep only one of them",
+                    f"this shutdown uses {canonical}",
+                )
+                if key == canonical:
+                    values[canonical] = value
+            else:
+                values[canonical] = value
+        for key in unknown:
+            self._problem(f"{key}: unknown setting{_did_you_mean(key)}", _ignored(key, values))
         return values
 
     def _raw(self, key: str) -> str | None:
@@ -251,67 +324,127 @@ class _Reader:
             value = value.strip()
         if value == "" and key in self.values:
             if key in REQUIRED_KEYS:
-                self.problems.append(f"{key}: is empty; it is required")
-            return None if KNOWN_KEYS[key] is None else self._default(key)
+                self._problem(f"{key}: is empty; it is required", NO_HOST, fatal=True)
+            return KNOWN_KEYS[key]
         if value is None and key in REQUIRED_KEYS:
-            self.problems.append(f"{key}: missing; it is required")
+            self._problem(f"{key}: missing; it is required", NO_HOST, fatal=True)
         return value
 
-    @staticmethod
-    def _default(key: str) -> str | None:
-        return KNOWN_KEYS[key]
+    def _optional(self, key: str, convert: Callable[[str], T]) -> T:
+        """A setting with a documented default: a bad value is reported, the default used."""
+        default = KNOWN_KEYS[key]
+        assert default is not None, key
+        value = self._raw(key) or default
+        try:
+            return convert(value)
+        except ValueError as exc:
+            used = f"this shutdown uses the default {key}={default}"
+            self._problem(f"{key}={value!r}: {exc}", used)
+            return convert(default)
 
-    def _checked(self, key: str, convert: Callable[[str], T]) -> T | None:
+    def _required(self, key: str, convert: Callable[[str], T]) -> T | None:
+        """A setting no host can be reached without (its key, its pinned host key)."""
         value = self._raw(key)
         if value is None:
             return None
         try:
             return convert(value)
         except ValueError as exc:
-            self.problems.append(f"{key}={value!r}: {exc}")
+            self._problem(f"{key}={value!r}: {exc}", NO_HOST, fatal=True)
             return None
+
+    def _attempt(self, key: str, convert: Callable[[str], T]) -> tuple[T | None, str | None]:
+        value = self._raw(key) or KNOWN_KEYS[key] or ""
+        try:
+            return convert(value), None
+        except ValueError as exc:
+            return None, f"{key}={value!r}: {exc}"
 
     def restart_settings(self) -> RestartSettings:
-        service = self._checked("UPS_SERVICE", _service_name) or "auto"
-        command = self._checked("UPS_RESTART_COMMAND", _command_line)
+        service = self._optional("UPS_SERVICE", _service_name)
+        value = self._raw("UPS_RESTART_COMMAND")
+        command = None
+        if value is not None:
+            try:
+                command = _command_line(value)
+            except ValueError as exc:
+                instead = f"this run restarts the NUT monitor by UPS_SERVICE={service} instead"
+                self._problem(f"UPS_RESTART_COMMAND={value!r}: {exc}", instead)
         return RestartSettings(service=service, command=command)
 
-    def settings(self, restart: RestartSettings) -> Settings | None:
-        user = self._checked("ESXI_USER", _user_name)
-        port = self._checked("ESXI_PORT", _integer_in(1, 65535))
-        targets = self._checked("ESXI_HOST", _host_list(user or "root", port or 22))
-        key_file = self._checked("ESXI_KEY_FILE", _existing_file("ESXI_KEY_FILE"))
-        known_hosts = self._checked("ESXI_KNOWN_HOSTS", _existing_file("ESXI_KNOWN_HOSTS"))
-        connect_timeout = self._checked("ESXI_CONNECT_TIMEOUT", _integer_in(1, 600))
-        command_timeout = self._checked("ESXI_COMMAND_TIMEOUT", _integer_in(1, 86400))
-        strategy = self._checked("ESXI_STRATEGY", _one_of(STRATEGIES))
-        deadline = self._checked("ESXI_DEADLINE", _integer_in(10, 86400))
-        vm_order = self._checked("ESXI_VM_ORDER", _vm_groups) or ()
-        stop_actions = self._checked("ESXI_STOP_ACTIONS", _action_list)
-        straggler = self._checked("ESXI_STRAGGLER_ACTION", _one_of(("suspend", "poweroff")))
-        self_vm = self._raw("ESXI_SELF_VM") or None
-        poll = self._checked("ESXI_POLL_INTERVAL", _seconds(0.01, 60.0))
-        if vm_order and strategy == "autostop":
-            self.problems.append(
-                "ESXI_VM_ORDER: groups need ESXI_STRATEGY=parallel (autostop follows the host's "
-                "own autostart order)"
-            )
-            return None
-        passphrase = self.values.get("ESXI_KEY_PASSPHRASE") or None
-        if (
-            targets is None
-            or user is None
-            or port is None
-            or key_file is None
-            or known_hosts is None
-            or connect_timeout is None
-            or command_timeout is None
-            or strategy is None
-            or deadline is None
-            or stop_actions is None
-            or straggler is None
-            or poll is None
+    def targets(self) -> tuple[Target, ...]:
+        """ESXI_HOST's entries; one that is bad, or needs a bad ESXI_USER or ESXI_PORT, is
+        left out (it is not guessed), and the others still go on."""
+        user, user_problem = self._attempt("ESXI_USER", parse_user_name)
+        port, port_problem = self._attempt("ESXI_PORT", integer_in(1, 65535))
+        value = self._raw("ESXI_HOST")
+        entries = [part.strip() for part in value.split(",")] if value is not None else []
+        if entries and not any(entries):  # `ESXI_HOST=,`
+            self._problem(f"ESXI_HOST={value!r}: names no host; it is required", NO_HOST, True)
+            entries = []
+        bad: list[tuple[str, str]] = []
+        twice: list[str] = []
+        needs_user: list[str] = []
+        needs_port: list[str] = []
+        targets: list[Target] = []
+        for text in entries:
+            try:
+                entry = parse_host_entry(text)
+            except ValueError as exc:
+                bad.append((text, str(exc)))
+                continue
+            entry_user, entry_port = entry.user or user, entry.port or port
+            if entry_user is None:
+                needs_user.append(text)
+            if entry_port is None:
+                needs_port.append(text)
+            if entry_user is None or entry_port is None:
+                continue
+            if any(t.host == entry.host and t.port == entry_port for t in targets):
+                twice.append(entry.host)
+                continue
+            targets.append(Target(entry.host, entry_user, entry_port))
+        left = len(targets)
+        for key, problem, needing in (
+            ("ESXI_USER", user_problem, needs_user),
+            ("ESXI_PORT", port_problem, needs_port),
         ):
+            if problem is None:
+                continue
+            if needing:
+                why = f" (no {key[5:].lower()} is guessed)"
+                self._problem(problem, _not_contacted(needing, left, why), fatal=True)
+            else:
+                self._problem(problem, "unused: no ESXI_HOST entry relies on it")
+        where = f"ESXI_HOST={value!r}"
+        for text, why in bad:
+            if not text:
+                self._problem(f"{where}: an empty entry; separate hosts with ','", "ignored")
+                continue
+            entry_text = f", entry {text!r}" if len(entries) > 1 else ""
+            self._problem(f"{where}{entry_text}: {why}", _not_contacted([text], left), fatal=True)
+        for host in twice:
+            self._problem(f"{where}: {host} is listed twice", "this shutdown contacts it once")
+        self.skipped = tuple(text for text, _ in bad if text) + tuple(
+            dict.fromkeys([*needs_user, *needs_port])
+        )
+        return tuple(targets)
+
+    def settings(self, restart: RestartSettings) -> Settings | None:
+        targets = self.targets()
+        key_file = self._required("ESXI_KEY_FILE", _existing_file("ESXI_KEY_FILE"))
+        known_hosts = self._required("ESXI_KNOWN_HOSTS", _existing_file("ESXI_KNOWN_HOSTS"))
+        connect_timeout = self._optional("ESXI_CONNECT_TIMEOUT", integer_in(1, 600))
+        command_timeout = self._optional("ESXI_COMMAND_TIMEOUT", integer_in(1, 86400))
+        strategy = self._optional("ESXI_STRATEGY", _one_of(STRATEGIES))
+        deadline = self._optional("ESXI_DEADLINE", integer_in(10, 86400))
+        vm_order = self._vm_order(strategy)
+        stop_actions = self._optional("ESXI_STOP_ACTIONS", _action_list)
+        straggler = self._optional("ESXI_STRAGGLER_ACTION", _one_of(STRAGGLER_ACTIONS))
+        self_vm = self._raw("ESXI_SELF_VM") or None
+        poll = self._optional("ESXI_POLL_INTERVAL", _seconds(0.01, 60.0))
+        passphrase = self.values.get("ESXI_KEY_PASSPHRASE") or None
+        if not targets or key_file is None or known_hosts is None:
             return None
         first = targets[0]
         return Settings(
@@ -335,6 +468,45 @@ class _Reader:
             poll_interval=poll,
         )
 
+    def _vm_order(self, strategy: str) -> tuple[tuple[str, ...], ...]:
+        value = self._raw("ESXI_VM_ORDER")
+        if not value:
+            return ()
+        try:
+            groups = _vm_groups(value)
+        except ValueError as exc:
+            self._problem(f"ESXI_VM_ORDER={value!r}: {exc}", "this shutdown uses no order")
+            return ()
+        if strategy == "autostop":
+            self._problem(
+                "ESXI_VM_ORDER: groups need ESXI_STRATEGY=parallel (autostop follows the host's "
+                "own autostart order)",
+                "this shutdown ignores ESXI_VM_ORDER and uses autostop",
+            )
+            return ()
+        return groups
+
+
+def _ignored(key: str, values: Mapping[str, str | None]) -> str:
+    """What a shutdown does about an unknown key: ignore it; say what the meant one is."""
+    close = difflib.get_close_matches(key, [*KNOWN_KEYS, *ALIASES], n=1)
+    if not close:
+        return "this shutdown ignores it"
+    meant = ALIASES.get(close[0], close[0])
+    if (values.get(meant) or "").strip():
+        return f"this shutdown ignores it ({meant} is set and applies)"
+    default = KNOWN_KEYS[meant]
+    if default is None:
+        return f"this shutdown ignores it ({meant} is not set)"
+    return f"this shutdown ignores it and uses the default {meant}={default}"
+
+
+def _not_contacted(entries: list[str], left: int, why: str = "") -> str:
+    names = ", ".join(repr(entry) for entry in dict.fromkeys(entries))
+    if left:
+        return f"this shutdown does not contact {names}{why}; the other hosts go on"
+    return f"this shutdown does not contact {names}{why}: {NO_HOST}"
+
 
 def _did_you_mean(key: str) -> str:
     close = difflib.get_close_matches(key, [*KNOWN_KEYS, *ALIASES], n=1)
@@ -352,25 +524,24 @@ _TARGET_RE = re.compile(
 )
 
 
-def _host_list(default_user: str, default_port: int) -> Callable[[str], tuple[Target, ...]]:
+@dataclass(frozen=True)
+class HostEntry:
+    """One `[user@]host[:port]` of ESXI_HOST; user and port None when not given."""
+
+    host: str
+    user: str | None
+    port: int | None
+
+
+def parse_host_entry(text: str) -> HostEntry:
     """`ESXI_HOST=esxi1, root@esxi2:2222, [fe80::1]:22`: one or more `[user@]host[:port]`."""
-
-    def convert(value: str) -> tuple[Target, ...]:
-        targets: list[Target] = []
-        for entry in (part.strip() for part in value.split(",")):
-            match = _TARGET_RE.match(entry)
-            if not entry or match is None:
-                raise ValueError(f"{entry!r} is not [user@]host[:port]; separate hosts with ','")
-            host = _host_name(match.group("host"))
-            user = _user_name(match.group("user")) if match.group("user") else default_user
-            port = match.group("port")
-            number = _integer_in(1, 65535)(port) if port else default_port
-            if any(t.host == host and t.port == number for t in targets):
-                raise ValueError(f"{host} is listed twice")
-            targets.append(Target(host, user, number))
-        return tuple(targets)
-
-    return convert
+    match = _TARGET_RE.match(text)
+    if not text or match is None:
+        raise ValueError("not [user@]host[:port]; separate hosts with ','")
+    host = _host_name(match.group("host"))
+    user = parse_user_name(match.group("user")) if match.group("user") else None
+    port = integer_in(1, 65535)(match.group("port")) if match.group("port") else None
+    return HostEntry(host, user, port)
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
@@ -413,13 +584,13 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
     return convert
 
 
-def _user_name(value: str) -> str:
+def parse_user_name(value: str) -> str:
     if not _USER_RE.match(value):
         raise ValueError("not a user name")
     return value
 
 
-def _integer_in(low: int, high: int) -> Callable[[str], int]:
+def integer_in(low: int, high: int) -> Callable[[str], int]:
     def convert(value: str) -> int:
         if not re.fullmatch(r"[0-9]+", value):
             raise ValueError(f"not a whole number; use an integer from {low} to {high}")
