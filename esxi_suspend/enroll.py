@@ -1,9 +1,11 @@
-"""`esxi-suspend enroll HOST`: authorize our public key for root on the host, once, by password.
+"""`esxi-suspend enroll [user@]HOST`: authorize our public key for the user on the host, once,
+by password.
 
-The root password is asked on the terminal (no echo), used for one login and kept nowhere: not
-in a log, an argument, the environment or a file. The host key must be pinned first (`trust`):
-the password is never sent to a host we cannot recognise. Every remote command line is a
-constant of this module; the key line travels on stdin.
+If our key already logs in, it says so and asks nothing. Otherwise the user's password is
+asked on the terminal (no echo), used for one login and kept nowhere: not in a log, an
+argument, the environment or a file. The host key must be pinned first (`trust`): the password
+is never sent to a host we cannot recognise. The remote command lines are made of constants and
+the validated user name only; the key line travels on stdin.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ from __future__ import annotations
 import getpass
 import io
 import re
+import shlex
 import tarfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from esxi_suspend.config import load_settings, read_env_values
+from esxi_suspend.config import Settings, load_settings
 from esxi_suspend.errors import (
     ConfigError,
     EsxiSuspendError,
@@ -27,20 +31,22 @@ from esxi_suspend.errors import (
     RemoteCommandFailed,
 )
 from esxi_suspend.remote import (
+    CommandResult,
     HostKeyInfo,
+    KeyRefused,
     PasswordSession,
     RemoteHost,
+    host_argument,
     pinned_host_keys,
     public_key_info,
 )
-from esxi_suspend.trust import Target, resolve_target
+from esxi_suspend.trust import Setup, resolve_target
 
 Say = Callable[[str], None]
 AskPassword = Callable[[str], "str | None"]  # None: no terminal
 
 COMMAND_TIMEOUT = 30
 VERSION_COMMAND = "vmware -v"
-KEYS_5 = "/etc/ssh/keys-root/authorized_keys"
 
 # Appends the key line read from stdin to $f unless a line of $f already holds its key
 # (second field); prints `added` or `present`. Busybox sh/awk on ESXi, any POSIX sh here.
@@ -56,8 +62,7 @@ else
     if [ -s "$f" ] && [ -n "$(tail -c 1 "$f")" ]; then echo >>"$f"; fi
     printf '%s\n' "$line" >>"$f" && echo added
 fi"""
-APPEND_5 = _APPEND_TEMPLATE.replace("@FILE@", KEYS_5)
-READ_5 = f"cat {KEYS_5}"
+
 # ESXi 4.x: root's home is /, so this is /.ssh/authorized_keys there; lost at reboot unless in
 # /bootbank/oem.tgz, which the host unpacks over / when it boots.
 APPEND_4 = _APPEND_TEMPLATE.replace("@FILE@", '"${HOME%/}/.ssh/authorized_keys"')
@@ -70,6 +75,20 @@ _VERSION_RE = re.compile(r"VMware ESXi? (\d+)\.(\d+)(?:\.(\d+))?")
 NEW_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
 
 
+def keys_file(user: str) -> str:
+    """ESXi 5.x and later: where sshd reads `user`'s authorized keys (root's persists)."""
+    return f"/etc/ssh/keys-{user}/authorized_keys"
+
+
+def append_5(user: str) -> str:
+    """The append script for `user`'s keys file (`user` is a validated ESXI_USER name)."""
+    return _APPEND_TEMPLATE.replace("@FILE@", shlex.quote(keys_file(user)))
+
+
+def read_5(user: str) -> str:
+    return f"cat {shlex.quote(keys_file(user))}"
+
+
 class EnrollFailed(EsxiSuspendError):
     """The key could not be authorized, or key login does not work after it."""
 
@@ -80,6 +99,18 @@ class NoTerminal(EsxiSuspendError):
     exit_code = ExitCode.USAGE
 
 
+class UserNotSupported(EsxiSuspendError):
+    """ESXi 4.x and a user other than root: enroll cannot tell where its key would last."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class Runner(Protocol):
+    """A logged-in session: PasswordSession, or RemoteHost once our key works."""
+
+    def run(self, command: str, timeout: int) -> CommandResult: ...
+
+
 @dataclass(frozen=True)
 class EsxiVersion:
     major: int
@@ -88,7 +119,7 @@ class EsxiVersion:
 
     @property
     def accepted_key_types(self) -> tuple[str, ...]:
-        """Key types root's authorized_keys works with on this release.
+        """Key types authorized_keys works with on this release.
 
         4.x (dropbear) and 5.x (OpenSSH 5.x) predate ed25519 and ecdsa; 6.0 and later run an
         OpenSSH that has both. DSA is refused from 6.5 on and weak before: never offered.
@@ -124,64 +155,117 @@ def ask_password(prompt: str) -> str | None:
 def enroll(
     env_file: Path, host: str | None, port: int | None, *, ask: AskPassword, say: Say
 ) -> ExitCode:
-    """Authorize ESXI_KEY_FILE's public key for ESXI_USER on the host; then prove key login."""
-    target = resolve_target(env_file, host, port)
-    values = read_env_values(env_file)
-    if not env_file.exists():
-        raise ConfigError(str(env_file), [f"{env_file}: file not found; run install.sh first"])
-    key_path = values.get("ESXI_KEY_FILE")
-    if not key_path:
-        raise ConfigError(str(env_file), ["ESXI_KEY_FILE: missing; it is required"])
-    public_path = Path(f"{key_path}.pub")
+    """Authorize ESXI_KEY_FILE's public key for the user on the host; then prove key login.
+
+    When our key already logs in, say so and ask nothing.
+    """
+    setup = resolve_target(env_file, host, port)
+    if not pinned_host_keys(setup.known_hosts, setup.host, setup.port):
+        raise HostKeyRejected(
+            f"host {setup.name}: no host key pinned in {setup.known_hosts}; run "
+            f"`esxi-suspend trust {setup.argument()}` first (no password was asked or sent)"
+        )
+    # Strict, as `check`: every problem of the env file before any password is asked.
+    settings = load_settings(
+        env_file,
+        overrides={
+            "ESXI_HOST": host_argument(None, setup.host, 22),
+            "ESXI_USER": setup.user,
+            "ESXI_PORT": str(setup.port),
+        },
+    )
+    public_path = Path(f"{settings.key_file}.pub")
     public = public_key_info(public_path)
     key_line = public_path.read_text(encoding="ascii").strip().splitlines()[0]
-    user = values.get("ESXI_USER", "root")
-    if not pinned_host_keys(target.known_hosts, target.host, target.port):
-        raise HostKeyRejected(
-            f"host {target.name}: no host key pinned in {target.known_hosts}; run "
-            f"`esxi-suspend trust {target.host}` first (no password was asked or sent)"
-        )
-    password = ask(f"{user}@{target.host}'s password (used for this one login, never stored): ")
+    if _key_already_works(settings, setup, say):
+        return ExitCode.OK
+    user = setup.user
+    password = ask(f"{user}@{setup.host}'s password (used for this one login, never stored): ")
     if password is None:
         raise NoTerminal(
-            "enroll asks the root password on a terminal, and there is none: run it on a "
+            f"enroll asks {user}'s password on a terminal, and there is none: run it on a "
             "terminal (nothing was changed)"
         )
-    session = PasswordSession(target.host, target.port, user, target.known_hosts, target.timeout)
+    session = PasswordSession(setup.host, setup.port, user, setup.known_hosts, setup.timeout)
     with session:
         session.open(password)
         del password
-        say(f"logged in to {target.name} as {user} with the password (host key pinned)")
-        version = _version(session)
+        say(f"logged in to {setup.name} as {user} with the password (host key pinned)")
+        version = _version(session, setup.name)
         say(f"host runs {version.text}")
         if public.key_type not in version.accepted_key_types:
             raise ConfigError(
                 str(env_file),
                 [
-                    f"ESXI_KEY_FILE={key_path}: a {public.label} key, which ESXi "
+                    f"ESXI_KEY_FILE={settings.key_file}: a {public.label} key, which ESXi "
                     f"{version.major}.{version.minor} does not accept "
                     f"(it takes: {', '.join(version.accepted_key_types)}); nothing was changed. "
                     "Make an RSA key: ssh-keygen -t rsa -b 3072 -N '' -f "
-                    f"{Path(key_path).parent}/id_rsa, set ESXI_KEY_FILE to it, run enroll again"
+                    f"{settings.key_file.parent}/id_rsa, set ESXI_KEY_FILE to it, run enroll again"
                 ],
             )
-        if version.major >= 5:
-            where, text = _append(session, APPEND_5, READ_5, key_line, public)
-            say(f"{where}: {KEYS_5} (persists across reboots)")
+        if version.major < 5:
+            _only_root_on_4x(version, setup, public_path)
+            commands = APPEND_4, READ_4
         else:
-            where, text = _append(session, APPEND_4, READ_4, key_line, public)
-    if version.major < 5 and text is not None:
-        _oem_tgz(env_file.parent / "oem.tgz", text, target, where, say)
-    _verify_key_login(env_file, target, say)
+            commands = append_5(user), read_5(user)
+        where, text = _append(session, *commands, key_line, public, setup, public_path)
+    if version.major < 5:
+        _oem_tgz(env_file.parent / "oem.tgz", text, setup, where, say)
+    else:
+        say(f"{where}: {keys_file(user)} {_persists(user)}")
+    _verify_key_login(settings, setup, say)
     return ExitCode.OK
 
 
-def _version(session: PasswordSession) -> EsxiVersion:
+def _login(setup: Setup) -> str:
+    """`user@host:port`, whole, for the log."""
+    return host_argument(setup.user, setup.host, setup.port)
+
+
+def _persists(user: str) -> str:
+    if user == "root":
+        return "(persists across reboots)"
+    return f"(root's persists; for {user}, run `esxi-suspend check` after the next reboot)"
+
+
+def _key_already_works(settings: Settings, setup: Setup, say: Say) -> bool:
+    """Log in with our key first (bounded by ESXI_CONNECT_TIMEOUT): if the host takes it, there
+    is nothing to authorize. Only a refused key goes on to the password; any other failure
+    (host down, host key changed, key file unreadable) is raised before a password is asked."""
+    remote = RemoteHost(settings)
+    try:
+        remote.open()
+    except KeyRefused:
+        return False
+    try:
+        version = _version(remote, setup.name)
+        say(
+            f"our key already works: {_login(setup)} logs in with "
+            f"{settings.key_file} (host key {remote.host_key}); nothing to change, "
+            "no password asked"
+        )
+        say(f"host runs {version.text}")
+        if version.major >= 5:
+            return True
+        if setup.user != "root":
+            say("ESXi 4.x: the key may not last a reboot; run `esxi-suspend check` after one")
+            return True
+        back = remote.run(READ_4, COMMAND_TIMEOUT)
+    finally:
+        remote.close()
+    if not back.ok:
+        raise EnrollFailed(f"host {setup.name}: cannot read authorized_keys ({back.error_tail()})")
+    _oem_tgz(setup.env_file.parent / "oem.tgz", back.stdout, setup, "our key is in", say)
+    return True
+
+
+def _version(session: Runner, name: str) -> EsxiVersion:
     result = session.run(VERSION_COMMAND, COMMAND_TIMEOUT)
     version = parse_version(result.stdout) if result.ok else None
     if version is None:
         raise RemoteCommandFailed(
-            f"host {session.host}: `{VERSION_COMMAND}` gave no ESXi version "
+            f"host {name}: `{VERSION_COMMAND}` gave no ESXi version "
             f"({result.error_tail()}); is it an ESXi host? nothing was changed",
             VERSION_COMMAND,
             result.exit_status,
@@ -189,34 +273,60 @@ def _version(session: PasswordSession) -> EsxiVersion:
     return version
 
 
+def _only_root_on_4x(version: EsxiVersion, setup: Setup, public_path: Path) -> None:
+    """ESXi 4.x: enroll knows where root's key goes and how it survives a reboot (oem.tgz);
+    for other users it cannot find out, so it changes nothing."""
+    if setup.user == "root":
+        return
+    root = host_argument("root", setup.host, setup.port, setup.default_port)
+    raise UserNotSupported(
+        f"host {setup.name}: ESXi {version.major}.{version.minor} keeps only what "
+        "/bootbank/oem.tgz restores at boot, and enroll cannot find out where a key for "
+        f"{setup.user} would survive a reboot: on 4.x it sets up root only; nothing was "
+        f"changed. Use root (esxi-suspend enroll {root}), or add {public_path} to "
+        f"~{setup.user}/.ssh/authorized_keys on the host by hand and keep it in oem.tgz"
+    )
+
+
 def _append(
-    session: PasswordSession, append: str, read: str, line: str, key: HostKeyInfo
-) -> tuple[str, str | None]:
+    session: PasswordSession,
+    append: str,
+    read: str,
+    line: str,
+    key: HostKeyInfo,
+    setup: Setup,
+    public_path: Path,
+) -> tuple[str, str]:
     """Append (or find) the key; read the file back and count it. Returns (what, file text)."""
     result = session.run(append, COMMAND_TIMEOUT, stdin=f"{line}\n".encode())
     outcome = result.stdout.strip().splitlines()[-1:] if result.ok else []
     if outcome not in (["added"], ["present"]):
-        raise EnrollFailed(
-            f"host {session.host}: adding the key to authorized_keys failed "
+        where = "authorized_keys" if read == READ_4 else keys_file(setup.user)
+        problem = (
+            f"host {setup.name}: adding the key to {where} failed "
             f"(exit {result.exit_status}: {result.error_tail()})"
         )
+        if setup.user != "root":
+            problem += (
+                f"; nothing was added. {setup.user} may not write there: as root on the host, "
+                f"add the line of {public_path} to {where}, then run enroll again"
+            )
+        raise EnrollFailed(problem)
     back = session.run(read, COMMAND_TIMEOUT)
     if not back.ok:
         raise EnrollFailed(
-            f"host {session.host}: cannot read authorized_keys back ({back.error_tail()})"
+            f"host {setup.name}: cannot read authorized_keys back ({back.error_tail()})"
         )
     count = sum(key.base64 in text_line.split() for text_line in back.stdout.splitlines())
     if count == 0:
-        raise EnrollFailed(
-            f"host {session.host}: the key is not in authorized_keys after adding it"
-        )
+        raise EnrollFailed(f"host {setup.name}: the key is not in authorized_keys after adding it")
     what = "added our key to" if outcome == ["added"] else "our key was already in"
     if count > 1:
         what += f" (note: {count} lines hold it; only one was ours to add)"
-    return what, back.stdout if read == READ_4 else None
+    return what, back.stdout
 
 
-def _oem_tgz(path: Path, text: str, target: Target, what: str, say: Say) -> None:
+def _oem_tgz(path: Path, text: str, setup: Setup, what: str, say: Say) -> None:
     """ESXi 4.x: build oem.tgz holding root's authorized_keys, and explain where it goes."""
     home, oem, *lines = text.splitlines()
     relative = f"{home.strip('/')}/.ssh".lstrip("/")
@@ -239,21 +349,26 @@ def _oem_tgz(path: Path, text: str, target: Target, what: str, say: Say) -> None
         say("  the host already HAS a /bootbank/oem.tgz (drivers?): do not overwrite it; merge:")
         say(f"  unpack it here, add {relative}/ from {path}, pack it again, copy it back")
     else:
-        say(f"  scp -P {target.port} {path} root@{target.host}:/bootbank/oem.tgz")
+        scp_host = host_argument(None, setup.host, 22)
+        say(f"  scp -P {setup.port} {path} root@{scp_host}:/bootbank/oem.tgz")
     say("  (then reboot once when convenient, and run `esxi-suspend check` after it)")
 
 
-def _verify_key_login(env_file: Path, target: Target, say: Say) -> None:
-    settings = load_settings(
-        env_file, overrides={"ESXI_HOST": target.host, "ESXI_PORT": str(target.port)}
-    )
+def _verify_key_login(settings: Settings, setup: Setup, say: Say) -> None:
     remote = RemoteHost(settings)
-    with remote:
+    try:
+        remote.open()
+    except KeyRefused:
+        raise EnrollFailed(
+            f"host {setup.name}: our key is in {setup.user}'s authorized keys now, but the host "
+            f"still refuses it for {setup.user}: its sshd may read another file "
+            "(AuthorizedKeysFile in /etc/ssh/sshd_config)"
+        ) from None
+    try:
         shown = remote.host_key
         result = remote.run(VERSION_COMMAND, COMMAND_TIMEOUT)
+    finally:
+        remote.close()
     if not result.ok:
-        raise EnrollFailed(f"host {target.name}: key login works but `{VERSION_COMMAND}` failed")
-    say(
-        f"verified: key login works ({settings.user}@{target.name}, key {settings.key_file}, "
-        f"host key {shown})"
-    )
+        raise EnrollFailed(f"host {setup.name}: key login works but `{VERSION_COMMAND}` failed")
+    say(f"verified: key login works ({_login(setup)}, key {settings.key_file}, host key {shown})")

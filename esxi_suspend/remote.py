@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import shlex
 import socket
 import threading
 import time
@@ -23,7 +24,7 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
-from esxi_suspend.config import Settings
+from esxi_suspend.config import DEFAULT_ENV_FILE, Settings
 from esxi_suspend.errors import (
     ConfigError,
     ConnectionFailed,
@@ -163,6 +164,26 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
     )
 
 
+class KeyRefused(ConnectionFailed):
+    """The host refused our key for the user: `enroll` can authorize it."""
+
+
+def host_argument(user: str | None, host: str, port: int, default_port: int = 22) -> str:
+    """`[user@]host[:port]` as ESXI_HOST and the HOST of trust/enroll take it: an IPv6
+    address in brackets, the port left out when it is `default_port`."""
+    name = f"[{host}]" if ":" in host else host
+    prefix = f"{user}@" if user else ""
+    return f"{prefix}{name}" if port == default_port else f"{prefix}{name}:{port}"
+
+
+def enroll_command(settings: Settings) -> str:
+    """The `esxi-suspend enroll` line that authorizes our key for this target's user."""
+    command = f"esxi-suspend enroll {host_argument(settings.user, settings.host, settings.port)}"
+    if settings.source != DEFAULT_ENV_FILE:
+        command += f" --env-file {shlex.quote(str(settings.source))}"
+    return command
+
+
 class RemoteHost:
     """One authenticated SSH session to one ESXi host; use as a context manager."""
 
@@ -224,10 +245,11 @@ class RemoteHost:
             ) from None
         except paramiko.AuthenticationException:
             _close_quietly(connection, sock)
-            raise ConnectionFailed(
-                f"host {settings.host}: user {settings.user} refused our key "
-                f"{settings.key_file}; add {settings.key_file}.pub to the host's authorized keys "
-                "(ESXi 5.x and later: /etc/ssh/keys-root/authorized_keys)"
+            # No "host X:" here: every caller's log line already starts with the host.
+            raise KeyRefused(
+                f"user {settings.user} refused our key {settings.key_file}; add "
+                f"{settings.key_file}.pub to the host's authorized keys (one login with "
+                f"{settings.user}'s password): {enroll_command(settings)}"
             ) from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             _close_quietly(connection, sock)

@@ -21,54 +21,65 @@ COMMANDS = ("trust", "enroll")
 _SETTINGS = f"""\
 settings:
   Read from the env file (--env-file, else $ESXI_SUSPEND_ENV, else {DEFAULT_ENV_FILE}),
-  which may still be the bare install.sh template: HOST and --port win over ESXI_HOST and
-  ESXI_PORT; ESXI_KNOWN_HOSTS (default {DEFAULT_KNOWN_HOSTS}) and ESXI_CONNECT_TIMEOUT
+  which may still be the bare install.sh template. HOST is `[user@]host[:port]` as in
+  ESXI_HOST (an IPv6 address in brackets: [fe80::1]:22); without it, ESXI_HOST (one host).
+  HOST's user and port, then --port, win over ESXI_USER (default root) and ESXI_PORT
+  (default 22); ESXI_KNOWN_HOSTS (default {DEFAULT_KNOWN_HOSTS}) and ESXI_CONNECT_TIMEOUT
   are used as `shutdown` uses them."""
 
 TRUST_DESCRIPTION = f"""\
 Connect to HOST's SSH server, show the host key it presents (type, bits and SHA256
 fingerprint, exactly as `ssh-keygen -lf` prints them, to compare with the ESXi console),
-and pin it in ESXI_KNOWN_HOSTS once you confirm: by typing yes on the terminal, or with
---yes. It never logs in and sends nothing but the SSH handshake. Without a terminal and
-without --yes it refuses. If HOST already has a different pinned key it shows both
-fingerprints and refuses, unless --replace.
+and pin it in ESXI_KNOWN_HOSTS once you confirm: by typing yes (or the SHA256 fingerprint
+itself) on the terminal, or with --yes. No, or an empty line, refuses; any other answer is
+asked again ("Please type 'yes', 'no' or the fingerprint", as OpenSSH does). It never logs
+in and sends nothing but the SSH handshake. Without a terminal and without --yes it
+refuses. If HOST already has a different pinned key it shows both fingerprints and
+refuses, unless --replace.
 
 changes:
   ESXI_KNOWN_HOSTS   adds one line `HOST TYPE KEY` (`[HOST]:PORT` when PORT is not 22);
                      with --replace, first removes HOST's old lines. Nothing when the key is
                      already pinned.
   the env file       when it has no ESXI_HOST yet and you confirmed (or gave --yes):
-                     appends ESXI_HOST=HOST (and ESXI_PORT=PORT when not 22). Otherwise it
-                     prints the line(s) to add.
+                     appends ESXI_HOST=[user@]HOST (and ESXI_PORT=PORT when not 22).
+                     Otherwise it prints the line(s) to add.
 
 {_SETTINGS}"""
 
 ENROLL_DESCRIPTION = f"""\
-Log in to HOST once with the root password, asked on the terminal (no echo; never
-stored, logged, or put in an argument, the environment or a file), find the ESXi version
-(`vmware -v`), check that it accepts our key's type, add the public key
-(ESXI_KEY_FILE.pub) to root's authorized keys unless it is there already, read the file
-back, then log in again with the key alone to prove it works. HOST's key must be pinned
-first (`esxi-suspend trust HOST`): the password is never sent to an unknown host.
+Authorize our public key (ESXI_KEY_FILE.pub) for the user we log in as (HOST's user@,
+else ESXI_USER, else root). First it logs in with the key: if the host takes it, it says
+so and asks nothing. Otherwise it logs in once with that user's password, asked on the
+terminal (no echo; never stored, logged, or put in an argument, the environment or a
+file), finds the ESXi version (`vmware -v`), checks that it accepts our key's type, adds
+the key to the user's authorized keys unless it is there already, reads the file back,
+then logs in again with the key alone to prove it works. HOST's key must be pinned first
+(`esxi-suspend trust HOST`): the password is never sent to an unknown host.
 
 changes, on the host:
-  ESXi 5.x and later  /etc/ssh/keys-root/authorized_keys: one line appended (persists)
-  ESXi 4.x            /.ssh/authorized_keys: one line appended; lost at reboot unless it is
-                      in /bootbank/oem.tgz
+  ESXi 5.x and later  /etc/ssh/keys-USER/authorized_keys: one line appended (root's,
+                      /etc/ssh/keys-root/authorized_keys, persists across reboots)
+  ESXi 4.x            root only: /.ssh/authorized_keys: one line appended; lost at reboot
+                      unless it is in /bootbank/oem.tgz
 changes, here:
   ESXi 4.x only       oem.tgz next to the env file, holding .ssh/authorized_keys as the host
                       has it now, with the steps to put it in /bootbank printed
-Nothing is changed when the host refuses our key type (4.x and 5.x: RSA only; DSA never).
+Nothing is changed when the host refuses our key type (4.x and 5.x: RSA only; DSA never),
+or, on ESXi 4.x, for a user other than root.
 
-{_SETTINGS} ESXI_KEY_FILE and ESXI_USER (default root) as well."""
+{_SETTINGS} ESXI_KEY_FILE (and ESXI_KEY_PASSPHRASE) as well; the whole env file is checked
+  as `check` checks it, before any password is asked."""
 
 SETUP_EXIT_CODES = f"""\
 exit codes:
   {ExitCode.OK:>3}  done (or nothing to do: it was already done)
-  {ExitCode.USAGE:>3}  usage error, no terminal to ask on, or not confirmed: nothing changed
+  {ExitCode.USAGE:>3}  usage error (HOST, --port), no terminal to ask on, or not confirmed:
+       nothing changed
   {ExitCode.REMOTE_COMMAND:>3}  a command on the host failed (enroll)
   {ExitCode.CONNECTION:>3}  cannot connect; host key changed or not pinned; password or key refused
-  {ExitCode.CONFIG:>3}  env file, key file or known_hosts wrong; key type the host refuses
+  {ExitCode.CONFIG:>3}  env file, key file or known_hosts wrong; key type the host refuses;
+       ESXi 4.x and a user other than root (enroll)
   {ExitCode.INTERNAL:>3}  internal error (a bug: please report it)"""
 
 FILES = f"""\
@@ -86,7 +97,7 @@ def add_parsers(commands: Any, env_help: str) -> None:
         ("trust", "show HOST's SSH host key and pin it once you confirm", TRUST_DESCRIPTION),
         (
             "enroll",
-            "add our public key for root on HOST (asks the password once)",
+            "add our public key for the SSH user on HOST (asks the password once)",
             ENROLL_DESCRIPTION,
         ),
     ):
@@ -94,7 +105,10 @@ def add_parsers(commands: Any, env_help: str) -> None:
             name, help=summary, description=description, epilog=epilog, formatter_class=formatter
         )
         parser.add_argument(
-            "host", metavar="HOST", nargs="?", help="ESXi host (default: ESXI_HOST)"
+            "host",
+            metavar="HOST",
+            nargs="?",
+            help="ESXi host as [user@]host[:port], as in ESXI_HOST (default: ESXI_HOST)",
         )
         parser.add_argument(
             "--port", type=int, metavar="PORT", help="SSH port (default: ESXI_PORT, else 22)"
@@ -119,9 +133,9 @@ def run(args: argparse.Namespace) -> ExitCode:
     path = env_file_path(args.env_file)
     try:
         if args.command == "trust":
-            target = trust.resolve_target(path, args.host, args.port)
+            setup = trust.resolve_target(path, args.host, args.port)
             return trust.trust(
-                target, yes=args.yes, replace=args.replace, ask=trust.ask_on_terminal, say=print
+                setup, yes=args.yes, replace=args.replace, ask=trust.ask_on_terminal, say=print
             )
         return enroll.enroll(path, args.host, args.port, ask=enroll.ask_password, say=print)
     except EsxiSuspendError as exc:

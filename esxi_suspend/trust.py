@@ -18,18 +18,31 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from esxi_suspend.config import DEFAULT_KNOWN_HOSTS, _host_name, read_env_values
+from esxi_suspend.config import (
+    DEFAULT_KNOWN_HOSTS,
+    HostEntry,
+    Target,
+    integer_in,
+    parse_host_entry,
+    parse_user_name,
+    read_env_values,
+)
 from esxi_suspend.errors import ConfigError, EsxiSuspendError, ExitCode
 from esxi_suspend.remote import (
     HostKeyInfo,
     fetch_host_key,
+    host_argument,
     known_hosts_name,
     pinned_host_keys,
 )
 
+T = TypeVar("T")
 Say = Callable[[str], None]
-Ask = Callable[[str], "bool | None"]  # None: no terminal to ask on
+Ask = Callable[[str], "str | None"]  # the line typed ("" at end of input); None: no terminal
+
+AGAIN = "Please type 'yes', 'no' or the fingerprint: "  # OpenSSH's own words
 
 CONSOLE_HINT = """\
 Compare it with the fingerprint the host itself shows (its console, ESXi Shell:
@@ -45,6 +58,12 @@ class NotConfirmed(EsxiSuspendError):
     exit_code = ExitCode.USAGE
 
 
+class BadArgument(EsxiSuspendError):
+    """HOST or --port on the command line is wrong (the env file is not to blame)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class KeyChanged(EsxiSuspendError):
     """The host shows another key than the pinned one, and --replace was not given."""
 
@@ -52,134 +71,231 @@ class KeyChanged(EsxiSuspendError):
 
 
 @dataclass(frozen=True)
-class Target:
-    """Where to connect and where to pin, from HOST/--port and the env file."""
+class Setup:
+    """One host to set up (`target`: where it is, as ESXI_HOST says it) and what the setting-up
+    commands read from the env file: where to pin, how long to wait, the file's own values."""
 
-    host: str
-    port: int
+    target: Target
     known_hosts: Path
     timeout: int
     env_file: Path
     env_values: dict[str, str]
 
     @property
+    def host(self) -> str:
+        return self.target.host
+
+    @property
+    def port(self) -> int:
+        return self.target.port
+
+    @property
+    def user(self) -> str:
+        return self.target.user
+
+    @property
     def name(self) -> str:
+        """How known_hosts names it: `host`, or `[host]:port`."""
         return known_hosts_name(self.host, self.port)
 
+    @property
+    def default_user(self) -> str:
+        return self.env_values.get("ESXI_USER", "root")
 
-def resolve_target(env_file: Path, host: str | None, port: int | None) -> Target:
-    """HOST and --port win; then ESXI_HOST/ESXI_PORT of the env file; defaults last."""
+    @property
+    def default_port(self) -> int:
+        return int(self.env_values.get("ESXI_PORT", "22"))
+
+    def argument(self, *, user: bool = False) -> str:
+        """HOST for another command against this env file: user and port only where they
+        differ from ESXI_USER and ESXI_PORT (`user=True`: the user always)."""
+        shown = self.user if user or self.user != self.default_user else None
+        return host_argument(shown, self.host, self.port, self.default_port)
+
+
+def resolve_target(env_file: Path, host: str | None, port: int | None) -> Setup:
+    """HOST (`[user@]host[:port]`, as ESXI_HOST takes it) and --port win; then ESXI_HOST,
+    ESXI_USER and ESXI_PORT of the env file; defaults last.
+
+    A bad HOST or --port is a usage error naming the argument; a bad value in the env file is
+    a ConfigError naming the file.
+    """
+    entry = None
+    if port is not None and not 1 <= port <= 65535:
+        raise BadArgument(f"argument --port {port}: out of range; use 1 to 65535")
+    if host is not None:
+        entry = _one_entry(host, f"argument HOST {host!r}")
     values = read_env_values(env_file)
     problems: list[str] = []
-    host = host or values.get("ESXI_HOST")
-    if not host:
-        problems.append("no HOST given and no ESXI_HOST in the env file: give the host's name")
-    else:
-        try:
-            host = _host_name(host)
-        except ValueError as exc:
-            problems.append(f"HOST {host!r}: {exc}")
-    port_text = str(port) if port is not None else values.get("ESXI_PORT", "22")
-    timeout_text = values.get("ESXI_CONNECT_TIMEOUT", "10")
-    number = _number(port_text, "ESXI_PORT (or --port)", 1, 65535, problems)
-    timeout = _number(timeout_text, "ESXI_CONNECT_TIMEOUT", 1, 600, problems)
+    default_user = _checked(values, "ESXI_USER", "root", parse_user_name, problems)
+    file_port = _checked(values, "ESXI_PORT", "22", integer_in(1, 65535), problems)
+    timeout = _checked(values, "ESXI_CONNECT_TIMEOUT", "10", integer_in(1, 600), problems)
     known_hosts = Path(values.get("ESXI_KNOWN_HOSTS", str(DEFAULT_KNOWN_HOSTS)))
     if not known_hosts.is_absolute():
         problems.append(f"ESXI_KNOWN_HOSTS={known_hosts}: must be an absolute path")
-    if problems or not host:
+    source = f"argument HOST {host!r}"
+    if entry is None:
+        listed = values.get("ESXI_HOST")
+        source = f"ESXI_HOST={listed!r}"
+        if not listed:
+            raise BadArgument(
+                f"no HOST given, and {env_file} has no ESXI_HOST: give the host, "
+                "as [user@]host[:port]"
+            )
+        if "," in listed:
+            raise BadArgument(
+                f"no HOST given, and ESXI_HOST={listed!r} in {env_file} names several hosts: "
+                "give the one to set up as HOST"
+            )
+        try:
+            entry = parse_host_entry(listed)
+        except ValueError as exc:
+            problems.append(f"ESXI_HOST={listed!r}: {exc}")
+    if problems or entry is None:
         raise ConfigError(str(env_file), problems)
-    return Target(host, number, known_hosts, timeout, env_file, values)
-
-
-def _number(text: str, what: str, low: int, high: int, problems: list[str]) -> int:
-    if text.isdigit() and low <= int(text) <= high:
-        return int(text)
-    problems.append(f"{what}={text!r}: use a whole number from {low} to {high}")
-    return low
-
-
-def trust(target: Target, *, yes: bool, replace: bool, ask: Ask, say: Say) -> ExitCode:
-    """Show the host key; pin it (confirmed), or refuse. Raises on every failure."""
-    pinned = pinned_host_keys(target.known_hosts, target.host, target.port)
-    shown = fetch_host_key(
-        target.host, target.port, target.timeout, prefer=[key.key_type for key in pinned]
+    if entry.port is not None and port is not None and entry.port != port:
+        raise BadArgument(f"{source} says port {entry.port}, --port says {port}: give one")
+    target = Target(
+        entry.host,
+        entry.user or default_user or "root",
+        entry.port or port or file_port or 22,
     )
-    say(f"host {target.host} port {target.port} shows this host key:")
-    say(f"  {shown.ssh_keygen_line(target.name)}")
+    return Setup(target, known_hosts, timeout or 10, env_file, values)
+
+
+def _one_entry(text: str, what: str) -> HostEntry:
+    """One `[user@]host[:port]`, parsed as ESXI_HOST's entries are."""
+    if "," in text:
+        raise BadArgument(f"{what}: one host only (ESXI_HOST may list several; this takes one)")
+    try:
+        return parse_host_entry(text.strip())
+    except ValueError as exc:  # (the hint on separating hosts is for ESXI_HOST, not here)
+        reason = str(exc).replace("; separate hosts with ','", "")
+        raise BadArgument(f"{what}: {reason}") from None
+
+
+def _checked(
+    values: dict[str, str],
+    key: str,
+    default: str,
+    convert: Callable[[str], T],
+    problems: list[str],
+) -> T | None:
+    text = values.get(key, default)
+    try:
+        return convert(text)
+    except ValueError as exc:
+        problems.append(f"{key}={text!r}: {exc}")
+        return None
+
+
+def trust(setup: Setup, *, yes: bool, replace: bool, ask: Ask, say: Say) -> ExitCode:
+    """Show the host key; pin it (confirmed), or refuse. Raises on every failure."""
+    pinned = pinned_host_keys(setup.known_hosts, setup.host, setup.port)
+    shown = fetch_host_key(
+        setup.host, setup.port, setup.timeout, prefer=[key.key_type for key in pinned]
+    )
+    say(f"host {setup.host} port {setup.port} shows this host key:")
+    say(f"  {shown.ssh_keygen_line(setup.name)}")
     say(CONSOLE_HINT.format(kind=shown.label.lower()))
     if any(shown.same_key(key) for key in pinned):
-        say(f"already pinned in {target.known_hosts}: nothing to change there.")
+        say(f"already pinned in {setup.known_hosts}: nothing to change there.")
         confirmed = yes
     elif pinned:
-        say(f"HOST KEY CHANGED: {target.known_hosts} pins for {target.name}:")
+        say(f"HOST KEY CHANGED: {setup.known_hosts} pins for {setup.name}:")
         for key in pinned:
-            say(f"  {key.ssh_keygen_line(target.name)}")
+            say(f"  {key.ssh_keygen_line(setup.name)}")
         if not replace:
             raise KeyChanged(
-                f"host {target.name}: its key differs from the pinned one; nothing was changed. "
+                f"host {setup.name}: its key differs from the pinned one; nothing was changed. "
                 "Someone may be impersonating the host. If it was reinstalled and the new "
                 "fingerprint above matches its console, run again with --replace"
             )
         _confirm(
-            f"Replace the pinned key(s) of {target.name} with this one in {target.known_hosts}?",
+            f"Replace the pinned key(s) of {setup.name} with this one in {setup.known_hosts}?",
+            shown.fingerprint,
             yes,
             ask,
         )
-        removed = replace_entries(target.known_hosts, target.name, shown)
-        say(f"replaced: removed {removed} line(s) for {target.name} from {target.known_hosts}")
-        say(f"  added: {target.name} {shown.key_type} {shown.base64[:16]}...")
+        removed = replace_entries(setup.known_hosts, setup.name, shown)
+        say(f"replaced: removed {removed} line(s) for {setup.name} from {setup.known_hosts}")
+        say(f"  added: {setup.name} {shown.key_type} {shown.base64[:16]}...")
         confirmed = True
     else:
-        _confirm(f"Pin this key for {target.name} in {target.known_hosts}?", yes, ask)
-        replace_entries(target.known_hosts, target.name, shown)
-        say(f"pinned: added {target.name} {shown.key_type} to {target.known_hosts}")
+        _confirm(
+            f"Pin this key for {setup.name} in {setup.known_hosts}?", shown.fingerprint, yes, ask
+        )
+        replace_entries(setup.known_hosts, setup.name, shown)
+        say(f"pinned: added {setup.name} {shown.key_type} to {setup.known_hosts}")
         confirmed = True
-    _settle_env_host(target, confirmed, say)
+    _settle_env_host(setup, confirmed, say)
     return ExitCode.OK
 
 
-def _confirm(question: str, yes: bool, ask: Ask) -> None:
+def _confirm(question: str, fingerprint: str, yes: bool, ask: Ask) -> None:
+    """Yes, or the fingerprint itself, confirms; no (or an empty line) refuses; any other
+    answer asks again, in OpenSSH's words. No terminal, or end of input: refused."""
     if yes:
         return
-    answer = ask(f"{question} Type yes if the fingerprint matches the console: ")
-    if answer is None:
-        raise NotConfirmed(
-            "no terminal to ask on, and no --yes: nothing was changed. Run it on a terminal, "
-            "or add --yes once you have compared the fingerprint with the host's console"
-        )
-    if not answer:
-        raise NotConfirmed("not confirmed: nothing was changed")
+    prompt = f"{question} Type yes if the fingerprint matches the console: "
+    while True:
+        line = ask(prompt)
+        if line is None:
+            raise NotConfirmed(
+                "no terminal to ask on, and no --yes: nothing was changed. Run it on a terminal, "
+                "or add --yes once you have compared the fingerprint with the host's console"
+            )
+        if not line:
+            raise NotConfirmed("no answer (end of input): nothing was changed")
+        answer = line.strip()
+        if answer.lower() == "yes" or answer == fingerprint:
+            return
+        if answer.lower() in ("no", ""):
+            raise NotConfirmed("not confirmed: nothing was changed")
+        prompt = AGAIN
 
 
-def _settle_env_host(target: Target, confirmed: bool, say: Say) -> None:
+def _settle_env_host(setup: Setup, confirmed: bool, say: Say) -> None:
     """Point the env file at this host, if it names none yet (only once the admin agreed)."""
-    current = target.env_values.get("ESXI_HOST")
-    if not target.env_file.exists():
-        say(f"no env file {target.env_file} (run install.sh); ESXI_HOST not set anywhere")
+    current = setup.env_values.get("ESXI_HOST")
+    if not setup.env_file.exists():
+        say(f"no env file {setup.env_file} (run install.sh); ESXI_HOST not set anywhere")
         return
     if current:
-        if current != target.host:
+        if not _names(current, setup):
             say(
-                f"note: {target.env_file} has ESXI_HOST={current}; check and shutdown use that "
-                f"host, not {target.host}"
+                f"note: {setup.env_file} has ESXI_HOST={current}; check and shutdown use that, "
+                f"not {setup.argument()}"
             )
         return
-    lines = [f"ESXI_HOST={target.host}"]
-    if target.port != 22 and "ESXI_PORT" not in target.env_values:
-        lines.append(f"ESXI_PORT={target.port}")
+    if "ESXI_PORT" not in setup.env_values and setup.port != 22:
+        user = setup.user if setup.user != setup.default_user else None
+        lines = [f"ESXI_HOST={host_argument(user, setup.host, 22)}", f"ESXI_PORT={setup.port}"]
+    else:
+        lines = [f"ESXI_HOST={setup.argument()}"]
     if not confirmed:
-        say(f"{target.env_file} names no host yet; add (or rerun with --yes to add):")
+        say(f"{setup.env_file} names no host yet; add (or rerun with --yes to add):")
         for line in lines:
             say(f"  {line}")
         return
-    text = target.env_file.read_text(encoding="utf-8")
+    text = setup.env_file.read_text(encoding="utf-8")
     addition = "".join(f"{line}\n" for line in lines)
     separator = "" if not text or text.endswith("\n") else "\n"
-    _write_keeping_mode(
-        target.env_file, f"{text}{separator}# set by esxi-suspend trust\n{addition}"
-    )
+    _write_keeping_mode(setup.env_file, f"{text}{separator}# set by esxi-suspend trust\n{addition}")
     for line in lines:
-        say(f"set: {line} in {target.env_file}")
+        say(f"set: {line} in {setup.env_file}")
+
+
+def _names(listed: str, setup: Setup) -> bool:
+    """Whether ESXI_HOST=`listed` has an entry for this host and port."""
+    for text in listed.split(","):
+        try:
+            entry = parse_host_entry(text.strip())
+        except ValueError:
+            continue
+        if entry.host == setup.host and (entry.port or setup.default_port) == setup.port:
+            return True
+    return False
 
 
 def entry_names_host(field: str, name: str) -> bool:
@@ -239,14 +355,14 @@ def _write_keeping_mode(path: Path, text: str, new_mode: int = 0o600) -> None:
         raise
 
 
-def ask_on_terminal(question: str) -> bool | None:
-    """Ask on the controlling terminal; True only for `yes`. None when there is no terminal."""
+def ask_on_terminal(question: str) -> str | None:
+    """Ask on the controlling terminal; the line typed ("" at end of input), or None when
+    there is no terminal."""
     try:
         fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
     except OSError:
         return None
-    with io.TextIOWrapper(io.FileIO(fd, "w+"), encoding="utf-8") as tty:
+    with io.TextIOWrapper(io.FileIO(fd, "w+"), encoding="utf-8", errors="replace") as tty:
         tty.write(question)
         tty.flush()
-        answer = tty.readline()
-    return answer.strip().lower() == "yes"
+        return tty.readline()

@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -398,7 +399,7 @@ def _dropbear_argv(
             "-c", forced,
         ]
     )  # fmt: skip
-    script = f"mount --bind {shlex.quote(str(home))} /root && exec {inner}"
+    script = f"mount -n --bind {shlex.quote(str(home))} /root && exec {inner}"
     return [unshare, "--mount", "--propagation", "private", "sh", "-c", script], pub
 
 
@@ -534,60 +535,103 @@ ENROLL_PASSWORD = "fake-esxi root pw #1 'x'"
 
 @dataclass
 class EnrollServer(SshServer):
-    """An OpenSSH fake ESXi host with password login for root and no key authorized yet.
+    """An OpenSSH fake ESXi host with password login for `user` and no key authorized yet.
 
-    It runs in a private mount namespace: a temporary /etc/shadow (root's hash is that of
+    It runs in a private mount namespace: a temporary /etc/shadow (`user`'s hash is that of
     `password`), /etc/ssh (holding keys-root/) and /root are bind-mounted over the real ones,
-    so nothing here touches this machine's root password or authorized keys. `keys_file` is
-    the host-side path of the authorized_keys file sshd reads for root (5.x and later:
-    /etc/ssh/keys-root/authorized_keys; 4.x: ~root/.ssh/authorized_keys).
+    so nothing here touches this machine's passwords or authorized keys. For a `user` other
+    than root, /etc/passwd (this machine's, plus that user with a uid of its own) and /home are
+    bind-mounted too. `keys_file` is the host-side path of the authorized_keys file sshd reads
+    for `user` (5.x and later: /etc/ssh/keys-USER/authorized_keys, as ESXi's sshd_config says;
+    4.x: ~USER/.ssh/authorized_keys).
     """
 
     password: str = ENROLL_PASSWORD
     keys_file: Path = Path("/nonexistent")
     esxi_version: str = "6.7.0"
+    user: str = "root"
 
 
-def _shadow_text(password: str) -> str:
-    """A shadow file for every user in /etc/passwd, all locked but root (`password`)."""
+def _shadow_text(password: str, users: tuple[str, ...]) -> str:
+    """A shadow file for every user in /etc/passwd and `users`, locked but for `users`."""
     if shutil.which("openssl") is None:
         raise ServerUnavailable("openssl not found (apt-get install openssl)")
     hashed = _run(["openssl", "passwd", "-6", "-stdin"], input=password).stdout.strip()
-    lines = []
-    for entry in Path("/etc/passwd").read_text().splitlines():
-        name = entry.split(":", 1)[0]
-        if name:
-            lines.append(f"{name}:{hashed if name == 'root' else '*'}:19000:0:99999:7:::")
+    names = [entry.split(":", 1)[0] for entry in Path("/etc/passwd").read_text().splitlines()]
+    lines = [
+        f"{name}:{hashed if name in users else '*'}:19000:0:99999:7:::"
+        for name in dict.fromkeys([*names, *users])
+        if name
+    ]
     return "\n".join(lines) + "\n"
 
 
+def _free_uid() -> int:
+    taken = {
+        int(fields[2])
+        for fields in (line.split(":") for line in Path("/etc/passwd").read_text().splitlines())
+        if len(fields) > 2 and fields[2].isdigit()
+    }
+    return next(uid for uid in range(4242, 60000) if uid not in taken)
+
+
 @contextlib.contextmanager
-def running_enroll_server(root: Path, esxi_version: str = "6.7.0") -> Iterator[EnrollServer]:
-    """Start a password-accepting OpenSSH fake ESXi host reporting `esxi_version`."""
+def running_enroll_server(
+    root: Path, esxi_version: str = "6.7.0", user: str = "root"
+) -> Iterator[EnrollServer]:
+    """Start a password-accepting OpenSSH fake ESXi host reporting `esxi_version`, where
+    `user` logs in with ENROLL_PASSWORD (root, or a user of its own, not root)."""
+    with contextlib.ExitStack() as stack:
+        if user == "root":
+            base = root
+        else:  # the fake host's commands run as that user: its FAKE_ESXI_DIR must be reachable
+            root.mkdir(parents=True, exist_ok=True)  # (pytest's base directory is 0700)
+            base = Path(tempfile.mkdtemp(prefix="esxi-suspend-enroll-", dir="/tmp"))
+            stack.callback(shutil.rmtree, base, ignore_errors=True)
+            base.chmod(0o711)
+        yield stack.enter_context(_enroll_server(root, base, esxi_version, user))
+
+
+@contextlib.contextmanager
+def _enroll_server(root: Path, base: Path, esxi_version: str, user: str) -> Iterator[EnrollServer]:
     sshd, unshare = "/usr/sbin/sshd", shutil.which("unshare")
     if not os.access(sshd, os.X_OK):
         raise ServerUnavailable(f"{sshd} not found (apt-get install openssh-server)")
     if not unshare or os.geteuid() != 0:
         raise ServerUnavailable("the enroll fixture needs root and unshare (mount namespace)")
     root.mkdir(parents=True, exist_ok=True)
-    fake_dir = _make_fake_dir(root)
+    fake_dir = _make_fake_dir(base)
     (fake_dir / "vmware_version").write_text(f"{esxi_version}\n")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     host_key = root / "ssh_host_ed25519_key"
     ssh_keygen(host_key, comment="fake-esxi-enroll")
     shadow = root / "shadow"
-    shadow.write_text(_shadow_text(ENROLL_PASSWORD))
+    shadow.write_text(_shadow_text(ENROLL_PASSWORD, (user,)))
     shadow.chmod(0o600)
     etc_ssh, home = root / "etc-ssh", root / "home"
     (etc_ssh / "keys-root").mkdir(parents=True)
     home.mkdir(mode=0o700)
-    if int(esxi_version.split(".")[0]) >= 5:
-        authorized, keys_file = (
-            "/etc/ssh/keys-root/authorized_keys",
-            etc_ssh / "keys-root/authorized_keys",
+    binds = [(shadow, "/etc/shadow"), (etc_ssh, "/etc/ssh"), (home, "/root")]
+    user_home = home
+    if user != "root":
+        uid = _free_uid()
+        passwd = root / "passwd"
+        passwd.write_text(
+            Path("/etc/passwd").read_text().rstrip("\n")
+            + f"\n{user}:x:{uid}:{uid}:fake ESXi user:/home/{user}:/bin/sh\n"
         )
+        homes = root / "homes"
+        user_home = homes / user
+        user_home.mkdir(parents=True, mode=0o700)
+        (etc_ssh / f"keys-{user}").mkdir(mode=0o700)  # as root would make it for the user
+        for path in (user_home, etc_ssh / f"keys-{user}", fake_dir, fake_dir / "tmp"):
+            os.chown(path, uid, uid)
+        binds += [(passwd, "/etc/passwd"), (homes, "/home")]
+    if int(esxi_version.split(".")[0]) >= 5:
+        authorized = "/etc/ssh/keys-%u/authorized_keys"
+        keys_file = etc_ssh / f"keys-{user}" / "authorized_keys"
     else:
-        authorized, keys_file = ".ssh/authorized_keys", home / ".ssh/authorized_keys"
+        authorized, keys_file = ".ssh/authorized_keys", user_home / ".ssh/authorized_keys"
     log_file = root / "openssh-enroll.log"
     forced = f"{shlex.quote(str(WRAPPER))} {shlex.quote(str(fake_dir))}"
     for _attempt in range(3):
@@ -614,8 +658,7 @@ ForceCommand {forced}
 """
         )
         mounts = " && ".join(
-            f"mount --bind {shlex.quote(str(source))} {target}"
-            for source, target in ((shadow, "/etc/shadow"), (etc_ssh, "/etc/ssh"), (home, "/root"))
+            f"mount -n --bind {shlex.quote(str(source))} {target}" for source, target in binds
         )
         script = f"{mounts} && exec {sshd} -D -e -f {shlex.quote(str(config))}"
         argv = [unshare, "--mount", "--propagation", "private", "sh", "-c", script]
@@ -643,6 +686,7 @@ ForceCommand {forced}
             banner=banner,
             keys_file=keys_file,
             esxi_version=esxi_version,
+            user=user,
         )
         try:
             yield server

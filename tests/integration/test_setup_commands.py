@@ -1,8 +1,9 @@
-"""`trust` and `enroll` against a real OpenSSH fake ESXi host that takes the root password.
+"""`trust` and `enroll` against a real OpenSSH fake ESXi host that takes a user's password.
 
-The server runs in a private mount namespace with its own /etc/shadow, /etc/ssh and /root
-(sshservers.running_enroll_server): this machine's root password and keys are never touched.
-Prompts are answered on a real pseudo-terminal, as an admin would type them.
+The server runs in a private mount namespace with its own /etc/shadow, /etc/ssh and /root (and,
+for a user other than root, /etc/passwd and /home: sshservers.running_enroll_server): this
+machine's passwords and keys are never touched. Prompts are answered on a real
+pseudo-terminal, as an admin would type them.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ from sshservers import (
 from terminal import run_on_terminal
 
 from esxi_suspend.errors import ExitCode
+from esxi_suspend.remote import public_key_info
 
 pytestmark = pytest.mark.servers
 COMMAND = [sys.executable, "-m", "esxi_suspend"]
 PROMPT_YES = "Type yes if the fingerprint matches the console: "
+PROMPT_AGAIN = "Please type 'yes', 'no' or the fingerprint: "
 PROMPT_PASSWORD = "password (used for this one login, never stored): "
+USER = "esxadmin"  # a user other than root, with a uid of its own on the fake host
 
 
 @pytest.fixture
@@ -48,9 +52,9 @@ def setup_dir(tmp_path: Path) -> Path:
     return etc
 
 
-def _serve(tmp_path: Path, version: str) -> Iterator[EnrollServer]:
+def _serve(tmp_path: Path, version: str, user: str = "root") -> Iterator[EnrollServer]:
     try:
-        with running_enroll_server(tmp_path / f"esxi-{version}", version) as server:
+        with running_enroll_server(tmp_path / f"esxi-{version}", version, user) as server:
             yield server
     except ServerUnavailable as error:
         unavailable(str(error))
@@ -69,6 +73,16 @@ def esxi4(tmp_path: Path) -> Iterator[EnrollServer]:
 @pytest.fixture
 def esxi5(tmp_path: Path) -> Iterator[EnrollServer]:
     yield from _serve(tmp_path, "5.5.0")
+
+
+@pytest.fixture
+def esxi7_user(tmp_path: Path) -> Iterator[EnrollServer]:
+    yield from _serve(tmp_path, "7.0.3", USER)
+
+
+@pytest.fixture
+def esxi4_user(tmp_path: Path) -> Iterator[EnrollServer]:
+    yield from _serve(tmp_path, "4.1.0", USER)
 
 
 def env_for(etc: Path) -> dict[str, str]:
@@ -95,20 +109,36 @@ def fingerprint_line(known_hosts: Path) -> str:
     return done.stdout.strip()
 
 
-def trust_on_terminal(etc: Path, server: EnrollServer, answer: str = "yes\n") -> tuple[int, str]:
+def trust_on_terminal(
+    etc: Path, server: EnrollServer, *answers: tuple[str, str]
+) -> tuple[int, str]:
     return run_on_terminal(
         [*COMMAND, "trust", server.host, "--port", str(server.port)],
-        [(PROMPT_YES, answer)],
+        answers or [(PROMPT_YES, "yes\n")],
         env=env_for(etc),
     )
 
 
-def enroll_on_terminal(etc: Path, server: EnrollServer, password: str) -> tuple[int, str]:
+def enroll_on_terminal(
+    etc: Path, server: EnrollServer, password: str, *host: str
+) -> tuple[int, str]:
+    """`enroll HOST --port PORT`, or `enroll ARGS...` when given."""
     return run_on_terminal(
-        [*COMMAND, "enroll", server.host, "--port", str(server.port)],
+        [*COMMAND, "enroll", *(host or (server.host, "--port", str(server.port)))],
         [(PROMPT_PASSWORD, password + "\n")],
         env=env_for(etc),
     )
+
+
+def target(server: EnrollServer) -> str:
+    """`user@127.0.0.1:PORT`, as ESXI_HOST would say it."""
+    return f"{server.user}@{server.host}:{server.port}"
+
+
+def host_fingerprint(server: EnrollServer, directory: Path) -> str:
+    pub = directory / "host_key.pub"
+    pub.write_text(server.host_pub + "\n")
+    return public_key_info(pub).fingerprint
 
 
 def test_trust_enroll_check_flow(setup_dir: Path, esxi6: EnrollServer) -> None:
@@ -120,8 +150,11 @@ def test_trust_enroll_check_flow(setup_dir: Path, esxi6: EnrollServer) -> None:
     assert "no terminal to ask on, and no --yes" in refused.stderr
     assert not known_hosts.exists()
 
-    declined, shown = trust_on_terminal(setup_dir, esxi6, "no\n")
+    declined, shown = trust_on_terminal(
+        setup_dir, esxi6, (PROMPT_YES, "y\n"), (PROMPT_AGAIN, "No\n")
+    )
     assert declined == ExitCode.USAGE, shown
+    assert "not confirmed: nothing was changed" in shown
     assert not known_hosts.exists()
 
     status, shown = trust_on_terminal(setup_dir, esxi6)
@@ -146,9 +179,9 @@ def test_trust_enroll_check_flow(setup_dir: Path, esxi6: EnrollServer) -> None:
     public = (setup_dir / "id_ed25519.pub").read_text()
     assert esxi6.keys_file.read_text() == public
 
-    status, shown = enroll_on_terminal(setup_dir, esxi6, esxi6.password)
-    assert status == ExitCode.OK, shown
-    assert "our key was already in" in shown
+    rerun = run(setup_dir, "enroll")  # no terminal: asking a password would fail it
+    assert rerun.returncode == ExitCode.OK, rerun.stdout + rerun.stderr
+    assert "our key already works" in rerun.stdout and "no password asked" in rerun.stdout
     assert esxi6.keys_file.read_text() == public  # never a second line
 
     check = run(setup_dir, "check")
@@ -227,3 +260,137 @@ def test_enroll_on_4x_uses_home_ssh_and_builds_oem_tgz(
         data = archive.extractfile(member)
         assert data is not None and data.read().decode() == public
     assert run(setup_dir, "check").returncode == ExitCode.OK
+
+    (setup_dir / "oem.tgz").unlink()
+    rerun = run(setup_dir, "enroll")  # key login first: no password, oem.tgz built again
+    assert rerun.returncode == ExitCode.OK, rerun.stdout + rerun.stderr
+    assert "our key already works" in rerun.stdout and "/bootbank/oem.tgz" in rerun.stdout
+    assert (setup_dir / "oem.tgz").exists()
+    assert esxi4.keys_file.read_text() == public
+
+
+def test_trust_asks_again_until_yes_no_or_the_fingerprint(
+    setup_dir: Path, esxi6: EnrollServer
+) -> None:
+    known_hosts = setup_dir / "known_hosts"
+    fingerprint = host_fingerprint(esxi6, setup_dir)
+
+    status, shown = trust_on_terminal(
+        setup_dir,
+        esxi6,
+        (PROMPT_YES, "y\n"),
+        (PROMPT_AGAIN, "SHA256:not-the-fingerprint\n"),
+        (PROMPT_AGAIN, f"{fingerprint}\n"),
+    )
+    assert status == ExitCode.OK, shown
+    assert shown.count(PROMPT_AGAIN) == 2, shown
+    assert known_hosts.read_text() == known_hosts_line(esxi6.port, esxi6.host_pub)
+
+    known_hosts.unlink()
+    status, shown = trust_on_terminal(setup_dir, esxi6, (PROMPT_YES, "\n"))
+    assert status == ExitCode.USAGE, shown  # an empty line is a no, as in OpenSSH
+    assert not known_hosts.exists()
+
+    status, shown = run_on_terminal(  # end of input (Ctrl-D) at the second question
+        [*COMMAND, "trust", esxi6.host, "--port", str(esxi6.port)],
+        [(PROMPT_YES, "maybe\n"), (PROMPT_AGAIN, "\x04")],
+        env=env_for(setup_dir),
+    )
+    assert status == ExitCode.USAGE, shown
+    assert "no answer (end of input): nothing was changed" in shown
+    assert not known_hosts.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["trust", "bad host"], "argument HOST 'bad host': "),
+        (["trust", "root@esxi1:99999"], "argument HOST 'root@esxi1:99999': "),
+        (["enroll", "a@b@c"], "argument HOST 'a@b@c': "),
+        (["enroll", "esxi1,esxi2"], "argument HOST 'esxi1,esxi2': one host only"),
+        (["trust", "esxi1:2222", "--port", "22"], "says port 2222, --port says 22"),
+        (["trust", "esxi1", "--port", "0"], "argument --port 0: out of range"),
+    ],
+)
+def test_a_bad_command_line_host_is_blamed_on_the_argument(
+    setup_dir: Path, args: list[str], expected: str
+) -> None:
+    done = run(setup_dir, *args)
+    assert done.returncode == ExitCode.USAGE, done.stderr
+    assert expected in done.stderr
+    assert "esxi-suspend.env" not in done.stderr and "configuration" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_check_with_a_refused_key_points_to_enroll(setup_dir: Path, esxi6: EnrollServer) -> None:
+    assert run(setup_dir, "trust", esxi6.host, "--port", str(esxi6.port), "--yes").returncode == 0
+    check = run(setup_dir, "check")
+    assert check.returncode == ExitCode.CONNECTION, check.stdout + check.stderr
+    env = setup_dir / "esxi-suspend.env"
+    hint = f"esxi-suspend enroll root@{esxi6.host}:{esxi6.port} --env-file {env}"
+    lines = [line for line in check.stderr.splitlines() if "refused our key" in line]
+    assert lines and all(line.rstrip().endswith(hint) for line in lines), check.stderr
+    for line in lines:  # the host is the line's subject once, then only in the command
+        assert line.count(esxi6.host) == 2, line
+
+
+def test_enroll_a_user_other_than_root(setup_dir: Path, esxi7_user: EnrollServer) -> None:
+    server, env = esxi7_user, setup_dir / "esxi-suspend.env"
+    assert run(setup_dir, "trust", target(server), "--yes").returncode == ExitCode.OK
+    assert f"ESXI_HOST={USER}@{server.host}\n" in env.read_text()
+    assert f"ESXI_PORT={server.port}\n" in env.read_text()
+
+    check = run(setup_dir, "check")  # not enrolled yet: the hint names the user
+    assert check.returncode == ExitCode.CONNECTION, check.stdout + check.stderr
+    assert f"user {USER} refused our key" in check.stderr
+    assert f"esxi-suspend enroll {target(server)} --env-file {env}" in check.stderr
+
+    status, shown = enroll_on_terminal(setup_dir, server, server.password, target(server))
+    assert status == ExitCode.OK, shown
+    assert f"{USER}@{server.host}'s {PROMPT_PASSWORD}" in shown
+    assert f"added our key to: /etc/ssh/keys-{USER}/authorized_keys" in shown
+    assert "verified: key login works" in shown
+    public = (setup_dir / "id_ed25519.pub").read_text()
+    assert server.keys_file.read_text() == public
+    assert not (server.keys_file.parent.parent / "keys-root" / "authorized_keys").exists()
+
+    rerun = run(setup_dir, "enroll")  # ESXI_HOST's user, no terminal: no password asked
+    assert rerun.returncode == ExitCode.OK, rerun.stdout + rerun.stderr
+    assert f"our key already works: {target(server)} logs in" in rerun.stdout
+    check = run(setup_dir, "check")
+    assert check.returncode == ExitCode.OK, check.stdout + check.stderr
+
+
+def test_enroll_says_so_when_the_user_cannot_write_its_keys_file(
+    setup_dir: Path, esxi7_user: EnrollServer
+) -> None:
+    keys_dir = esxi7_user.keys_file.parent
+    keys_dir.rmdir()  # only root may create /etc/ssh/keys-USER
+    assert run(setup_dir, "trust", target(esxi7_user), "--yes").returncode == ExitCode.OK
+    status, shown = enroll_on_terminal(
+        setup_dir, esxi7_user, esxi7_user.password, target(esxi7_user)
+    )
+    assert status == ExitCode.REMOTE_COMMAND, shown
+    assert f"adding the key to /etc/ssh/keys-{USER}/authorized_keys failed" in shown
+    assert f"as root on the host, add the line of {setup_dir / 'id_ed25519.pub'}" in shown
+    assert not keys_dir.exists()
+
+
+def test_enroll_on_4x_refuses_a_user_other_than_root(
+    setup_dir: Path, esxi4_user: EnrollServer
+) -> None:
+    rsa = setup_dir / "id_rsa"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "rsa", "-b", "3072", "-N", "", "-f", str(rsa)], check=True
+    )
+    env = setup_dir / "esxi-suspend.env"
+    env.write_text(env.read_text().replace("id_ed25519", "id_rsa"))
+    assert run(setup_dir, "trust", target(esxi4_user), "--yes").returncode == ExitCode.OK
+    status, shown = enroll_on_terminal(
+        setup_dir, esxi4_user, esxi4_user.password, target(esxi4_user)
+    )
+    assert status == ExitCode.CONFIG, shown
+    assert "on 4.x it sets up root only; nothing was changed" in shown
+    assert f"esxi-suspend enroll root@{esxi4_user.host}" in shown
+    assert not esxi4_user.keys_file.exists()
+    assert not (setup_dir / "oem.tgz").exists()

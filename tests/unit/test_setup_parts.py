@@ -1,18 +1,29 @@
-"""Pure parts of trust and enroll: known_hosts names and entries, ESXi versions, key types."""
+"""Pure parts of trust and enroll: known_hosts names and entries, ESXi versions, key types,
+HOST arguments, the yes/no/fingerprint question, the refused-key hint."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from esxi_suspend.config import load_settings, read_env_values
-from esxi_suspend.enroll import APPEND_4, APPEND_5, parse_version
-from esxi_suspend.remote import HostKeyInfo, known_hosts_name
-from esxi_suspend.trust import entry_names_host, replace_entries
+from esxi_suspend.config import DEFAULT_ENV_FILE, load_settings, read_env_values
+from esxi_suspend.enroll import APPEND_4, append_5, keys_file, parse_version, read_5
+from esxi_suspend.errors import ConfigError
+from esxi_suspend.remote import HostKeyInfo, enroll_command, host_argument, known_hosts_name
+from esxi_suspend.trust import (
+    AGAIN,
+    BadArgument,
+    NotConfirmed,
+    _confirm,
+    entry_names_host,
+    replace_entries,
+    resolve_target,
+)
 
 KEY = HostKeyInfo("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIFAKE", 256, "SHA256:x")
 
@@ -79,9 +90,209 @@ def test_no_version_in_other_output() -> None:
 
 
 def test_remote_commands_are_constants_without_key_material() -> None:
-    for command in (APPEND_4, APPEND_5):
+    for command in (APPEND_4, append_5("root"), append_5("esxadmin")):
         assert "ssh-" not in command and "AAAA" not in command
         assert "read -r line" in command  # the key line comes on stdin
+
+
+@pytest.mark.parametrize(
+    ("user", "path"),
+    [
+        ("root", "/etc/ssh/keys-root/authorized_keys"),  # as before: root's own file
+        ("esxadmin", "/etc/ssh/keys-esxadmin/authorized_keys"),
+        ("svc.nut-1", "/etc/ssh/keys-svc.nut-1/authorized_keys"),
+    ],
+)
+def test_keys_file_is_the_users_own(user: str, path: str) -> None:
+    assert keys_file(user) == path
+    assert f"f={path}\n" in append_5(user)
+    assert read_5(user) == f"cat {path}"
+
+
+def env(tmp_path: Path, text: str = "") -> Path:
+    path = tmp_path / "e.env"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "file", "expected"),
+    [
+        ("esxi1", None, "", ("esxi1", "root", 22)),
+        ("admin@esxi1:2222", None, "", ("esxi1", "admin", 2222)),
+        ("esxi1", 2200, "ESXI_PORT=2222\n", ("esxi1", "root", 2200)),
+        ("esxi1", None, "ESXI_PORT=2222\nESXI_USER=nut\n", ("esxi1", "nut", 2222)),
+        ("root@esxi1", None, "ESXIUSER=nut\n", ("esxi1", "root", 22)),
+        ("[fe80::1]:2222", None, "", ("fe80::1", "root", 2222)),
+        ("[fe80::1]", None, "", ("fe80::1", "root", 22)),
+        ("10.0.0.5:22", 22, "ESXI_PORT=2222\n", ("10.0.0.5", "root", 22)),
+        (None, None, "ESXI_HOST=nut@esxi2:2022\n", ("esxi2", "nut", 2022)),
+        (None, 2022, "ESXI_HOST=esxi2\n", ("esxi2", "root", 2022)),
+    ],
+)
+def test_resolve_target_takes_what_esxi_host_takes(
+    tmp_path: Path, host: str | None, port: int | None, file: str, expected: tuple[str, str, int]
+) -> None:
+    setup = resolve_target(env(tmp_path, file), host, port)
+    assert (setup.host, setup.user, setup.port) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "file", "message"),
+    [
+        ("bad host", None, "", "argument HOST 'bad host': "),
+        ("esxi1:0", None, "", "argument HOST 'esxi1:0': out of range"),
+        ("a@b@c", None, "", "argument HOST 'a@b@c': "),
+        ("bad user@esxi1", None, "", "argument HOST 'bad user@esxi1': "),
+        ("esxi1, esxi2", None, "", "argument HOST 'esxi1, esxi2': one host only"),
+        ("esxi1:2222", 22, "", "argument HOST 'esxi1:2222' says port 2222, --port says 22"),
+        ("esxi1", 70000, "", "argument --port 70000: out of range"),
+        (None, 22, "ESXI_HOST=esxi1:2222\n", "ESXI_HOST='esxi1:2222' says port 2222, --port"),
+        # the file is fine but names no host, or several: the command line has to say which
+        (None, None, "", "no HOST given, and "),
+        (None, None, "ESXI_HOST=esxi1,esxi2\n", "names several hosts: give the one"),
+        # a bad HOST is reported even when the env file has problems of its own
+        ("bad host", None, "ESXI_PORT=x\n", "argument HOST 'bad host': "),
+    ],
+)
+def test_a_bad_host_argument_is_a_usage_error(
+    tmp_path: Path, host: str | None, port: int | None, file: str, message: str
+) -> None:
+    with pytest.raises(BadArgument) as caught:
+        resolve_target(env(tmp_path, file), host, port)
+    assert message in str(caught.value)
+    assert "e.env" not in str(caught.value) or host is None
+
+
+@pytest.mark.parametrize(
+    ("file", "problem"),
+    [
+        ("ESXI_HOST=bad host\n", "ESXI_HOST='bad host': "),
+        ("ESXI_PORT=x\n", "ESXI_PORT='x': "),
+        ("ESXI_USER=bad user\n", "ESXI_USER='bad user': "),
+        ("ESXI_CONNECT_TIMEOUT=0\n", "ESXI_CONNECT_TIMEOUT='0': "),
+        ("ESXI_KNOWN_HOSTS=relative\n", "ESXI_KNOWN_HOSTS=relative: must be an absolute path"),
+    ],
+)
+def test_a_bad_env_file_value_is_blamed_on_the_file(
+    tmp_path: Path, file: str, problem: str
+) -> None:
+    path = env(tmp_path, file)
+    with pytest.raises(ConfigError) as caught:
+        resolve_target(path, None if "ESXI_HOST" in file else "esxi1", None)
+    assert str(path) in str(caught.value) and problem in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("file", "host", "port", "argument"),
+    [
+        ("", "esxi1", None, "esxi1"),
+        ("", "nut@esxi1:2222", None, "nut@esxi1:2222"),
+        ("ESXI_PORT=2222\nESXI_USER=nut\n", "nut@esxi1:2222", None, "esxi1"),
+        ("ESXI_PORT=2222\n", "esxi1:22", None, "esxi1:22"),  # not what ESXI_PORT would give
+        ("ESXI_USER=nut\n", "root@esxi1", None, "root@esxi1"),
+        ("", "[fe80::1]:2222", None, "[fe80::1]:2222"),
+    ],
+)
+def test_setup_argument_gives_back_the_same_target(
+    tmp_path: Path, file: str, host: str, port: int | None, argument: str
+) -> None:
+    path = env(tmp_path, file)
+    setup = resolve_target(path, host, port)
+    assert setup.argument() == argument
+    again = resolve_target(path, setup.argument(), None)
+    assert again.target == setup.target
+
+
+FINGERPRINT = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"
+
+
+def asking(*answers: str | None) -> tuple[list[str], Callable[[str], str | None]]:
+    prompts: list[str] = []
+    left = list(answers)
+
+    def ask(prompt: str) -> str | None:
+        prompts.append(prompt)
+        return left.pop(0)
+
+    return prompts, ask
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        ["yes\n"],
+        ["YES\n"],
+        ["  yes \n"],
+        [f"{FINGERPRINT}\n"],
+        ["y\n", "yes\n"],
+        ["maybe\n", "SHA256:wrong\n", f"{FINGERPRINT}\n"],
+    ],
+)
+def test_confirm_takes_yes_or_the_fingerprint(answers: list[str]) -> None:
+    prompts, ask = asking(*answers)
+    _confirm("Pin?", FINGERPRINT, False, ask)
+    assert prompts[0].startswith("Pin? ") and prompts[1:] == [AGAIN] * (len(answers) - 1)
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        (["no\n"], "not confirmed"),
+        (["No\n"], "not confirmed"),
+        (["\n"], "not confirmed"),  # an empty line is a no, as in OpenSSH
+        (["y\n", "n\n", "no\n"], "not confirmed"),
+        ([f"{FINGERPRINT.lower()}\n", "no\n"], "not confirmed"),  # the fingerprint, exactly
+        ([""], r"no answer \(end of input\)"),
+        (["y\n", ""], r"no answer \(end of input\)"),
+        ([None], "no terminal to ask on, and no --yes"),
+    ],
+)
+def test_confirm_refuses_no_empty_end_of_input_and_no_terminal(
+    answers: list[str | None], message: str
+) -> None:
+    prompts, ask = asking(*answers)
+    with pytest.raises(NotConfirmed, match=message):
+        _confirm("Pin?", FINGERPRINT, False, ask)
+    assert len(prompts) == len(answers)
+
+
+def test_confirm_with_yes_asks_nothing() -> None:
+    prompts, ask = asking()
+    _confirm("Pin?", FINGERPRINT, True, ask)
+    assert prompts == []
+
+
+@pytest.mark.parametrize(
+    ("user", "host", "port", "text"),
+    [
+        ("root", "esxi1", 22, "root@esxi1"),
+        ("nut", "esxi1", 2222, "nut@esxi1:2222"),
+        (None, "10.0.0.5", 22, "10.0.0.5"),
+        ("root", "fe80::1", 22, "root@[fe80::1]"),
+        ("root", "fe80::1", 2222, "root@[fe80::1]:2222"),
+    ],
+)
+def test_host_argument(user: str | None, host: str, port: int, text: str) -> None:
+    assert host_argument(user, host, port) == text
+
+
+def test_the_refused_key_hint_is_a_command_for_the_same_target(tmp_path: Path) -> None:
+    key = tmp_path / "id"
+    key.write_text("x")
+    known = tmp_path / "known hosts"
+    known.write_text("")
+    path = env(tmp_path, f"ESXI_HOST=nut@[fe80::1]:2222, esxi2\nESXI_KEY_FILE={key}\n")
+    path.write_text(path.read_text() + f"ESXI_KNOWN_HOSTS='{known}'\n")
+    settings = load_settings(path)
+    first, second = (settings.for_target(target) for target in settings.all_targets)
+    assert enroll_command(first) == f"esxi-suspend enroll nut@[fe80::1]:2222 --env-file {path}"
+    assert enroll_command(second).startswith("esxi-suspend enroll root@esxi2 --env-file")
+    default = type(settings)(**{**vars(second), "source": DEFAULT_ENV_FILE})
+    assert enroll_command(default) == "esxi-suspend enroll root@esxi2"
+    for target in settings.all_targets:  # what the hint names is what enroll resolves
+        hinted = enroll_command(settings.for_target(target)).split()[2]
+        assert resolve_target(path, hinted, None).target == target
 
 
 def test_read_env_values_and_overrides(tmp_path: Path) -> None:
