@@ -1,13 +1,35 @@
-"""When upsmon called us: ESXI_DEADLINE counts from there, our own start-up included.
+"""The clock ESXI_DEADLINE is counted on, from upsmon's call, our own start-up included.
 
 The interpreter and its imports take a noticeable part of a second before `main` runs, so the
-command line counts from this process's start, as /proc tells it.
+command line counts from this process's start, as /proc tells it. `now` is `time.monotonic`,
+except inside `counting_on` (the demo counts on its simulated host's clock).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Callable
+
+_now: Callable[[], float] = time.monotonic
+
+
+def now() -> float:
+    """Seconds on the deadline's clock (`time.monotonic()` unless `counting_on` says else)."""
+    return _now()
+
+
+@contextmanager
+def counting_on(clock: Callable[[], float]) -> Iterator[None]:
+    """Count the deadline on `clock` for a while: the demo's simulated seconds."""
+    global _now
+    saved, _now = _now, clock
+    try:
+        yield
+    finally:
+        _now = saved
 
 
 def process_started() -> float:

@@ -6,7 +6,19 @@ from esxi_suspend import esxi
 from esxi_suspend.config import Settings
 from esxi_suspend.hostscript import sequence_script
 from esxi_suspend.inventory import Inventory, VmInfo
-from esxi_suspend.strategy import ShutdownPlan, autostop_stops_cleanly
+from esxi_suspend.strategy import (
+    Action,
+    ShutdownPlan,
+    autostop_stops_cleanly,
+    self_vm_by_autostop,
+)
+
+# What autostop does to this machine's VM when it takes it in its turn (see self_vm_by_autostop).
+_AUTOSTOP_TAKES = {
+    Action.SHUTDOWN: "guest shutdown",
+    Action.SUSPEND: "suspend",
+    Action.POWEROFF: "hard power-off",
+}
 
 
 def printable(text: str) -> str:
@@ -16,8 +28,15 @@ def printable(text: str) -> str:
 
 def vm_fate(info: VmInfo, plan: ShutdownPlan, inventory: Inventory) -> str:
     """What the plan does to one VM, in a few words."""
-    if info.vmid == plan.self_vm:
-        return "this machine: suspended last, just before host poweroff"
+    if info.vmid == plan.self_vm and info.running:
+        taken = self_vm_by_autostop(plan, inventory)
+        if taken is None:
+            return "this machine: suspended last, just before host poweroff"
+        order = info.autostart.start_order if info.autostart is not None else "?"
+        return (
+            f"this machine: autostop: {_AUTOSTOP_TAKES[taken]} (order {order}) in its turn, "
+            "not last"
+        )
     if not info.running:
         return "nothing: not running" if info.state else "unknown: power state not readable"
     for number, phase in enumerate(plan.phases, start=1):
@@ -39,9 +58,15 @@ def describe_plan(inventory: Inventory, plan: ShutdownPlan, self_why: str) -> li
         f"since we were called already spent), worst case {plan.worst_case} s"
     ]
     if plan.self_vm is not None:
-        lines.append(f"this machine is VM {plan.self_vm} ({self_why}): it goes last, by suspend")
+        taken = self_vm_by_autostop(plan, inventory)
+        fate = (
+            "it goes last, by suspend"
+            if taken is None
+            else f"autostop stops it in its turn ({_AUTOSTOP_TAKES[taken]}), not last"
+        )
+        lines.append(f"this machine is VM {plan.self_vm} ({printable(self_why)}): {fate}")
     elif self_why:
-        lines.append(self_why)
+        lines.append(printable(self_why))
     for info in inventory.vms:
         lines.append(
             f"VM {info.vmid} ({printable(info.vm.name)}): {vm_fate(info, plan, inventory)}"
@@ -72,10 +97,10 @@ def render_check(
     plan: ShutdownPlan,
     settings: Settings,
     self_why: str,
-    restart: str,
     took: float,
 ) -> str:
-    """What `check` prints for one host: each VM, its state and fate, timing, what would run."""
+    """What `check` prints for one host: each VM, its state and fate, timing, what would run
+    on the host. The local restart is not the host's: the caller prints it once per run."""
     lines = [f"host {settings.host} ({settings.user}@{settings.host}:{settings.port})"]
     lines.append(
         f"  inventory read in {took:.1f} s; ESXI_DEADLINE={settings.deadline} s counts from "
@@ -108,5 +133,4 @@ def render_check(
         )
     lines.append("  would run on the host, detached (dry run; not run):")
     lines += [f"    | {line}" for line in sequence_script(plan).splitlines()]
-    lines.append(f"  local: would run: {restart} (dry run; not run)")
     return "\n".join(lines)

@@ -7,10 +7,9 @@ A step that fails is recorded and the next one still runs: the battery decides, 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
-from esxi_suspend import esxi, local
+from esxi_suspend import clock, esxi, local
 from esxi_suspend.config import Settings
 from esxi_suspend.errors import (
     ExitCode,
@@ -20,7 +19,7 @@ from esxi_suspend.errors import (
     one_line,
 )
 from esxi_suspend.inventory import Inventory, Remote, read_inventory
-from esxi_suspend.report import describe_plan, render_check
+from esxi_suspend.report import describe_plan, printable, render_check
 from esxi_suspend.sequence import Reconnect, run_sequence
 from esxi_suspend.strategy import ShutdownPlan, find_self_vm, make_plan
 
@@ -74,7 +73,7 @@ def shutdown_host(
         plain_shutdown(remote, settings, result, reconnect)
         return
     self_vm, why = find_self_vm(inventory, settings, local.smbios_uuid())
-    plan = make_plan(inventory, settings, self_vm, time.monotonic() - settings.called_at)
+    plan = make_plan(inventory, settings, self_vm, clock.now() - settings.called_at)
     result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings))
     for line in describe_plan(inventory, plan, why):
         log.info("host %s: plan: %s", remote.name, line)
@@ -146,18 +145,21 @@ def power_off(remote: Remote, timeout: int, result: HostResult) -> None:
         )
 
 
-def check_host(remote: Remote, settings: Settings, result: HostResult, restart: str) -> None:
+def check_host(remote: Remote, settings: Settings, result: HostResult) -> None:
     """Dry run: read the host, make the plan, put the report in the result; change nothing."""
-    started = time.monotonic()
+    started = clock.now()
     try:
         inventory = read_inventory(remote, settings.command_timeout)
     except RemoteCommandFailed as exc:
         result.add("inventory", exc.exit_code, one_line(exc))
         return
-    took = time.monotonic() - started
+    took = clock.now() - started
     self_vm, why = find_self_vm(inventory, settings, local.smbios_uuid())
-    plan = make_plan(inventory, settings, self_vm, time.monotonic() - settings.called_at)
+    plan = make_plan(inventory, settings, self_vm, clock.now() - settings.called_at)
     result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings, took))
+    if settings.self_vm and self_vm is None:
+        # The real run would stop this machine with the other VMs, not last: not ready.
+        result.add("self VM", ExitCode.CONFIG, printable(why))
     if inventory.poweroff_path:
         result.add("poweroff present", ExitCode.OK, f"found {inventory.poweroff_path}")
     else:
@@ -174,4 +176,4 @@ def check_host(remote: Remote, settings: Settings, result: HostResult, restart: 
             plan.deadline,
             settings.deadline,
         )
-    result.report = render_check(inventory, plan, settings, why, restart, took)
+    result.report = render_check(inventory, plan, settings, why, took)

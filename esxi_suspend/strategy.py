@@ -167,18 +167,69 @@ def autostop_stops_cleanly(info: VmInfo, inventory: Inventory) -> bool:
 def find_self_vm(
     inventory: Inventory, settings: Settings, smbios_uuid: str | None
 ) -> tuple[int | None, str]:
-    """This machine's own VM on the host, if it is one: by ESXI_SELF_VM, else by BIOS UUID."""
+    """This machine's own VM on the host, if it is one: by ESXI_SELF_VM, else by BIOS UUID.
+
+    Returns the VM id (or None) and one line saying how it was found, or why not and what to
+    do: ESXI_SELF_VM naming no VM here is a mistake `check` fails on (see `self_vm_missing`).
+    """
     if settings.self_vm:
         wanted = settings.self_vm
         for info in inventory.vms:
             if str(info.vmid) == wanted or info.vm.name == wanted:
                 return info.vmid, f"ESXI_SELF_VM={wanted}"
-        return None, f"ESXI_SELF_VM={wanted} is not a VM on this host"
+        return None, self_vm_missing(inventory, wanted)
     if smbios_uuid:
         for info in inventory.vms:
             if info.bios_uuid and esxi.uuid_matches(smbios_uuid, info.bios_uuid):
                 return info.vmid, "this machine's SMBIOS UUID"
-    return None, ""
+        how = f"no VM here has this machine's SMBIOS UUID {smbios_uuid}"
+    else:
+        how = "SMBIOS UUID unreadable: not a VMware VM, or not root"
+    return None, (
+        f"this machine's own VM: not found (ESXI_SELF_VM unset; {how}): so it is not stopped "
+        "last by us; if this machine is a VM on this host, set ESXI_SELF_VM to its id or name"
+    )
+
+
+# How many VMs a message lists by id before it only counts the rest.
+_LISTED_VMS = 20
+
+
+def self_vm_missing(inventory: Inventory, wanted: str) -> str:
+    """ESXI_SELF_VM names no VM on this host: which value, the VMs there are, the fix."""
+    listed = [f"{info.vmid} {info.vm.name}" for info in inventory.vms[:_LISTED_VMS]]
+    more = len(inventory.vms) - len(listed)
+    vms = ", ".join(listed) + (f" and {more} more" if more > 0 else "") if listed else "none"
+    return (
+        f"ESXI_SELF_VM={wanted} names no VM on this host (its VMs by id: {vms}): set "
+        "ESXI_SELF_VM to this machine's VM id or name as listed, or remove it to find this "
+        "machine by its SMBIOS UUID"
+    )
+
+
+def autostop_action(info: VmInfo, inventory: Inventory) -> Action | None:
+    """What ESXi's autostop does to this VM in its turn, or None when it leaves it running:
+    outside the sequence, stop action `none` (or unknown), guest shutdown without Tools."""
+    if info.autostart is None:
+        return None
+    action = _ESXI_ACTIONS.get(esxi.effective_stop(info.autostart, inventory.defaults)[0].lower())
+    if action is Action.SHUTDOWN and info.tools_running is False:
+        return None
+    return action
+
+
+def self_vm_by_autostop(plan: ShutdownPlan, inventory: Inventory) -> Action | None:
+    """This machine's VM is stopped by autostop in its turn, not last: how; else None.
+
+    The case of ESXI_STRATEGY=autostop with our VM in the autostart sequence and autostop run
+    (other VMs are left for it). Without an action of autostop's, our VM is suspended last.
+    """
+    if plan.self_vm is None or not any(phase.autostop for phase in plan.phases):
+        return None
+    info = inventory.by_id().get(plan.self_vm)
+    if info is None or not info.running:
+        return None
+    return autostop_action(info, inventory)
 
 
 def _resolve_groups(
@@ -227,15 +278,18 @@ def make_plan(
         if rest:  # autostop has nothing to do when no other VM runs
             sequential = sum(_stop_delay(info, inventory) for info in rest)
             phases.append(Phase("autostop", (), sequential, sequential, autostop=True))
-        if (
-            rest
-            and self_vm is not None
-            and any(info.vmid == self_vm and info.autostart is not None for info in inventory.vms)
-        ):
+        own_vm = inventory.by_id().get(self_vm) if self_vm is not None else None
+        taken = autostop_action(own_vm, inventory) if own_vm is not None and rest else None
+        if own_vm is not None and own_vm.running and taken is not None:
+            how = {
+                Action.SHUTDOWN: "shuts it down",
+                Action.SUSPEND: "suspends it",
+                Action.POWEROFF: "powers it off hard",
+            }[taken]
             notes.append(
-                f"this machine's VM {self_vm} is in the autostart sequence: autostop will stop "
-                "it in its turn (the host finishes without us); ESXI_STRATEGY=parallel keeps "
-                "it for last"
+                f"this machine's VM {self_vm} is in the autostart sequence: autostop {how} in "
+                "its turn, not last (the host sequence finishes without us); "
+                "ESXI_STRATEGY=parallel, or taking it out of the sequence, keeps it for last"
             )
     else:
         groups = _resolve_groups(settings, running, notes)

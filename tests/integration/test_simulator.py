@@ -49,7 +49,7 @@ def test_dry_run_plan_reads_the_simulator(
     settings = sim_settings(host, keys, tmp_path)
     result = HostResult(settings.host)
     with RemoteHost(settings) as remote:
-        check_host(remote, settings, result, "/bin/true")
+        check_host(remote, settings, result)
     assert result.exit_code == ExitCode.OK, result.summary()
     assert "found /sbin/poweroff" in [step.detail for step in result.steps]
     for name in ("nut-client", "Web Server (prod)", "db-01 [primary]", "Café test VM"):

@@ -699,7 +699,7 @@ def test_check_lists_every_name_whole() -> None:
     defaults = esxi.AutostartDefaults(stop_delay=120, stop_action="PowerOff", enabled=True)
     inventory = Inventory(infos, defaults, "/bin/poweroff", has_nohup=True)
     plan = make_plan(inventory, SETTINGS, self_vm=None)
-    report = render_check(inventory, plan, SETTINGS, "", "/bin/true", 0.3).splitlines()
+    report = render_check(inventory, plan, SETTINGS, "", 0.3).splitlines()
     header = next(line for line in report if line.split()[:1] == ["id"])
     assert header.split()[-2:] == ["plan", "name"]
     for vm in vms:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Union
 
 import pytest
 from test_esxi import DEFAULTS, GETALLVMS, SEQUENCE
 
-from esxi_suspend import esxi
+from esxi_suspend import esxi, local
 from esxi_suspend.config import RestartSettings, Settings
 from esxi_suspend.errors import ExitCode, RemoteTimeout, SessionDropped
 from esxi_suspend.inventory import Remote, inventory_command
@@ -166,7 +167,7 @@ def inventory_output(getallvms: str, states: dict[int, str], status: int = 0) ->
 def test_check_names_each_vm_and_its_fate() -> None:
     remote = inventory_remote(states={15: "Powered off"})
     result = HostResult("esxi1")
-    check_host(remote, SETTINGS, result, "/bin/true")
+    check_host(remote, SETTINGS, result)
     assert result.exit_code == ExitCode.OK, result.steps
     text = result.report
     assert "Web Server (prod)" in text
@@ -193,7 +194,7 @@ def test_check_with_hostile_names_runs_only_integer_commands() -> None:
     ]
     remote = inventory_remote("\n".join(lines))
     result = HostResult("esxi1")
-    check_host(remote, SETTINGS, result, "/bin/true")
+    check_host(remote, SETTINGS, result)
     (command,) = remote.ran  # one command, no host text in it: constants and our token
     assert inventory_token(command) is not None
     assert "inventory: 2 VM(s)" in "; ".join(f"{s.name}: {s.detail}" for s in result.steps)
@@ -206,7 +207,7 @@ def test_check_reports_unparseable_output() -> None:
         {INVENTORY: ok(INVENTORY, inventory_output(GETALLVMS, {}).replace(GETALLVMS, "garbage"))}
     )
     result = HostResult("esxi1")
-    check_host(remote, SETTINGS, result, "/bin/true")
+    check_host(remote, SETTINGS, result)
     assert result.exit_code == ExitCode.REMOTE_COMMAND
     assert "unexpected output" in result.steps[-1].detail
 
@@ -215,7 +216,7 @@ def test_inventory_says_which_command_failed_and_why() -> None:
     missing = "@@TOKEN status 127\n@@TOKEN vms\nsh: vim-cmd: not found\n"
     remote = FakeRemote({INVENTORY: ok(INVENTORY, missing)})
     result = HostResult("esxi1")
-    check_host(remote, SETTINGS, result, "/bin/true")
+    check_host(remote, SETTINGS, result)
     assert result.exit_code == ExitCode.REMOTE_COMMAND
     assert result.steps[-1].detail == (
         "host esxi1: `vim-cmd vmsvc/getallvms` exited 127 (sh: vim-cmd: not found)"
@@ -226,6 +227,64 @@ def test_a_host_with_only_skipped_vms_has_none() -> None:
     listing = "Skipping invalid VM '3'\r\nSkipping invalid VM '17'\r\n"
     remote = FakeRemote({INVENTORY: ok(INVENTORY, inventory_output(listing, {}))})
     result = HostResult("esxi1")
-    check_host(remote, SETTINGS, result, "/bin/true")
+    check_host(remote, SETTINGS, result)
     assert result.exit_code == ExitCode.OK, result.steps
     assert result.steps[0].detail.startswith("0 VM(s), 0 running; read in ")
+
+
+def steps_text(result: HostResult) -> str:
+    return "; ".join(f"{s.name}: {s.detail}" for s in result.steps)
+
+
+@pytest.fixture
+def no_smbios(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine is not a VMware VM: its own VM is never found by UUID."""
+    monkeypatch.setattr(local, "smbios_uuid", lambda: None)
+
+
+@pytest.mark.usefixtures("no_smbios")
+def test_check_fails_when_esxi_self_vm_names_no_vm() -> None:
+    result = HostResult("esxi1")
+    check_host(inventory_remote(), replace(SETTINGS, self_vm="nut-clinet"), result)
+    assert result.exit_code == ExitCode.CONFIG, result.steps
+    (failed,) = [step for step in result.steps if not step.ok]
+    assert failed.name == "self VM"
+    assert failed.detail.startswith("ESXI_SELF_VM=nut-clinet names no VM on this host")
+    assert "its VMs by id: 1 nut-client, 12 Web Server (prod), 15 win2019" in failed.detail
+    assert "set ESXI_SELF_VM to this machine's VM id or name as listed, or remove it" in (
+        failed.detail
+    )
+    assert "ESXI_SELF_VM=nut-clinet names no VM" in result.report
+
+
+@pytest.mark.usefixtures("no_smbios")
+@pytest.mark.parametrize("wanted", ["nut-client", "1"])
+def test_check_finds_esxi_self_vm_by_name_or_id(wanted: str) -> None:
+    result = HostResult("esxi1")
+    check_host(inventory_remote(), replace(SETTINGS, self_vm=wanted), result)
+    assert result.exit_code == ExitCode.OK, result.steps
+    assert "self VM" not in steps_text(result)
+    assert f"this machine is VM 1 (ESXI_SELF_VM={wanted}): it goes last, by suspend" in (
+        result.report
+    )
+    assert "this machine: suspended last, just before host poweroff" in result.report
+
+
+@pytest.mark.usefixtures("no_smbios")
+def test_check_says_once_when_this_machine_is_not_found() -> None:
+    result = HostResult("esxi1")
+    check_host(inventory_remote(), SETTINGS, result)
+    assert result.exit_code == ExitCode.OK, result.steps  # a separate machine is allowed
+    found = [line for line in result.report.splitlines() if "this machine" in line]
+    assert found == [
+        "  this machine's own VM: not found (ESXI_SELF_VM unset; SMBIOS UUID unreadable: not a "
+        "VMware VM, or not root): so it is not stopped last by us; if this machine is a VM on "
+        "this host, set ESXI_SELF_VM to its id or name"
+    ]
+
+
+def test_check_prints_no_local_restart_line() -> None:
+    """The local restart is the same for every host: the caller prints it once per run."""
+    result = HostResult("esxi1")
+    check_host(inventory_remote(), SETTINGS, result)
+    assert "local:" not in result.report and "/bin/true" not in result.report

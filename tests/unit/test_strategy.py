@@ -10,6 +10,7 @@ from test_shutdown import SETTINGS
 from esxi_suspend import esxi
 from esxi_suspend.hostscript import sequence_script
 from esxi_suspend.inventory import Inventory, VmInfo
+from esxi_suspend.report import describe_plan, vm_fate
 from esxi_suspend.strategy import MIN_SEQUENCE_SECONDS, Action, find_self_vm, make_plan
 
 DEFAULTS = esxi.AutostartDefaults(stop_delay=120, stop_action="PowerOff", enabled=True)
@@ -161,3 +162,104 @@ def test_find_self_vm(wanted: str | None, smbios: str | None, expected: int | No
     )
     found, _why = find_self_vm(fleet, replace(SETTINGS, self_vm=wanted), smbios)
     assert found == expected
+
+
+def test_esxi_self_vm_naming_no_vm_says_which_vms_there_are() -> None:
+    found, why = find_self_vm(FLEET, replace(SETTINGS, self_vm="nut"), None)
+    assert found is None
+    assert why == (
+        "ESXI_SELF_VM=nut names no VM on this host (its VMs by id: 1 nut-client, 2 web, 3 db, "
+        "4 legacy no tools, 5 lab with tools, 6 off): set ESXI_SELF_VM to this machine's VM id "
+        "or name as listed, or remove it to find this machine by its SMBIOS UUID"
+    )
+    many = inventory(*[vm(n, f"vm{n}") for n in range(1, 31)])
+    _found, why = find_self_vm(many, replace(SETTINGS, self_vm="nut"), None)
+    assert "19 vm19, 20 vm20 and 10 more)" in why
+
+
+@pytest.mark.parametrize(
+    ("smbios", "how"),
+    [
+        (None, "SMBIOS UUID unreadable: not a VMware VM, or not root"),
+        ("11111111-2222-3333-4444-555555555555", "no VM here has this machine's SMBIOS UUID"),
+    ],
+)
+def test_this_machine_not_found_says_what_it_means(smbios: str | None, how: str) -> None:
+    found, why = find_self_vm(FLEET, SETTINGS, smbios)
+    assert found is None
+    assert why.startswith(f"this machine's own VM: not found (ESXI_SELF_VM unset; {how}")
+    assert why.endswith(
+        "so it is not stopped last by us; if this machine is a VM on this host, set "
+        "ESXI_SELF_VM to its id or name"
+    )
+
+
+def story(fleet: Inventory, strategy: str, self_vm: int) -> str:
+    """Everything the plan says about this machine's VM: the note, log lines, check's fate."""
+    plan = make_plan(fleet, replace(SETTINGS, strategy=strategy, deadline=900), self_vm)
+    info = fleet.by_id()[self_vm]
+    lines = [*describe_plan(fleet, plan, "ESXI_SELF_VM=x"), vm_fate(info, plan, fleet)]
+    return "\n".join(line for line in lines if "this machine" in line)
+
+
+@pytest.mark.parametrize(
+    ("fleet", "strategy", "expected"),
+    [
+        # In the sequence and autostop runs: autostop takes it in its turn, nothing says "last".
+        (
+            FLEET,
+            "autostop",
+            "this machine is VM 1 (ESXI_SELF_VM=x): autostop stops it in its turn (suspend), "
+            "not last\n"
+            "VM 1 (nut-client): this machine: autostop: suspend (order 3) in its turn, not last\n"
+            "note: this machine's VM 1 is in the autostart sequence: autostop suspends it in "
+            "its turn, not last (the host sequence finishes without us); "
+            "ESXI_STRATEGY=parallel, or taking it out of the sequence, keeps it for last\n"
+            "this machine: autostop: suspend (order 3) in its turn, not last",
+        ),
+        # parallel: no autostop, ours goes last.
+        (
+            FLEET,
+            "parallel",
+            "this machine is VM 1 (ESXI_SELF_VM=x): it goes last, by suspend\n"
+            "VM 1 (nut-client): this machine: suspended last, just before host poweroff\n"
+            "this machine: suspended last, just before host poweroff",
+        ),
+        # Stop action none: autostop leaves it running, the final step suspends it last.
+        (
+            inventory(vm(1, "nut-client", order=2, stop="none"), vm(2, "web", order=1)),
+            "autostop",
+            "this machine is VM 1 (ESXI_SELF_VM=x): it goes last, by suspend\n"
+            "VM 1 (nut-client): this machine: suspended last, just before host poweroff\n"
+            "this machine: suspended last, just before host poweroff",
+        ),
+        # PowerOff in the sequence: said plainly, hard.
+        (
+            inventory(
+                vm(1, "nut-client", order=2, stop="PowerOff"),
+                vm(2, "web", order=1, stop="guestShutdown"),
+            ),
+            "autostop",
+            "this machine is VM 1 (ESXI_SELF_VM=x): autostop stops it in its turn (hard "
+            "power-off), not last\n"
+            "VM 1 (nut-client): this machine: autostop: hard power-off (order 2) in its turn, "
+            "not last\n"
+            "note: this machine's VM 1 is in the autostart sequence: autostop powers it off "
+            "hard in its turn, not last (the host sequence finishes without us); "
+            "ESXI_STRATEGY=parallel, or taking it out of the sequence, keeps it for last\n"
+            "this machine: autostop: hard power-off (order 2) in its turn, not last",
+        ),
+        # Autostop has nothing else to stop: it does not run, ours goes last.
+        (
+            inventory(vm(1, "nut-client", order=1, stop="suspend"), vm(2, "x", tools=False)),
+            "autostop",
+            "this machine is VM 1 (ESXI_SELF_VM=x): it goes last, by suspend\n"
+            "VM 1 (nut-client): this machine: suspended last, just before host poweroff\n"
+            "this machine: suspended last, just before host poweroff",
+        ),
+    ],
+)
+def test_this_machine_has_one_story(fleet: Inventory, strategy: str, expected: str) -> None:
+    said = story(fleet, strategy, 1)
+    assert said == expected
+    assert not ("suspended last" in said and "in its turn" in said)
