@@ -9,46 +9,66 @@ Usage: install.sh [--root DIR] [--python PATH] [--pip-args ARGS] [--reinstall]
        install.sh --uninstall [--purge] [--root DIR]
        install.sh --help
 
-Installs esxi-suspend, the SHUTDOWNCMD for NUT's upsmon, from the directory holding this
-script. Run it as root. Rerunning it is safe: what is already right is kept and reported.
+Installs esxi-suspend, the SHUTDOWNCMD for NUT's upsmon, from the directory
+holding this script. Run it as root. Rerunning it is safe: what is already
+right is kept and reported.
 
 What it changes:
-  /opt/esxi-suspend/                   a Python venv with esxi-suspend and its dependencies
-                                       (created once; the package is upgraded in place when
-                                       this source tree has changed since the last install)
-  /usr/local/sbin/esxi-suspend         symlink to /opt/esxi-suspend/bin/esxi-suspend
-  /etc/esxi-suspend/                   mode 0700
-  /etc/esxi-suspend/esxi-suspend.env   settings template, mode 0600; never overwritten
-  /etc/esxi-suspend/id_ed25519{,.pub}  SSH key for the ESXi host, made with ssh-keygen if
-                                       there is none; never overwritten
-  upsmon.conf (/etc/nut or /etc/ups)   only with --configure-upsmon: see below
-It then prints the next steps: esxi-suspend trust HOST, esxi-suspend enroll HOST, check.
+  /opt/esxi-suspend/
+      a Python venv with esxi-suspend and its dependencies (created once; the
+      package is upgraded in place when this source tree has changed since the
+      last install)
+  /usr/local/sbin/esxi-suspend
+      symlink to /opt/esxi-suspend/bin/esxi-suspend
+  /usr/local/share/man/man8/esxi-suspend.8
+      the man page (man esxi-suspend), replaced when this source tree's page
+      differs; then mandb, if there is one, refreshes man's index
+  /etc/esxi-suspend/
+      mode 0700
+  /etc/esxi-suspend/esxi-suspend.env
+      settings template, mode 0600; never overwritten
+  /etc/esxi-suspend/id_ed25519{,.pub}
+      SSH key for the ESXi host, made with ssh-keygen if there is none; never
+      overwritten
+  upsmon.conf (/etc/nut or /etc/ups)
+      only with --configure-upsmon: see below
+It then prints the next steps: esxi-suspend trust HOST, esxi-suspend enroll
+HOST, esxi-suspend check.
 
-NUT: when an upsmon.conf is found in /etc/nut or /etc/ups, the exact SHUTDOWNCMD line to
-use is printed. With --configure-upsmon it is written there: a copy of the file is kept first
-(upsmon.conf.esxi-suspend-YYYYmmdd-HHMMSS), an existing SHUTDOWNCMD is commented out (marked
-"#esxi-suspend-was: ") so there is never a second one, and FINALDELAY is left alone.
+NUT: when an upsmon.conf is found in /etc/nut or /etc/ups, the exact
+SHUTDOWNCMD line to use is printed. With --configure-upsmon it is written
+there: a copy of the file is kept first
+(upsmon.conf.esxi-suspend-YYYYmmdd-HHMMSS), an existing SHUTDOWNCMD is
+commented out (marked "#esxi-suspend-was: ") so there is never a second one,
+and FINALDELAY is left alone.
 
 Options:
-  --root DIR        prefix every path above with DIR (default: $DESTDIR, else none), e.g. to
-                    install into a temporary tree for a test. The venv, the symlink and the
-                    paths written into the env file all point inside DIR, so the tree works
-                    where it was made and cannot be moved. Root is not required with --root.
-  --python PATH     interpreter that builds the venv (default: python3; needs 3.9 or later)
+  --root DIR        prefix every path above with DIR (default: $DESTDIR, else
+                    none), e.g. to install into a temporary tree for a test.
+                    The venv, the symlink and the paths written into the env
+                    file all point inside DIR, so the tree works where it was
+                    made and cannot be moved. Root is not required with --root;
+                    mandb is not run.
+  --python PATH     interpreter that builds the venv (default: python3; needs
+                    3.9 or later)
   --pip-args ARGS   extra arguments for pip install, split on spaces
                     (e.g. --pip-args "--no-index --find-links /srv/wheels");
                     pip's own PIP_* environment variables work as well
   --reinstall       run pip install even if the source tree has not changed
-  --configure-upsmon  set SHUTDOWNCMD in the upsmon.conf found (see NUT above); restart
-                    upsmon yourself afterwards (Debian: systemctl restart nut-monitor)
-  --uninstall       remove the venv and the symlink, and the SHUTDOWNCMD --configure-upsmon
-                    wrote (restoring the line it replaced; a copy of the file is kept); keeps
+  --configure-upsmon
+                    set SHUTDOWNCMD in the upsmon.conf found (see NUT above);
+                    restart upsmon yourself afterwards (Debian: systemctl
+                    restart nut-monitor)
+  --uninstall       remove the venv, the symlink, the man page, and the
+                    SHUTDOWNCMD --configure-upsmon wrote (restoring the line
+                    it replaced; a copy of the file is kept); keeps
                     /etc/esxi-suspend (key, settings, known_hosts)
   --purge           with --uninstall: remove /etc/esxi-suspend too
   -h, --help        show this help and exit
 
-Needs: python3 with venv and ensurepip (Debian/Ubuntu: apt-get install python3-venv),
-ssh-keygen (apt-get install openssh-client), and pip access to PyPI or a wheel directory.
+Needs: python3 with venv and ensurepip (Debian/Ubuntu: apt-get install
+python3-venv), ssh-keygen (apt-get install openssh-client), and pip access to
+PyPI or a wheel directory.
 EOF
 }
 
@@ -161,6 +181,9 @@ src=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 venv=$root/opt/esxi-suspend
 command_link=$root/usr/local/sbin/esxi-suspend
 command_target=$venv/bin/esxi-suspend
+man_dir=$root/usr/local/share/man
+man_page=$man_dir/man8/esxi-suspend.8
+man_source=$src/esxi-suspend.8
 etc=$root/etc/esxi-suspend
 env_file=$etc/esxi-suspend.env
 key=$etc/id_ed25519
@@ -263,6 +286,38 @@ unconfigure_upsmon() {
     say "changed" "$conf" "took out the SHUTDOWNCMD install.sh set; restored the one it replaced, if any"
 }
 
+is_our_man_page() {
+    [[ -f $1 && ! -L $1 ]] && head -n 1 -- "$1" | grep -q '^\.TH ESXI-SUSPEND 8 '
+}
+
+update_man_index() {
+    # Optional: man finds the page without it. Never in a --root tree, never fatal.
+    if [[ -z $root ]] && command -v mandb >/dev/null 2>&1; then
+        mandb -q -- "$man_dir" >/dev/null 2>&1 || true
+    fi
+}
+
+install_man_page() {
+    if [[ ! -f $man_source ]]; then
+        say "left" "$man_page" "not installed: no esxi-suspend.8 in $src"
+        return
+    fi
+    if is_our_man_page "$man_page" && cmp -s -- "$man_source" "$man_page"; then
+        say "kept" "$man_page"
+        return
+    fi
+    if [[ -e $man_page || -L $man_page ]] && ! is_our_man_page "$man_page"; then
+        say "left" "$man_page" "not esxi-suspend's man page: move it away, then rerun"
+        return
+    fi
+    local verb=created
+    if [[ -e $man_page ]]; then verb=replaced; fi
+    mkdir -p -- "$(dirname -- "$man_page")"
+    install -m 0644 -- "$man_source" "$man_page"
+    say "$verb" "$man_page" "man esxi-suspend"
+    update_man_index
+}
+
 uninstall() {
     echo "Uninstalling esxi-suspend:"
     unconfigure_upsmon
@@ -273,6 +328,15 @@ uninstall() {
         say "left" "$command_link" "not our symlink: remove it yourself"
     else
         say "absent" "$command_link"
+    fi
+    if is_our_man_page "$man_page"; then
+        rm -f -- "$man_page"
+        say "removed" "$man_page"
+        update_man_index
+    elif [[ -e $man_page || -L $man_page ]]; then
+        say "left" "$man_page" "not esxi-suspend's man page: remove it yourself"
+    else
+        say "absent" "$man_page"
     fi
     if [[ -f $venv/pyvenv.cfg ]]; then
         rm -rf -- "$venv"
@@ -501,6 +565,7 @@ fi
 echo "Installing esxi-suspend from $src${root:+ into $root}:"
 install_venv
 install_command_link
+install_man_page
 install_etc
 echo "NUT upsmon.conf:"
 configure_upsmon

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
+import shutil
 import signal
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -20,12 +23,15 @@ from types import FrameType
 from esxi_suspend import __version__, clock, lock, logs, remote, setupcli
 from esxi_suspend.config import (
     DEFAULT_ENV_FILE,
+    DEFAULT_KNOWN_HOSTS,
     ENV_FILE_VARIABLE,
     RestartAwareConfigError,
     RestartSettings,
     Settings,
+    Validation,
     env_file_path,
     load_settings,
+    validate,
 )
 from esxi_suspend.errors import EsxiSuspendError, ExitCode, one_line
 from esxi_suspend.local import plan_restart, run_restart
@@ -51,6 +57,7 @@ EXIT_CODES_HELP = "\n".join(
 
 DESCRIPTION = """\
 Shut VMware ESXi hosts down cleanly over SSH when the UPS battery runs out.
+
 NUT's upsmon runs `esxi-suspend shutdown` as its SHUTDOWNCMD. On each host it reads the
 VMs, then starts a shutdown sequence on the host that drives itself, detached from our
 session: VMs stopped cleanly (guest shutdown, else suspend), by autostop or all at once
@@ -60,16 +67,180 @@ without changing anything."""
 
 EPILOG = f"""\
 files:
-  {DEFAULT_ENV_FILE}   settings (or --env-file, or ${ENV_FILE_VARIABLE})
-  /etc/esxi-suspend/known_hosts        the pinned host key (ESXI_KNOWN_HOSTS)
+  {DEFAULT_ENV_FILE}   settings (or --env-file, or ${ENV_FILE_VARIABLE}); each
+                                       one is described in `man esxi-suspend`
+  {DEFAULT_KNOWN_HOSTS}        the pinned host key (ESXI_KNOWN_HOSTS)
 
 exit codes (the worst outcome wins):
 {EXIT_CODES_HELP}
 """
 
+# Every setting of config.KNOWN_KEYS: (key, default, meaning), as README's Configuration table
+# says; the man page's SETTINGS section is made from it (tools/manpage.py), and a test checks
+# it names every key with config's defaults.
+SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
+    (
+        "ESXI_HOST",
+        "required",
+        "the ESXi host(s): `[user@]host[:port]`, several separated by commas "
+        "(`ESXIHOST` is accepted too)",
+    ),
+    ("ESXI_USER", "root", "login on the host (`ESXIUSER` is accepted too)"),
+    ("ESXI_PORT", "22", "SSH port"),
+    ("ESXI_KEY_FILE", "required", "absolute path of the private key (ed25519, ecdsa or rsa)"),
+    ("ESXI_KEY_PASSPHRASE", "none", "the key's passphrase, if it has one; never logged"),
+    (
+        "ESXI_KNOWN_HOSTS",
+        str(DEFAULT_KNOWN_HOSTS),
+        "the pinned host key, OpenSSH format (`[host]:port` when the port is not 22)",
+    ),
+    (
+        "ESXI_CONNECT_TIMEOUT",
+        "10",
+        "seconds for name lookup, TCP connect, SSH handshake and login, each",
+    ),
+    ("ESXI_COMMAND_TIMEOUT", "300", "seconds any one remote command of ours may take"),
+    (
+        "ESXI_STRATEGY",
+        "autostop",
+        "`autostop`: ESXi's autostop, after our own clean stop of every VM it would hard power "
+        "off; `parallel`: every VM at once",
+    ),
+    (
+        "ESXI_DEADLINE",
+        "240",
+        "seconds from upsmon's call (our start-up and the inventory included) to the host "
+        "poweroff: the host sequence gets what is left, budgets are cut to fit, what still "
+        "runs near the end is suspended, and a watchdog on the host powers it off at the "
+        "deadline",
+    ),
+    (
+        "ESXI_VM_ORDER",
+        "none",
+        "`parallel` only: groups stopped one after another, e.g. `web1,web2; db1; nas` "
+        "(names or ids; unlisted VMs stop with the first group)",
+    ),
+    (
+        "ESXI_STOP_ACTIONS",
+        "shutdown,suspend,poweroff",
+        "order of preference for a VM's own stop: guest shutdown (only with VMware Tools "
+        "running), suspend; `poweroff` only when neither is allowed",
+    ),
+    (
+        "ESXI_STRAGGLER_ACTION",
+        "suspend",
+        "what VMs still running at the end get: `suspend`, or `poweroff` (left to the host's "
+        "poweroff)",
+    ),
+    (
+        "ESXI_SELF_VM",
+        "auto",
+        "this machine's VM on the host (name or id), stopped last, by suspend; found by its "
+        "SMBIOS UUID when this is a VMware VM",
+    ),
+    (
+        "ESXI_POLL_INTERVAL",
+        "2",
+        "seconds between two looks at the host while we follow its sequence",
+    ),
+    (
+        "UPS_SERVICE",
+        "auto",
+        "local NUT monitor to restart: `auto` (with systemd, nut-monitor.service else "
+        "nut-client.service, restarted with `systemctl --no-block`; without systemd, "
+        "`service nut-client restart` or `service ups restart`), a service name, or `none`",
+    ),
+    (
+        "UPS_RESTART_COMMAND",
+        "none",
+        "a full command line run instead of the service restart (split into words, no shell)",
+    ),
+)
+
+HELP_WIDTH = 80  # --help is never wider, whatever the terminal
+_MIN_TEXT = 30  # a table row's text column needs this much room, else it goes under its term
+_TABLE_ROW = re.compile(r"( +)(\S+(?: \S+)*) {2,}(\S.*)")
+
+
+def _wrap(text: str, width: int, first: str = "", hang: str = "") -> list[str]:
+    return textwrap.wrap(
+        text,
+        width,
+        initial_indent=first,
+        subsequent_indent=hang,
+        break_on_hyphens=False,  # /etc/esxi-suspend/... stays whole
+        break_long_words=False,
+    )
+
+
+def reflow(text: str, width: int) -> list[str]:
+    """Refill `text` to `width`, keeping its shape; only spaces ever break a line.
+
+    The shapes: paragraphs at the margin; a `heading:` line at the margin followed by indented
+    lines; indented paragraphs; and table rows, `  TERM  text` (two spaces or more after TERM),
+    whose text goes on in lines indented to its first word.
+    """
+    lines = text.splitlines()
+    out: list[str] = []
+    first = hang = ""  # the open block: its first line's prefix, the others' indent
+    column = -1  # how far the open block's source lines are indented
+    words: list[str] = []
+
+    def close() -> None:
+        out.extend(_wrap(" ".join(words), width, first, hang))
+        words.clear()
+
+    for number, line in enumerate(lines):
+        line = line.rstrip()
+        lead = len(line) - len(line.lstrip(" "))
+        following = lines[number + 1] if number + 1 < len(lines) else ""
+        if not line:
+            close()
+            out.append("")
+        elif lead == 0 and line.endswith(":") and following.startswith(" "):
+            close()
+            out.append(line)
+        elif words and lead == column:
+            words.extend(line.split())
+        else:
+            close()
+            row = _TABLE_ROW.fullmatch(line) if lead else None
+            if row is None:
+                first = hang = " " * lead
+                column = lead
+                words.extend(line.split())
+                continue
+            column = row.start(3)
+            first, hang = line[:column], " " * column
+            if width - column < _MIN_TEXT:  # too narrow: the text goes under its term
+                out.append(first.rstrip())
+                first = hang = " " * (lead + 4)
+            words.extend(row[3].split())
+    close()
+    return out
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """`--help` at the terminal's width but never wider than HELP_WIDTH; words stay whole.
+
+    argparse's own formatter breaks words at hyphens (a path across two lines) and the raw one
+    never wraps: this one reflows descriptions and epilogs (see `reflow`) and wraps argument
+    help at spaces only.
+    """
+
+    def __init__(self, prog: str) -> None:
+        columns = min(shutil.get_terminal_size().columns, HELP_WIDTH)
+        super().__init__(prog, width=columns - 2)  # argparse's own right margin
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(indent + line if line else "" for line in reflow(text, width))
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return _wrap(" ".join(text.split()), width)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    formatter = argparse.RawDescriptionHelpFormatter
+    formatter = HelpFormatter
     parser = argparse.ArgumentParser(
         prog="esxi-suspend", description=DESCRIPTION, epilog=EPILOG, formatter_class=formatter
     )
@@ -139,7 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--time-scale", type=float, default=0.01, help="real seconds per simulated second"
     )
+    demo.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="also show each command sent to the host (the exec: lines)",
+    )
     setupcli.add_parsers(commands, env_help)  # trust, enroll: setting up, never for upsmon
+    for sub in commands.choices.values():  # setupcli's too: every --help wraps the same way
+        sub.formatter_class = formatter
     return parser
 
 
@@ -152,7 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":  # the simulator is imported only here, never by `shutdown`
         from esxi_suspend import demo
 
-        return demo.run(args.fleet, args.dry_run, args.time_scale, args.strategy)
+        return demo.run(
+            args.fleet, args.dry_run, args.time_scale, args.strategy, verbose=args.verbose > 0
+        )
     logs.setup(args.verbose)
     try:
         if args.command in setupcli.COMMANDS:
@@ -225,15 +407,23 @@ def _run(
     codes: list[ExitCode] = []
     restart_settings = RestartSettings()
     settings: Settings | None = None
-    try:
-        settings = load_settings(path)
-        if called_at is not None:
-            settings = replace(settings, called_at=called_at)
-        restart_settings = settings.restart
-    except RestartAwareConfigError as exc:
-        _log_error(exc)
-        codes.append(exc.exit_code)
-        restart_settings = exc.restart
+    validation: Validation | None = None
+    if dry_run:  # check is strict: any problem means not ready, no host contacted
+        try:
+            settings = load_settings(path)
+            restart_settings = settings.restart
+        except RestartAwareConfigError as exc:
+            _log_error(exc)
+            codes.append(exc.exit_code)
+            restart_settings = exc.restart
+    else:  # shutdown fails safe: only what makes a host unreachable stops that host
+        validation = validate(path)
+        settings, restart_settings = validation.settings, validation.restart
+        if validation.problems:
+            _log_problems(validation)
+            codes.append(ExitCode.CONFIG)
+    if settings is not None and called_at is not None:
+        settings = replace(settings, called_at=called_at)
 
     results: list[HostResult] = []
     if settings is not None and not dry_run:
@@ -255,8 +445,17 @@ def _run(
 
     restart_code, restart_text = restart_local(restart_settings, dry_run)
     codes.append(restart_code)
+    if dry_run:  # once per run, after every host's report
+        print(f"local: {restart_text}")
     worst = max(codes)
-    hosts_text = "; ".join(r.summary() for r in results) or "no host contacted (configuration)"
+    hosts = [r.summary() for r in results]
+    if validation is not None:
+        hosts += [
+            f"ESXI_HOST entry {e!r}: not contacted (configuration)" for e in validation.skipped
+        ]
+        if validation.problems and settings is not None:
+            hosts.append(f"configuration: {len(validation.problems)} problem(s), see above")
+    hosts_text = "; ".join(hosts) or "no host contacted (configuration)"
     log.info(
         "summary: %s; local restart: %s; exit %d (%s)",
         hosts_text,
@@ -363,7 +562,7 @@ def _run_host(settings: Settings, dry_run: bool, result: HostResult) -> None:
     result.add("connect", ExitCode.OK, f"host key {session.host_key} matches; key accepted")
     try:
         if dry_run:
-            check_host(session, settings, result, _describe_restart(settings.restart))
+            check_host(session, settings, result)
         else:
             shutdown_host(session, settings, result, lambda: _reconnect(settings))
     finally:
@@ -378,13 +577,6 @@ def _reconnect(settings: Settings) -> RemoteHost | None:
         log.error("host %s: reconnect failed: %s", settings.host, one_line(exc))
         return None
     return remote
-
-
-def _describe_restart(settings: RestartSettings) -> str:
-    try:
-        return plan_restart(settings).describe()
-    except EsxiSuspendError as exc:
-        return f"nothing: {exc}"
 
 
 def restart_local(settings: RestartSettings, dry_run: bool) -> tuple[ExitCode, str]:
@@ -402,6 +594,25 @@ def restart_local(settings: RestartSettings, dry_run: bool) -> tuple[ExitCode, s
         return exc.exit_code, "FAILED"
     log.info("local: NUT monitor restart done: %s", text)
     return ExitCode.OK, f"ok ({text})"
+
+
+def _log_problems(validation: Validation) -> None:
+    """Each problem on its own ERROR line: what is wrong, the fix, and what this run does."""
+    usable = validation.settings is not None
+    outcome = "the shutdown goes on, as said for each" if usable else "no host can be contacted"
+    log.error(
+        "configuration %s has %d problem(s); %s; exit %d (CONFIG) at the end; fix them, then "
+        "run: esxi-suspend check",
+        validation.source,
+        len(validation.problems),
+        outcome,
+        ExitCode.CONFIG,
+    )
+    for problem in validation.problems:
+        if usable or problem.fatal:
+            log.error("  - %s; %s", problem.text, problem.instead)
+        else:
+            log.error("  - %s", problem.text)
 
 
 def _log_error(exc: BaseException, prefix: str = "") -> None:

@@ -9,6 +9,7 @@ touched.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 
 SOURCE = Path(__file__).resolve().parents[2]
 INSTALL_SH = SOURCE / "install.sh"
+MAN_SOURCE = SOURCE / "esxi-suspend.8"
 INSTALL_TIMEOUT = 600  # pip may fetch fabric and its dependencies from PyPI
 QUICK_TIMEOUT = 60
 
@@ -40,6 +42,14 @@ class Tree:
     @property
     def command(self) -> Path:
         return self.root / "usr/local/sbin/esxi-suspend"
+
+    @property
+    def man_dir(self) -> Path:
+        return self.root / "usr/local/share/man"
+
+    @property
+    def man_page(self) -> Path:
+        return self.man_dir / "man8/esxi-suspend.8"
 
     @property
     def etc(self) -> Path:
@@ -85,7 +95,13 @@ def mode(path: Path) -> int:
 def snapshot(tree: Tree) -> dict[str, bytes]:
     return {
         str(path): path.read_bytes()
-        for path in (tree.env_file, tree.key, tree.public_key, tree.venv / "pyvenv.cfg")
+        for path in (
+            tree.env_file,
+            tree.key,
+            tree.public_key,
+            tree.venv / "pyvenv.cfg",
+            tree.man_page,
+        )
     }
 
 
@@ -99,8 +115,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Tree, str]:
 def test_help_exits_zero_and_names_what_it_changes() -> None:
     result = run_install("--help", timeout=QUICK_TIMEOUT)
     assert result.returncode == 0, result.stderr
-    for text in ("/opt/esxi-suspend", "/usr/local/sbin/esxi-suspend", "--root", "--uninstall"):
+    for text in (
+        "/opt/esxi-suspend",
+        "/usr/local/sbin/esxi-suspend",
+        "/usr/local/share/man/man8/esxi-suspend.8",
+        "--root",
+        "--uninstall",
+    ):
         assert text in result.stdout
+    assert [line for line in result.stdout.splitlines() if len(line) > 80] == []
 
 
 def test_unknown_option_fails_with_usage() -> None:
@@ -121,6 +144,50 @@ def test_tree_has_venv_command_and_private_etc(installed: tuple[Tree, str]) -> N
     assert mode(tree.key) == 0o600
     assert tree.public_key.read_text().startswith("ssh-ed25519 ")
     assert " esxi-suspend@" in tree.public_key.read_text()
+
+
+def render_man_page(tree: Tree) -> str | None:
+    """The installed page as man shows it (found by name, as `man esxi-suspend` finds it), or
+    groff's or mandoc's rendering of the file; None when none of them is installed."""
+    env = {**os.environ, "MANWIDTH": "80", "MANPAGER": "cat", "PAGER": "cat", "LC_ALL": "C.UTF-8"}
+    env.pop("MAN_KEEP_FORMATTING", None)
+    page = str(tree.man_page)
+    for command in (
+        ["man", "-M", str(tree.man_dir), "8", "esxi-suspend"],
+        ["groff", "-man", "-Tutf8", "-P-cbou", "-rLL=80n", page],
+        ["mandoc", "-Tutf8", "-Owidth=80", page],
+    ):
+        if shutil.which(command[0]):
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                timeout=QUICK_TIMEOUT,
+                check=False,
+            )
+            assert done.returncode == 0, f"{command}: {done.stderr}"
+            return done.stdout
+    return None
+
+
+def test_man_page_is_installed_and_renders(installed: tuple[Tree, str]) -> None:
+    tree, output = installed
+    assert tree.man_page.read_bytes() == MAN_SOURCE.read_bytes()
+    assert mode(tree.man_page) == 0o644
+    assert f"created   {tree.man_page} (man esxi-suspend)" in output
+    shown = render_man_page(tree)
+    if shown is None:  # no man, groff or mandoc here: the file at least is a man page
+        assert tree.man_page.read_text().startswith(".TH ESXI-SUSPEND 8 ")
+        return
+    lines = shown.splitlines()
+    assert lines[0].startswith("ESXI-SUSPEND(8)"), lines[:3]
+    for heading in ("SYNOPSIS", "DESCRIPTION", "COMMANDS", "SETTINGS", "EXAMPLES"):
+        assert heading in lines, heading
+    assert "ESXI_DEADLINE (default: 240)" in shown
+    assert "--env-file" in shown  # a plain minus: options can be pasted from the page
+    assert [line for line in lines if len(line) > 80] == []
 
 
 def test_key_is_ed25519_without_passphrase(installed: tuple[Tree, str]) -> None:
@@ -211,6 +278,7 @@ def test_rerun_changes_nothing_and_says_so(installed: tuple[Tree, str]) -> None:
     assert Path(os.readlink(tree.command)) == tree.venv_command
     assert f"kept      {tree.env_file} (never overwritten)" in result.stdout
     assert f"kept      {tree.key}\n" in result.stdout
+    assert f"kept      {tree.man_page}\n" in result.stdout
     assert "pip install" not in result.stdout  # source unchanged: no reinstall
     assert "Nothing changed: everything was already in place." in result.stdout
 
@@ -222,8 +290,11 @@ def test_edits_survive_rerun_and_uninstall_keeps_etc(tmp_path: Path) -> None:
     tree.env_file.write_text(edited)
     tree.env_file.chmod(0o644)
     key = tree.key.read_bytes()
+    tree.man_page.write_text('.TH ESXI-SUSPEND 8 "" "esxi-suspend 0.0.1"\n')  # an older page
 
     rerun = install(tree.root)
+    assert tree.man_page.read_bytes() == MAN_SOURCE.read_bytes()
+    assert f"replaced  {tree.man_page} (man esxi-suspend)" in rerun.stdout
     assert tree.env_file.read_text() == edited
     assert mode(tree.env_file) == 0o600
     assert f"fixed     {tree.env_file} (mode 644 -> 600)" in rerun.stdout
@@ -233,6 +304,8 @@ def test_edits_survive_rerun_and_uninstall_keeps_etc(tmp_path: Path) -> None:
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert not tree.venv.exists()
     assert not tree.command.is_symlink()
+    assert not tree.man_page.exists()
+    assert f"removed   {tree.man_page}" in removed.stdout
     assert tree.env_file.read_text() == edited
     assert tree.key.read_bytes() == key
     assert f"kept      {tree.etc}" in removed.stdout
@@ -240,6 +313,17 @@ def test_edits_survive_rerun_and_uninstall_keeps_etc(tmp_path: Path) -> None:
     again = run_install("--root", str(tree.root), "--uninstall", timeout=QUICK_TIMEOUT)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"absent    {tree.venv}" in again.stdout
+    assert f"absent    {tree.man_page}" in again.stdout
+
+
+def test_uninstall_leaves_a_man_page_that_is_not_ours(tmp_path: Path) -> None:
+    tree = Tree(tmp_path)
+    tree.man_page.parent.mkdir(parents=True)
+    tree.man_page.write_text(".TH OTHER 8\n")
+    result = run_install("--root", str(tree.root), "--uninstall", timeout=QUICK_TIMEOUT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert tree.man_page.read_text() == ".TH OTHER 8\n"
+    assert f"left      {tree.man_page} (not esxi-suspend's man page" in result.stdout
 
 
 UPSMON_CONF = """\

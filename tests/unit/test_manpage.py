@@ -3,30 +3,93 @@
 from __future__ import annotations
 
 import importlib.util
+import re
+import shlex
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+from esxi_suspend.cli import SETTINGS_HELP, build_parser
+from esxi_suspend.config import KNOWN_KEYS, REQUIRED_KEYS
+
 ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "esxi-suspend.8"
 
 
-def generated() -> str:
+def manpage_tool() -> ModuleType:
     spec = importlib.util.spec_from_file_location("manpage", ROOT / "tools" / "manpage.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    text: str = module.render()
+    return module
+
+
+def generated() -> str:
+    text: str = manpage_tool().render()
     return text
 
 
 def test_committed_man_page_matches_the_help_text(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "80")
-    assert (ROOT / "esxi-suspend.8").read_text() == generated(), (
+    assert PAGE.read_text() == generated(), (
         "esxi-suspend.8 is stale: run python tools/manpage.py > esxi-suspend.8"
     )
 
 
 def test_man_page_names_every_command_exit_codes_and_files() -> None:
-    page = (ROOT / "esxi-suspend.8").read_text()
+    page = PAGE.read_text()
     for text in (".SS shutdown", ".SS check", ".SS trust", ".SS enroll", "exit codes:", "files:"):
         assert text in page
+    for text in (".SS demo", ".SH SETTINGS", ".SH EXAMPLES", 'SHUTDOWNCMD "'):
+        assert text in page
+
+
+def test_man_page_describes_every_setting() -> None:
+    page = PAGE.read_text()
+    for key in KNOWN_KEYS:
+        assert f"\\fB{key}\\fR" in page, key
+
+
+def test_settings_help_has_every_key_with_configs_default() -> None:
+    assert [key for key, _, _ in SETTINGS_HELP] == list(KNOWN_KEYS)
+    for key, default, meaning in SETTINGS_HELP:
+        if key in REQUIRED_KEYS:
+            assert default == "required", key
+        elif KNOWN_KEYS[key] is not None:
+            assert default == KNOWN_KEYS[key], key
+        else:
+            assert default in ("none", "auto"), key
+        assert meaning and "\n" not in meaning, key
+
+
+def test_readme_configuration_table_gives_the_same_defaults() -> None:
+    rows = re.findall(r"^\| `([A-Z_]+)` \| ([^|]+?) \|", (ROOT / "README.md").read_text(), re.M)
+    readme = [(key, default.strip("`")) for key, default in rows]
+    assert readme == [(key, default) for key, default, _ in SETTINGS_HELP]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [line for _, lines in manpage_tool().EXAMPLES for line in lines if "esxi-suspend " in line],
+)
+def test_every_example_command_line_parses(line: str) -> None:
+    words = shlex.split(line)
+    if words[0] == "SHUTDOWNCMD":  # upsmon.conf: the command is the quoted string
+        words = shlex.split(words[1])
+    assert Path(words[0]).name == "esxi-suspend"
+    build_parser().parse_args(words[1:])  # a usage error would exit here
+
+
+def test_no_fill_blocks_fit_80_columns_under_mans_indent() -> None:
+    width = manpage_tool().TEXT_WIDTH
+    assert width + 7 <= 80  # man indents section text by 7 columns
+    inside, too_long = False, []
+    for line in PAGE.read_text().splitlines():
+        if line in (".nf", ".fi"):
+            inside = line == ".nf"
+            continue
+        shown = line.replace("\\-", "-").replace("\\e", "\\").removeprefix("\\&")
+        if inside and len(shown) > width:
+            too_long.append(shown)
+    assert too_long == []
