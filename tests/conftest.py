@@ -3,6 +3,10 @@
 `fake_esxi` runs each test against OpenSSH (ESXi 5.x and later) and dropbear (ESXi 4.x);
 `openssh_esxi` and `dropbear_esxi` pick one. A missing server binary skips those tests
 locally and fails them when CI=true.
+
+At the end of the session two checks can fail it though every test passed: no secret in any
+output (outputs.py), and nothing left behind in /tmp, /run (/run/esxi-suspend, /run/nut) or the
+working tree (leftovers.py).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import NoReturn
 
+import leftovers
 import outputs
 import pytest
 from sshservers import (
@@ -53,17 +58,34 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 _SECRET_HITS = pytest.StashKey[list[str]]()
+_BEFORE = pytest.StashKey[leftovers.Snapshot]()
+_LEFTOVERS = pytest.StashKey[list[str]]()
+_REMOVED = pytest.StashKey[list[str]]()
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_BEFORE] = leftovers.snapshot(session.config.rootpath)
+
+
+@pytest.hookimpl(trylast=True)  # after the session fixtures' teardown (pytest's runner)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """No secret in any output of the whole suite: passphrase and private key material."""
+    """No secret in any output of the whole suite, and nothing left behind on the machine."""
+    config = session.config
     hits = outputs.find_secrets(outputs.RECORDED, outputs.secret_needles())
-    session.config.stash[_SECRET_HITS] = hits
-    if hits:
+    config.stash[_SECRET_HITS] = hits
+    failed = bool(hits)
+    before = config.stash.get(_BEFORE, None)
+    if before is not None:
+        config.stash[_REMOVED] = leftovers.clean(before)
+        left = leftovers.leftovers(before, leftovers.snapshot(config.rootpath))
+        config.stash[_LEFTOVERS] = left
+        failed = failed or bool(left)
+    if failed and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    _report_leftovers(terminalreporter)
     hits = terminalreporter.config.stash.get(_SECRET_HITS, [])
     checked = sum(len(text) for _source, text in outputs.RECORDED)
     if hits:
@@ -75,6 +97,30 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"secrets check: {len(outputs.RECORDED)} outputs, {checked} characters, "
             f"{len(outputs.secret_needles())} secret strings: no hit"
         )
+
+
+def _report_leftovers(terminalreporter: pytest.TerminalReporter) -> None:
+    config = terminalreporter.config
+    if _LEFTOVERS not in config.stash:
+        return
+    left = config.stash[_LEFTOVERS]
+    removed = config.stash.get(_REMOVED, [])
+    cleaned = (
+        f"; removed {len(removed)} lock file(s) or empty dir(s) the runs leave" if removed else ""
+    )
+    if not left:
+        terminalreporter.line(
+            f"leftovers check: /tmp, /run, {leftovers.LOCK_DIR}, {leftovers.NUT_RUN}, git status: "
+            f"as before the session{cleaned}"
+        )
+        return
+    terminalreporter.section("LEFTOVERS: THE SESSION CHANGED THE MACHINE", red=True)
+    for line in left:
+        terminalreporter.line(line, red=True)
+    terminalreporter.line(
+        f"{len(left)} difference(s) between the start and the end of the session{cleaned}. "
+        "Whatever else ran on this machine meanwhile (an edit, another test run) shows here too."
+    )
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,12 @@ Debian's own programs (`nut-server`, `nut-client`), started by hand as root with
 configuration and state in a temporary directory (NUT_CONFPATH, NUT_STATEPATH,
 NUT_ALTPIDPATH; /etc/nut is never read). The UPS goes from `OL` to `OB LB` by rewriting the
 driver's `.dev` file; upsmon then runs the installed `esxi-suspend shutdown` through a wrapper
-that appends its stderr to a log file (no syslog socket here: every step is on stderr).
+that appends its stderr to a log file.
+
+The three programs run in a private mount namespace with an empty tmpfs over /run
+(privaterun.py): upsmon 2.8 writes `/run/nut/upsmon.pid` whatever NUT_ALTPIDPATH says, and
+an admin's own upsmon, its pid file, syslog and terminals are never touched. No syslog socket
+is seen in there: esxi-suspend logs every step on stderr.
 """
 
 from __future__ import annotations
@@ -13,15 +18,19 @@ import contextlib
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import leftovers
 import outputs
 import pytest
 from conftest import unavailable
+from privaterun import PrivateRun, Unavailable, private_run
 from sshservers import SshServer, free_port
 
 COMMAND = Path(sys.executable).parent / "esxi-suspend"
@@ -29,6 +38,13 @@ NUT_BIN = Path("/lib/nut")
 CHAIN_BOUND = 30.0  # seconds from OB LB to the restart marker
 AUTOSTOP = "vim-cmd hostsvc/autostartmanager/autostop"
 OWN_STEP = "vim-cmd vmsvc/power.shutdown"
+UPSMON_PID = "/run/nut/upsmon.pid"  # compiled into upsmon 2.8: NUT_ALTPIDPATH does not move it
+# upsmon 2.8.0's events: each only logged (on stderr: it runs with -F), never sent by `wall`
+NOTIFY = (
+    "ONLINE", "ONBATT", "LOWBATT", "FSD", "COMMOK",
+    "COMMBAD", "SHUTDOWN", "REPLBATT", "NOCOMM", "NOPARENT",
+)  # fmt: skip
+ALREADY_RUNNING = "A previous upsmon instance is already running"
 
 
 def _write(path: Path, text: str, mode: int = 0o600) -> Path:
@@ -46,12 +62,85 @@ def _status(dev: Path, status: str) -> None:
     os.utime(dev, (later, later))
 
 
-@contextlib.contextmanager
-def nut_chain(tmp: Path, server: SshServer) -> Iterator[tuple[Path, Path]]:
-    """Driver, upsd and upsmon running; yields the `.dev` file and the SHUTDOWNCMD log."""
+def _require_nut() -> None:
     for program in ("dummy-ups", "upsd", "upsmon"):
         if not os.access(NUT_BIN / program, os.X_OK):
             unavailable(f"{NUT_BIN / program} not found (apt-get install nut-server nut-client)")
+
+
+@contextlib.contextmanager
+def _private_run(log: Path, outside: PrivateRun | None = None) -> Iterator[PrivateRun]:
+    """`private_run`; a machine that cannot make one skips the test (fails it when CI=true)."""
+    stack = contextlib.ExitStack()
+    try:
+        run = stack.enter_context(private_run(log, outside))
+    except Unavailable as error:
+        unavailable(str(error))
+    with stack:
+        yield run
+
+
+def _upsmon_conf(monitor: str, shutdown_command: Path, tmp: Path) -> str:
+    return (
+        f"MONITOR {monitor} 1 monuser monpass primary\n"
+        "MINSUPPLIES 1\n"
+        f'SHUTDOWNCMD "{shutdown_command}"\n'
+        "POLLFREQ 1\nPOLLFREQALERT 1\nHOSTSYNC 1\nDEADTIME 3\nFINALDELAY 0\n"
+        f"POWERDOWNFLAG {tmp / 'killpower'}\n"
+        "RUN_AS_USER root\n" + "".join(f"NOTIFYFLAG {event} SYSLOG\n" for event in NOTIFY)
+    )
+
+
+class Programs:
+    """Processes started in a PrivateRun, their output appended to `log`; stopped on close."""
+
+    def __init__(self, run: PrivateRun, env: dict[str, str], log: Path) -> None:
+        self.run, self.env, self.log_path = run, env, log
+        self.log = log.open("ab")
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *argv: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            self.run.argv(*argv),
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(self.log_path.parent),
+        )
+        self.started.append(process)
+        return process
+
+    def close(self) -> None:
+        for process in reversed(self.started):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.started:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+        self.log.close()
+
+
+@dataclass
+class Chain:
+    dev: Path  # the driver's `.dev` file: the UPS status
+    log: Path  # what SHUTDOWNCMD (esxi-suspend) wrote
+    nut_log: Path  # what the NUT programs wrote
+    run: PrivateRun
+    upsmon: subprocess.Popen[bytes]
+
+
+@contextlib.contextmanager
+def nut_chain(tmp: Path, server: SshServer, outside: PrivateRun | None = None) -> Iterator[Chain]:
+    """Driver, upsd and upsmon running in a private namespace (made inside `outside` if
+    given); yields once upsmon has written its pid file there and sees the UPS on line."""
+    _require_nut()
+    tmp.mkdir(exist_ok=True)
     conf = tmp / "nut-conf"
     state = tmp / "nut-state"
     conf.mkdir()
@@ -60,6 +149,7 @@ def nut_chain(tmp: Path, server: SshServer) -> Iterator[tuple[Path, Path]]:
     _status(dev, "OL")
     port = free_port()
     log = tmp / "shutdowncmd.log"
+    nut_log = tmp / "nut.log"
     env_file = server.write_env(tmp / "esxi-suspend.env")
     wrapper = _write(
         tmp / "shutdowncmd",
@@ -73,92 +163,73 @@ def nut_chain(tmp: Path, server: SshServer) -> Iterator[tuple[Path, Path]]:
     _write(conf / "ups.conf", f'[dummy]\n  driver = dummy-ups\n  port = {dev}\n  desc = "test"\n')
     _write(conf / "upsd.conf", f"LISTEN 127.0.0.1 {port}\n")
     _write(conf / "upsd.users", "[monuser]\n  password = monpass\n  upsmon primary\n")
-    _write(
-        conf / "upsmon.conf",
-        f"MONITOR dummy@127.0.0.1:{port} 1 monuser monpass primary\n"
-        "MINSUPPLIES 1\n"
-        f'SHUTDOWNCMD "{wrapper}"\n'
-        "POLLFREQ 1\nPOLLFREQALERT 1\nHOSTSYNC 1\nDEADTIME 3\nFINALDELAY 0\n"
-        f"POWERDOWNFLAG {tmp / 'killpower'}\n"
-        "RUN_AS_USER root\n",
-    )
+    _write(conf / "upsmon.conf", _upsmon_conf(f"dummy@127.0.0.1:{port}", wrapper, tmp))
     env = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "NUT_CONFPATH": str(conf),
         "NUT_STATEPATH": str(state),
         "NUT_ALTPIDPATH": str(state),
     }
-    processes: list[subprocess.Popen[bytes]] = []
-    nut_log = (tmp / "nut.log").open("ab")
-
-    def start(*argv: str) -> None:
-        processes.append(
-            subprocess.Popen(
-                list(argv),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=nut_log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=str(tmp),
-            )
-        )
-
-    try:
-        start(str(NUT_BIN / "dummy-ups"), "-a", "dummy", "-u", "root", "-F")
-        _wait(lambda: any(state.iterdir()), 10, "the driver's socket", tmp)
-        start(str(NUT_BIN / "upsd"), "-u", "root", "-F")
-        _wait(lambda: _listening(port), 10, "upsd", tmp)
-        start(str(NUT_BIN / "upsmon"), "-p", "-F")
-        time.sleep(2)  # upsmon logs in and sees OL
-        yield dev, log
-    finally:
-        for process in reversed(processes):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
-        nut_log.close()
+    with _private_run(tmp / "namespace.log", outside) as run:
+        programs = Programs(run, env, nut_log)
+        try:
+            programs.start(str(NUT_BIN / "dummy-ups"), "-a", "dummy", "-u", "root", "-F")
+            _wait(lambda: any(state.iterdir()), 10, "the driver's socket", nut_log)
+            programs.start(str(NUT_BIN / "upsd"), "-u", "root", "-F")
+            _wait(lambda: _listening(port), 10, "upsd", nut_log)
+            upsmon = programs.start(str(NUT_BIN / "upsmon"), "-p", "-F")
+            pid_file = run.path(UPSMON_PID)
+            _wait(lambda: _read(pid_file).strip() == str(upsmon.pid), 10, "upsmon", nut_log)
+            # each runs in the namespace, upsmon's pid file is its own /run/nut/upsmon.pid
+            assert all(run.contains(process.pid) for process in programs.started)
+            time.sleep(2)  # upsmon logs in and sees OL
+            yield Chain(dev, log, nut_log, run, upsmon)
+        finally:
+            programs.close()
 
 
 def _listening(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait(condition: object, seconds: float, what: str, tmp: Path) -> None:
-    assert callable(condition)
+def _wait(condition: Callable[[], bool], seconds: float, what: str, nut_log: Path) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            nut_log = (tmp / "nut.log").read_text(errors="replace")
-            pytest.fail(f"waited {seconds} s for {what}; NUT's output:\n{nut_log}")
+            pytest.fail(f"waited {seconds} s for {what}; NUT's output:\n{_read(nut_log)}")
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("kind", ["openssh", "dropbear"])
-def test_on_battery_low_upsmon_shuts_the_host_down(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    server: SshServer = request.getfixturevalue(f"{kind}_esxi")
-    with nut_chain(tmp_path, server) as (dev, log):
-        assert server.commands() == []  # OL: nothing happens
-        _status(dev, "OB LB")
-        flipped = time.monotonic()
-        _wait(lambda: "esxi-suspend exit" in _read(log), CHAIN_BOUND, "SHUTDOWNCMD", tmp_path)
-        elapsed = time.monotonic() - flipped
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
 
-    text = _read(log)
-    outputs.record(f"nut chain {kind}", text)
-    assert "esxi-suspend exit 0" in text, text
+
+def _shut_down_on_battery_low(server: SshServer, tmp: Path, outside: PrivateRun | None) -> None:
+    """The chain from OL to OB LB: upsmon runs esxi-suspend once, the host goes down in order;
+    every NUT program ran in the chain's namespace, and the machine's /run/nut is as before."""
+    machine_nut = leftovers.listing(leftovers.NUT_RUN)
+    with nut_chain(tmp, server, outside) as chain:
+        assert server.commands() == []  # OL: nothing happens
+        _status(chain.dev, "OB LB")
+        flipped = time.monotonic()
+        _wait(
+            lambda: "esxi-suspend exit" in _read(chain.log),
+            CHAIN_BOUND,
+            "SHUTDOWNCMD",
+            chain.nut_log,
+        )
+        elapsed = time.monotonic() - flipped
+        outside_pid_file = outside.path(UPSMON_PID) if outside else Path(UPSMON_PID)
+        assert _read(outside_pid_file).strip() != str(chain.upsmon.pid)
+
+    text = _read(chain.log)
+    outputs.record(f"nut chain {server.kind}", text)
+    assert "esxi-suspend exit 0" in text, f"{text}\nNUT's output:\n{_read(chain.nut_log)}"
     assert elapsed < CHAIN_BOUND
     changing = [c for c in server.commands() if c.startswith((AUTOSTOP, "poweroff", OWN_STEP))]
     # VMs autostop would hard power off get their own guest shutdown first (12, 15), then
@@ -170,10 +241,62 @@ def test_on_battery_low_upsmon_shuts_the_host_down(
         assert step in text, text
     assert "Traceback" not in text
     assert text.count("esxi-suspend exit") == 1  # upsmon ran SHUTDOWNCMD once
+    assert leftovers.listing(leftovers.NUT_RUN) == machine_nut
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
+@pytest.mark.parametrize("kind", ["openssh", "dropbear"])
+def test_on_battery_low_upsmon_shuts_the_host_down(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    server: SshServer = request.getfixturevalue(f"{kind}_esxi")
+    _shut_down_on_battery_low(server, tmp_path, None)
+
+
+def test_an_admins_upsmon_is_left_alone(openssh_esxi: SshServer, tmp_path: Path) -> None:
+    """An admin's upsmon already runs (its pid file in /run/nut names it): the chain passes,
+    and that upsmon, its pid file and its SHUTDOWNCMD are untouched.
+
+    The "machine" is a private namespace too, so that this machine's real /run/nut is not the
+    one at stake: the admin's upsmon runs there, and the chain starts from there.
+    """
+    _require_nut()
+    admin = tmp_path / "admin"
+    admin.mkdir()
+    marker = admin / "shutdowncmd-ran"
+    command = _write(admin / "shutdowncmd", f"#!/bin/sh\ntouch {shlex.quote(str(marker))}\n", 0o755)
+    # it watches a UPS nobody serves: it keeps running, reconnecting, and never shuts down
+    _write(admin / "upsmon.conf", _upsmon_conf(f"ups@127.0.0.1:{free_port()}", command, admin))
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NUT_CONFPATH": str(admin)}
+    nut_log = admin / "nut.log"
+    with _private_run(admin / "namespace.log") as machine:
+        programs = Programs(machine, env, nut_log)
+        try:
+            stray = programs.start(str(NUT_BIN / "upsmon"), "-p", "-F")
+            pid_file = machine.path(UPSMON_PID)
+            _wait(
+                lambda: _read(pid_file).strip() == str(stray.pid), 10, "the admin's upsmon", nut_log
+            )
+            before = pid_file.stat()
+
+            # Without a namespace of its own, a second upsmon refuses to start next to it
+            # (or would take over its pid file): the hazard the chain's namespace removes.
+            control = subprocess.run(
+                machine.argv(str(NUT_BIN / "upsmon"), "-p", "-F"),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            assert control.returncode != 0, control
+            assert ALREADY_RUNNING in control.stdout + control.stderr, control
+
+            _shut_down_on_battery_low(openssh_esxi, tmp_path / "chain", machine)
+
+            assert stray.poll() is None, _read(nut_log)
+            after = pid_file.stat()
+            assert _read(pid_file).strip() == str(stray.pid)
+            assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+            assert not marker.exists()
+        finally:
+            programs.close()

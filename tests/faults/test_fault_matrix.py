@@ -3,7 +3,7 @@
 For every row: the run ends within the row's bound, exits with the row's code, logs one line
 matching the row's pattern (it names the cause and the fix), still restarts the local NUT
 monitor, prints no secret (conftest.py checks every output at the end of the session) and no
-traceback. README.md's "Fault matrix" section is this table (`test_readme_lists_the_matrix`).
+traceback. docs/fault-matrix.md is this table (`test_docs_list_the_matrix`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sshservers import CLIENT_PASSPHRASE, SshServer, free_port
 
 COMMAND = Path(sys.executable).parent / "esxi-suspend"
 UPSMON_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-README = Path(__file__).resolve().parents[2] / "README.md"
+MATRIX_DOC = Path(__file__).resolve().parents[2] / "docs" / "fault-matrix.md"
 AUTOSTOP = "vim-cmd hostsvc/autostartmanager/autostop"
 POWEROFF = "poweroff"
 
@@ -133,10 +133,10 @@ def private_dev(tmp: Path, syslog: str, argv: list[str]) -> list[str]:
     q = shlex.quote
     log_link = f"ln -s {q(str(tmp / 'syslog.sock'))} /dev/log" if syslog != "absent" else ":"
     script = f"""set -e
-mount --bind /dev {q(str(real))}
-mount -t tmpfs -o mode=0755,size=64k tmpfs /dev
+mount -n --bind /dev {q(str(real))}
+mount -n -t tmpfs -o mode=0755,size=64k tmpfs /dev
 for n in null zero full random urandom tty; do
-    touch /dev/$n; mount --bind {q(str(real))}/$n /dev/$n
+    touch /dev/$n; mount -n --bind {q(str(real))}/$n /dev/$n
 done
 ln -s /proc/self/fd /dev/fd
 {log_link}
@@ -152,11 +152,11 @@ exec "$@"
 @dataclass(frozen=True)
 class Fault:
     row: int
-    case: str  # pytest id and README wording of this variant
+    case: str  # pytest id and docs wording of this variant
     bound: float  # seconds from start to exit
     exit: int
     log: str  # regex: the one line naming the cause and the fix
-    result: str  # README: what happens
+    result: str  # docs: what happens
     setup: Callable[[Ctx], object] = lambda ctx: None
     check: Callable[[Ctx, Run], None] = lambda ctx, run: None
     runner: Callable[[Ctx], Run] | None = None  # rows that drive more than one plain run
@@ -430,6 +430,30 @@ def _our_processes(ctx: Ctx) -> list[str]:
     return found
 
 
+def _shut_down_check_refuses(ctx: Ctx, run: Run, also: str = "") -> None:
+    """A problem a shutdown works around: the host went down, the run said which default it
+    used (and `also`), and `check` with the same file still says NOT ready, contacting nothing.
+    """
+    _powered_off(ctx, run)
+    assert re.search(
+        r"(?m)ERROR: configuration \S+ has \d+ problem\(s\); the shutdown goes on", run.stderr
+    ), run.stderr
+    assert not also or re.search(also, run.stderr), run.stderr
+    before = ctx.server.commands()
+    ctx.argv = ["check"]
+    check = ctx.start().finish()
+    assert check.returncode == 6, check.output
+    assert "result: NOT ready (exit 6 CONFIG)" in check.stdout, check.output
+    assert "this shutdown" not in check.output
+    assert ctx.server.commands() == before
+    assert "Traceback" not in check.output
+
+
+def _one_bad_entry(ctx: Ctx) -> None:
+    ctx.settings["ESXI_HOST"] = f"{ctx.server.host}, root@esxi2 lan"
+    ctx.argv = ["shutdown", "-v"]  # the summary on stderr even where a syslog socket exists
+
+
 def _env_text(ctx: Ctx, extra: str) -> None:
     settings = ctx.server.env_settings()
     ctx.env_text = "".join(f"{k}='{v}'\n" for k, v in settings.items()) + extra
@@ -501,19 +525,43 @@ FAULTS: list[Fault] = [
           "configuration error (every problem listed); UPS_SERVICE=auto restart",
           setup=lambda c: setattr(c, "env_text", ""),
           check=_auto_restart_attempted, restarts=-1),
-    Fault(8, "unparseable line", 10, 6,
-          r"line \d+: cannot be parsed; write it as KEY=value",
-          "configuration error, host not contacted",
-          setup=lambda c: _env_text(c, "this is not a setting\n"), check=_nothing_ran),
-    Fault(8, "bad numbers", 10, 6,
-          r"ESXI_COMMAND_TIMEOUT='-5': not a whole number; use an integer from 1 to 86400",
-          "configuration error, host not contacted",
-          setup=lambda c: c.settings.update(ESXI_PORT="22x", ESXI_COMMAND_TIMEOUT="-5"),
-          check=_nothing_ran),
-    Fault(8, "unknown key", 10, 6,
-          r"ESXI_HOSTNAME: unknown setting \(did you mean ESXI_HOST\?\)",
-          "configuration error, host not contacted",
-          setup=lambda c: c.settings.update(ESXI_HOSTNAME="esxi1"), check=_nothing_ran),
+    Fault(8, "unparseable line", 15, 6,
+          r"line \d+: cannot be parsed; write it as KEY=value; this shutdown ignores it",
+          "the line ignored; host shut down; exit 6",
+          setup=lambda c: _env_text(c, "this is not a setting\n"), check=_shut_down_check_refuses),
+    Fault(8, "bad numbers", 15, 6,
+          r"ESXI_COMMAND_TIMEOUT='-5': not a whole number; use an integer from 1 to 86400; "
+          r"this shutdown uses the default ESXI_COMMAND_TIMEOUT=300",
+          "each default used and logged; host shut down; exit 6",
+          setup=lambda c: c.settings.update(ESXI_CONNECT_TIMEOUT="5s", ESXI_COMMAND_TIMEOUT="-5"),
+          check=lambda c, r: _shut_down_check_refuses(c, r, (
+              r"ESXI_CONNECT_TIMEOUT='5s': not a whole number; use an integer from 1 to 600; "
+              r"this shutdown uses the default ESXI_CONNECT_TIMEOUT=10"))),
+    Fault(8, "bad optional value (ESXI_STRATEGY=paralel)", 15, 6,
+          r"ESXI_STRATEGY='paralel': use one of: autostop, parallel; this shutdown uses the "
+          r"default ESXI_STRATEGY=autostop",
+          "default used; host shut down by autostop; exit 6",
+          setup=lambda c: c.settings.update(ESXI_STRATEGY="paralel"),
+          check=_shut_down_check_refuses),
+    Fault(8, "unknown key", 15, 6,
+          r"ESXI_DEADLIN: unknown setting \(did you mean ESXI_DEADLINE\?\); this shutdown "
+          r"ignores it and uses the default ESXI_DEADLINE=240",
+          "ignored, default used; host shut down; exit 6",
+          setup=lambda c: c.settings.update(ESXI_DEADLIN="300", ESXI_DEADLINE=None),
+          check=_shut_down_check_refuses),
+    Fault(8, "bad port", 10, 6,
+          r"ESXI_PORT='22x': not a whole number; use an integer from 1 to 65535; this shutdown "
+          r"does not contact '\S+' \(no port is guessed\): no host can be contacted",
+          "the port is part of the address: host not contacted",
+          setup=lambda c: c.settings.update(ESXI_PORT="22x"), check=_nothing_ran),
+    Fault(8, "one bad ESXI_HOST entry among several", 15, 6,
+          r"entry 'root@esxi2 lan': not \[user@\]host\[:port\]; separate hosts with ','; "
+          r"this shutdown does not contact 'root@esxi2 lan'; the other hosts go on",
+          "that entry left out; the other host shut down; exit 6",
+          setup=_one_bad_entry,
+          check=lambda c, r: _shut_down_check_refuses(c, r, (
+              r"summary: host \S+: connect ok, [^;]*poweroff ok[^;]*; "
+              r"ESXI_HOST entry 'root@esxi2 lan': not contacted \(configuration\);"))),
     Fault(9, "vim-cmd missing (exit 127)", 15, 4,
           r"autostop: `vim-cmd hostsvc/autostartmanager/autostop` exited 127 \(sh: vim-cmd: "
           r"not found\); powering off anyway",
@@ -635,7 +683,7 @@ def render_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_readme_lists_the_matrix() -> None:
-    """README.md's fault matrix is this table; on failure, paste the table printed here."""
+def test_docs_list_the_matrix() -> None:
+    """docs/fault-matrix.md is this table; on failure, paste the table printed here."""
     table = render_table()
-    assert table in README.read_text(), f"README.md needs this table:\n{table}"
+    assert table in MATRIX_DOC.read_text(), f"docs/fault-matrix.md needs this table:\n{table}"
