@@ -548,7 +548,8 @@ Next steps (HOST is your ESXi host, with SSH enabled on it); each is safe to rer
  1. Pin the host's SSH key: it shows the fingerprint; compare it with the host's console,
     then answer yes (it also sets ESXI_HOST in $env_file if unset):
       $command_link trust HOST$opt
- 2. Authorize our key for root on the host (asks the root password once, stores nothing):
+ 2. Authorize our key on the host (asks the password of ESXI_USER, root by default, once;
+    stores nothing):
       $command_link enroll HOST$opt
  3. Prove the shutdown path without shutting anything down:
       $command_link check$opt
