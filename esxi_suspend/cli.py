@@ -391,7 +391,7 @@ def _sigterm_handled() -> Iterator[_Sigterm]:
 def run(env_file: str | None, dry_run: bool, called_at: float | None = None) -> ExitCode:
     """Config, hosts, local restart: each failure recorded, none stopping the next step.
 
-    `called_at` (`time.monotonic()`): when upsmon called us; by default, when the settings
+    `called_at` (`clock.now()`): when upsmon called us; by default, when the settings
     are read. ESXI_DEADLINE counts from it.
     """
     with _sigterm_handled() as sigterm:

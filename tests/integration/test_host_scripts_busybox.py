@@ -1,10 +1,12 @@
-"""The two command lines of the issue 9 design, run by busybox ash on the fake ESXi hosts.
+"""The package's two command lines, run by busybox ash on the fake ESXi hosts.
 
 ESXi runs command lines with busybox `ash`; the fake hosts do too (`busybox sh -c`, and `sh` on
-their PATH is busybox). The inventory command and the host sequence below are the literal text
-of the design note (the sequence adapted to the fake VM ids: 20 became 15, and the deadline and
-budgets are placeholders), sent with the plain OpenSSH client: if they pass here, the script text
-itself is busybox-ash clean, whatever builds it.
+their PATH is busybox). The inventory is `inventory_command(TOKEN)` and the host sequence is
+`sequence_script(plan)` for a ShutdownPlan built here (phase 1 "before autostop": VM 12 guest
+shutdown else suspend, VM 15 suspend; phase 2 autostop; our own VM 1 last; deadline and budgets
+short for real seconds), started with `detached(...)` to its `log_path(...)` exactly as the
+package sends them, with the plain OpenSSH client: if they pass here, the text the package
+builds is busybox-ash clean.
 """
 
 from __future__ import annotations
@@ -20,100 +22,34 @@ from pathlib import Path
 import pytest
 from sshservers import FAKEHOST_DATA, FAKEHOST_DIR, SshServer, host_processes
 
+from esxi_suspend import esxi
+from esxi_suspend.hostscript import HOST_TEXT, LOG_PREFIX, detached, log_path, sequence_script
+from esxi_suspend.inventory import inventory_command
+from esxi_suspend.strategy import Action, Phase, ShutdownPlan, VmStep
+
 pytestmark = pytest.mark.servers
 
-INVENTORY = """\
-t=${TMPDIR:-/tmp}/esxi-suspend-inv-$$
-vim-cmd vmsvc/getallvms > $t.vms 2>&1 &
-a=$!
-vim-cmd hostsvc/autostartmanager/get_defaults > $t.def 2>&1 &
-vim-cmd hostsvc/autostartmanager/get_autostartseq > $t.seq 2>&1 &
-wait $a
-s=$?
-wait
-ids=
-while read -r id rest; do
-  case $id in
-    *[!0-9]*|"") ;;
-    *) ids="$ids $id" ;;
-  esac
-done < $t.vms
-n=0
-for id in $ids; do
-  vim-cmd vmsvc/get.summary $id > $t.$id 2>&1 &
-  n=$((n + 1))
-  if [ $n -ge 16 ]; then wait; n=0; fi
-done
-wait
-echo "@@status $s"
-echo @@vms
-cat $t.vms
-echo @@defaults
-cat $t.def
-echo @@sequence
-cat $t.seq
-for id in $ids; do echo "@@summary $id"; cat $t.$id; rm -f $t.$id; done
-rm -f $t.vms $t.def $t.seq
-echo @@poweroff
-command -v poweroff
-echo @@nohup
-command -v nohup
-"""
-
-# Phase 1 = VMs 12 (guest shutdown, else suspend) and 15 (suspend), phase 2 = autostop, our own
-# VM 1. DEADLINE, VMWAIT and STOPWAIT stand for the note's 236, 120 and 90.
-HOST_SEQUENCE = """\
-trap "" HUP
-P=esxi-suspend:
-down() { vim-cmd vmsvc/power.getstate $1 2>/dev/null | grep -q -e "Powered off" -e Suspended; }
-settle() {
-  e=$(( $(date +%s) + $2 ))
-  while ! down $1; do
-    if [ $(date +%s) -ge $e ]; then echo "$P VM $1 still running after $2 s"; return 1; fi
-    sleep 2
-  done
-  echo "$P VM $1 down"
-}
-echo "$P host sequence started: strategy autostop, host poweroff within DEADLINE s"
-( sleep DEADLINE; echo "$P deadline reached: host poweroff"; poweroff ) &
-echo "$P phase 1/2 before autostop: 2 VM(s)"
-p=
-{ vim-cmd vmsvc/power.shutdown 12 || vim-cmd vmsvc/power.suspend 12; settle 12 VMWAIT; } &
-p="$p $!"
-{ vim-cmd vmsvc/power.suspend 15; settle 15 VMWAIT; } &
-p="$p $!"
-wait $p
-echo "$P phase 2/2 autostop: the autostart sequence"
-vim-cmd hostsvc/autostartmanager/autostop &
-a=$!
-e=$(( $(date +%s) + STOPWAIT ))
-while kill -0 $a 2>/dev/null; do
-  if [ $(date +%s) -ge $e ]; then echo "$P autostop still running after STOPWAIT s"; break; fi
-  sleep 1
-done
-echo "$P final: suspending the VMs still running"
-p=
-{ down 12 || { echo "$P VM 12 still running: suspending it"; vim-cmd vmsvc/power.suspend 12; }; } &
-p="$p $!"
-{ down 15 || { echo "$P VM 15 still running: suspending it"; vim-cmd vmsvc/power.suspend 15; }; } &
-p="$p $!"
-wait $p
-down 1 || { echo "$P suspending our own VM 1"; vim-cmd vmsvc/power.suspend 1; }
-echo "$P host poweroff"
-poweroff
-"""
+TOKEN = 314159265  # the inventory's marker token (random in the package; fixed here)
+MARK = f"@@{TOKEN} "
+INVENTORY = inventory_command(TOKEN)
 
 LOG_NAME = "esxi-suspend-1-2.log"
-PREFIX = "esxi-suspend: "
-# What the fake vim-cmd itself prints into the log (the script does not redirect it).
+LOG = log_path(1, 2)  # ${TMPDIR:-/tmp}/esxi-suspend-1-2.log
+PREFIX = f"{LOG_PREFIX} "
+HOST_LINE = f"{PREFIX}{HOST_TEXT} "  # a line a host command printed, relayed by the script
+# What the fake vim-cmd itself prints into the log, as the script relays it: `say` reads each
+# line with `read -r`, which drops the blanks at either end.
 VIM_CMD_LINES = {
     "Suspending VM:",
     "(vim.fault.ToolsUnavailable) {",
-    "   faultCause = (vmodl.MethodFault) null,",
-    '   msg = "Cannot complete operation because VMware Tools is not running in this virtual'
+    "faultCause = (vmodl.MethodFault) null,",
+    'msg = "Cannot complete operation because VMware Tools is not running in this virtual'
     ' machine."',
     "}",
 }
+# `VM N down after S s`: S, seconds since the sequence started, varies; the tests compare
+# `VM N down after * s` and look at S apart.
+DOWN_AFTER = re.compile(r"VM (\d+) down after (\d+) s")
 
 
 def ssh(server: SshServer, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -128,15 +64,17 @@ def ssh(server: SshServer, command: str, timeout: float = 30) -> subprocess.Comp
 
 
 def sections(output: str) -> list[tuple[str, list[str]]]:
-    """`@@name arg` marker lines and the lines under each, in order."""
+    """`@@TOKEN name arg` marker lines (as `name arg`) and the lines under each, in order."""
     found: list[tuple[str, list[str]]] = []
     for line in output.splitlines():
-        if line.startswith("@@"):
-            found.append((line, []))
+        if line.startswith(MARK):
+            found.append((line[len(MARK) :], []))
         elif found:
             found[-1][1].append(line)
         else:
             raise AssertionError(f"output before the first marker: {line!r}")
+    # the package's own parser reads the same sections
+    assert esxi.split_marked(output, TOKEN) == {k: "\n".join(v) for k, v in found}
     return found
 
 
@@ -165,26 +103,26 @@ def test_inventory_command_runs_under_busybox(fake_esxi: SshServer) -> None:
     ids = vm_ids(listing)
     assert ids == ["1", "12", "15"]
     assert [marker for marker, _ in found] == [
-        "@@status 0",
-        "@@vms",
-        "@@defaults",
-        "@@sequence",
-        *(f"@@summary {i}" for i in ids),
-        "@@poweroff",
-        "@@nohup",
+        "status 0",
+        "vms",
+        "defaults",
+        "sequence",
+        *(f"summary {i}" for i in ids),
+        "poweroff",
+        "nohup",
     ]
     body = dict(found)
-    assert "\n".join(body["@@vms"]) + "\n" == listing
-    assert "\n".join(body["@@defaults"]) + "\n" == (FAKEHOST_DATA / "get_defaults.txt").read_text()
-    assert "\n".join(body["@@sequence"]) + "\n" == (
+    assert "\n".join(body["vms"]) + "\n" == listing
+    assert "\n".join(body["defaults"]) + "\n" == (FAKEHOST_DATA / "get_defaults.txt").read_text()
+    assert "\n".join(body["sequence"]) + "\n" == (
         (FAKEHOST_DATA / "get_autostartseq.txt").read_text()
     )
     for i in ids:
-        assert body[f"@@summary {i}"][:3] == ["Listsummary:", "", "(vim.vm.Summary) {"]
-    assert summary_field(body["@@summary 12"], "name") == '"Web Server [prod] (v2)"'
-    assert summary_field(body["@@summary 15"], "powerState") == '"suspended"'
-    assert body["@@poweroff"] == [str(FAKEHOST_DIR / "poweroff")]
-    assert len(body["@@nohup"]) == 1 and body["@@nohup"][0].endswith("/nohup")
+        assert body[f"summary {i}"][:3] == ["Listsummary:", "", "(vim.vm.Summary) {"]
+    assert summary_field(body["summary 12"], "name") == '"Web Server [prod] (v2)"'
+    assert summary_field(body["summary 15"], "powerState") == '"suspended"'
+    assert body["poweroff"] == [str(FAKEHOST_DIR / "poweroff")]
+    assert len(body["nohup"]) == 1 and body["nohup"][0].endswith("/nohup")
     assert Counter(fake_esxi.commands()) == Counter(
         [
             "vim-cmd vmsvc/getallvms",
@@ -217,7 +155,7 @@ def test_inventory_of_many_vms_runs_16_summaries_at_a_time(fake_esxi: SshServer)
     body = dict(sections(result.stdout))
     power = {"Powered on": '"poweredOn"', "Powered off": '"poweredOff"', "Suspended": '"suspended"'}
     for i in range(1, 24):
-        lines = body[f"@@summary {i}"]
+        lines = body[f"summary {i}"]
         assert summary_field(lines, "name") == f'"vm {i} (test)"'
         assert summary_field(lines, "vmPathName") == f'"[ds {i % 3}] vm {i}/vm {i}.vmx"'
         assert summary_field(lines, "powerState") == power[states[i % 3]]
@@ -229,16 +167,35 @@ def test_inventory_of_many_vms_runs_16_summaries_at_a_time(fake_esxi: SshServer)
 # -- the host sequence, started detached ---------------------------------------------------------
 
 
+def plan(*, deadline: int, vm_budget: int, autostop_budget: int) -> ShutdownPlan:
+    """Phase 1 before autostop: VM 12 guest shutdown else suspend, VM 15 suspend (both within
+    `vm_budget`); phase 2 autostop (within `autostop_budget`); our own VM 1 suspended last."""
+    steps = (
+        VmStep(12, (Action.SHUTDOWN, Action.SUSPEND), vm_budget),
+        VmStep(15, (Action.SUSPEND,), vm_budget),
+    )
+    return ShutdownPlan(
+        strategy="autostop",
+        deadline=deadline,
+        phases=(
+            Phase("before autostop", steps, vm_budget, vm_budget),
+            Phase("autostop", (), autostop_budget, autostop_budget, autostop=True),
+        ),
+        watched=(12, 15),
+        straggler_action=Action.SUSPEND,
+        self_vm=1,
+        notes=(),
+    )
+
+
 def start_sequence(
     server: SshServer, *, deadline: int, vm_budget: int, autostop_budget: int
 ) -> None:
-    script = (
-        HOST_SEQUENCE.replace("STOPWAIT", str(autostop_budget))
-        .replace("VMWAIT", str(vm_budget))
-        .replace("DEADLINE", str(deadline))
+    script = sequence_script(
+        plan(deadline=deadline, vm_budget=vm_budget, autostop_budget=autostop_budget)
     )
-    assert "'" not in script
-    command = f"nohup sh -c '{script}' >> \"${{TMPDIR:-/tmp}}/{LOG_NAME}\" 2>&1 < /dev/null &"
+    command = detached(script, LOG, has_nohup=True)
+    assert command.startswith("nohup sh -c ")
     started = time.monotonic()
     result = ssh(server, command)
     assert result.returncode == 0, result.stderr
@@ -260,7 +217,7 @@ def follow(server: SshServer, timeout: float) -> set[str]:
                 executable = os.readlink(f"/proc/{pid}/exe")
             except OSError:
                 continue
-            if not any(b"P=esxi-suspend:" in arg for arg in argv):
+            if not any(f"P={LOG_PREFIX}".encode() in arg for arg in argv):
                 continue
             if argv[0] == b"nohup" or launcher in argv[:2]:
                 continue  # about to exec the next one
@@ -269,17 +226,28 @@ def follow(server: SshServer, timeout: float) -> set[str]:
     return executables
 
 
-def check_log(server: SshServer, expected: list[str]) -> list[str]:
+def check_log(server: SshServer, expected: list[str]) -> tuple[list[str], dict[int, int]]:
     """The log is in host_tmp and holds `expected` (in any order within a phase) and nothing
-    but our lines and vim-cmd's own output. Returns our lines, in order."""
+    but our lines and vim-cmd's own output (relayed as host text). Returns our lines, in order,
+    with `VM N down after S s` as `VM N down after * s`, and each such VM's S."""
     assert server.host_logs() == [server.host_tmp / LOG_NAME]
     assert not Path("/tmp", LOG_NAME).exists()
     lines = (server.host_tmp / LOG_NAME).read_text().splitlines()
-    ours = [line.removeprefix(PREFIX) for line in lines if line.startswith(PREFIX)]
-    others = [line for line in lines if not line.startswith(PREFIX)]
-    assert set(others) <= VIM_CMD_LINES, others
+    assert all(line.startswith(PREFIX) for line in lines), lines
+    host = [line[len(HOST_LINE) :] for line in lines if line.startswith(HOST_LINE)]
+    assert set(host) <= VIM_CMD_LINES, host
+    ours: list[str] = []
+    seconds: dict[int, int] = {}
+    for line in lines:
+        if line.startswith(HOST_LINE):
+            continue
+        said = line[len(PREFIX) :]
+        if match := DOWN_AFTER.fullmatch(said):
+            seconds[int(match[1])] = int(match[2])
+            said = f"VM {match[1]} down after * s"
+        ours.append(said)
     assert Counter(ours) == Counter(expected), ours
-    return ours
+    return ours, seconds
 
 
 def assert_order(items: list[str], *expected: str) -> None:
@@ -317,20 +285,20 @@ def test_host_sequence_runs_detached_under_busybox(fake_esxi: SshServer) -> None
     )
     assert "vim-cmd vmsvc/power.suspend 12" not in commands
     assert "vim-cmd vmsvc/power.suspend 1" not in commands
-    ours = check_log(
+    ours, seconds = check_log(
         fake_esxi,
         [
-            "host sequence started: strategy autostop, host poweroff within 20 s",
+            "host sequence started: strategy autostop, poweroff within 20 s",
             "phase 1/2 before autostop: 2 VM(s)",
-            "VM 12 down",
-            "VM 15 down",
+            "VM 12 down after * s",
+            "VM 15 down after * s",
             "phase 2/2 autostop: the autostart sequence",
             "final: suspending the VMs still running",
             "host poweroff",
         ],
     )
     assert ours[:2] == [
-        "host sequence started: strategy autostop, host poweroff within 20 s",
+        "host sequence started: strategy autostop, poweroff within 20 s",
         "phase 1/2 before autostop: 2 VM(s)",
     ]
     assert ours[-3:] == [
@@ -338,6 +306,8 @@ def test_host_sequence_runs_detached_under_busybox(fake_esxi: SshServer) -> None
         "final: suspending the VMs still running",
         "host poweroff",
     ]
+    # seconds since the sequence started: VM 12's guest took 1 s, both within the budget
+    assert 1 <= seconds[12] <= 3 + 2 and 0 <= seconds[15] <= 3 + 2, seconds
     assert [state(fake_esxi, vm) for vm in (1, 12, 15)] == [
         "Powered off",
         "Powered off",
@@ -363,18 +333,18 @@ def test_host_sequence_budgets_run_out(fake_esxi: SshServer) -> None:
         "vim-cmd vmsvc/power.suspend 1",
         "poweroff",
     )
-    ours = check_log(
+    ours, _seconds = check_log(
         fake_esxi,
         [
-            "host sequence started: strategy autostop, host poweroff within 20 s",
+            "host sequence started: strategy autostop, poweroff within 20 s",
             "phase 1/2 before autostop: 2 VM(s)",
             "VM 12 still running after 3 s",
-            "VM 15 down",
+            "VM 15 down after * s",
             "phase 2/2 autostop: the autostart sequence",
             "autostop still running after 2 s",
             "final: suspending the VMs still running",
             "VM 12 still running: suspending it",
-            "suspending our own VM 1",
+            "final: suspending our own VM 1",
             "host poweroff",
         ],
     )
@@ -385,7 +355,7 @@ def test_host_sequence_budgets_run_out(fake_esxi: SshServer) -> None:
         "autostop still running after 2 s",
         "final: suspending the VMs still running",
         "VM 12 still running: suspending it",
-        "suspending our own VM 1",
+        "final: suspending our own VM 1",
         "host poweroff",
     )
     assert [state(fake_esxi, vm) for vm in (1, 12, 15)] == ["Suspended", "Suspended", "Suspended"]
@@ -408,17 +378,18 @@ def test_host_sequence_deadline_powers_the_host_off(fake_esxi: SshServer) -> Non
         "vim-cmd hostsvc/autostartmanager/autostop",
         "poweroff",
     )
-    ours = check_log(
+    ours, _seconds = check_log(
         fake_esxi,
         [
-            "host sequence started: strategy autostop, host poweroff within 4 s",
+            "host sequence started: strategy autostop, poweroff within 4 s",
             "phase 1/2 before autostop: 2 VM(s)",
-            "VM 12 down",
-            "VM 15 down",
+            "VM 12 down after * s",
+            "VM 15 down after * s",
             "phase 2/2 autostop: the autostart sequence",
             "deadline reached: host poweroff",
         ],
     )
     assert ours[-1] == "deadline reached: host poweroff"  # nothing of the sequence after it
-    log = (fake_esxi.host_tmp / LOG_NAME).read_text()
-    assert "vim.fault.ToolsUnavailable" in log  # vim-cmd's own output lands in the log
+    lines = (fake_esxi.host_tmp / LOG_NAME).read_text().splitlines()
+    # vim-cmd's own output lands in the log, relayed as host text
+    assert f"{HOST_LINE}(vim.fault.ToolsUnavailable) {{" in lines

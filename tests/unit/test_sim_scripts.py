@@ -1,5 +1,7 @@
-"""The simulator's shell runs the two command lines of a shutdown (the inventory and the host
-sequence), as literal text, on a small simulated host: no SSH, a recording terminal."""
+"""The simulator's shell runs the package's two command lines of a shutdown on a small simulated
+host: the inventory (`inventory_command(TOKEN)`) and the host sequence (`sequence_script(plan)`
+for a ShutdownPlan built here, started with `detached(...)` to its `log_path(...)`); no SSH, a
+recording terminal."""
 
 from __future__ import annotations
 
@@ -9,87 +11,48 @@ from collections.abc import Iterator
 
 import pytest
 
+from esxi_suspend import esxi
+from esxi_suspend.hostscript import HOST_TEXT, LOG_PREFIX, detached, log_path, sequence_script
+from esxi_suspend.inventory import HOST_TMP, inventory_command
 from esxi_suspend.simulator import Fate, fleet_from_dict
 from esxi_suspend.simulator.host import HostDown, HostModel
 from esxi_suspend.simulator.shell import Shell
+from esxi_suspend.strategy import Action, Phase, ShutdownPlan, VmStep
 
-INVENTORY = """t=${TMPDIR:-/tmp}/esxi-suspend-inv-$$
-vim-cmd vmsvc/getallvms > $t.vms 2>&1 &
-a=$!
-vim-cmd hostsvc/autostartmanager/get_defaults > $t.def 2>&1 &
-vim-cmd hostsvc/autostartmanager/get_autostartseq > $t.seq 2>&1 &
-wait $a
-s=$?
-wait
-ids=
-while read -r id rest; do
-  case $id in
-    *[!0-9]*|"") ;;
-    *) ids="$ids $id" ;;
-  esac
-done < $t.vms
-n=0
-for id in $ids; do
-  vim-cmd vmsvc/get.summary $id > $t.$id 2>&1 &
-  n=$((n + 1))
-  if [ $n -ge 16 ]; then wait; n=0; fi
-done
-wait
-echo "@@status $s"
-echo @@vms
-cat $t.vms
-echo @@defaults
-cat $t.def
-echo @@sequence
-cat $t.seq
-for id in $ids; do echo "@@summary $id"; cat $t.$id; rm -f $t.$id; done
-rm -f $t.vms $t.def $t.seq
-echo @@poweroff
-command -v poweroff
-echo @@nohup
-command -v nohup"""
+TOKEN = 271828182  # the inventory's marker token (random in the package; fixed here)
+MARK = f"@@{TOKEN} "
+INVENTORY = inventory_command(TOKEN)
 
-SEQUENCE = """trap "" HUP
-P=esxi-suspend:
-down() { vim-cmd vmsvc/power.getstate $1 2>/dev/null | grep -q -e "Powered off" -e Suspended; }
-settle() {
-  e=$(( $(date +%s) + $2 ))
-  while ! down $1; do
-    if [ $(date +%s) -ge $e ]; then echo "$P VM $1 still running after $2 s"; return 1; fi
-    sleep 2
-  done
-  echo "$P VM $1 down"
-}
-echo "$P host sequence started: strategy autostop, host poweroff within 236 s"
-( sleep 236; echo "$P deadline reached: host poweroff"; poweroff ) &
-echo "$P phase 1/2 before autostop: 2 VM(s)"
-p=
-{ vim-cmd vmsvc/power.shutdown 12 || vim-cmd vmsvc/power.suspend 12; settle 12 120; } &
-p="$p $!"
-{ vim-cmd vmsvc/power.suspend 20; settle 20 120; } &
-p="$p $!"
-wait $p
-echo "$P phase 2/2 autostop: the autostart sequence"
-vim-cmd hostsvc/autostartmanager/autostop &
-a=$!
-e=$(( $(date +%s) + 90 ))
-while kill -0 $a 2>/dev/null; do
-  if [ $(date +%s) -ge $e ]; then echo "$P autostop still running after 90 s"; break; fi
-  sleep 1
-done
-echo "$P final: suspending the VMs still running"
-p=
-{ down 12 || { echo "$P VM 12 still running: suspending it"; vim-cmd vmsvc/power.suspend 12; }; } &
-p="$p $!"
-{ down 20 || { echo "$P VM 20 still running: suspending it"; vim-cmd vmsvc/power.suspend 20; }; } &
-p="$p $!"
-wait $p
-down 1 || { echo "$P suspending our own VM 1"; vim-cmd vmsvc/power.suspend 1; }
-echo "$P host poweroff"
-poweroff"""
 
-LOG = "/tmp/esxi-suspend-1-2.log"
-DETACHED = f"nohup sh -c '{SEQUENCE}' >> {LOG} 2>&1 < /dev/null &"
+def plan(deadline: int = 236, autostop_budget: int = 90) -> ShutdownPlan:
+    """Phase 1 before autostop: VM 12 guest shutdown else suspend, VM 20 suspend (120 s);
+    phase 2 autostop; our own VM 1 suspended last. `watched`: every running VM but ours, as
+    make_plan has it, so the final step also looks at autostop's VMs 13 and 15."""
+    steps = (
+        VmStep(12, (Action.SHUTDOWN, Action.SUSPEND), 120),
+        VmStep(20, (Action.SUSPEND,), 120),
+    )
+    return ShutdownPlan(
+        strategy="autostop",
+        deadline=deadline,
+        phases=(
+            Phase("before autostop", steps, 120, 120),
+            Phase("autostop", (), autostop_budget, autostop_budget, autostop=True),
+        ),
+        watched=(12, 13, 15, 20),
+        straggler_action=Action.SUSPEND,
+        self_vm=1,
+        notes=(),
+    )
+
+
+SEQUENCE = sequence_script(plan())
+LOG = log_path(1, 2)
+# The simulated host sets no TMPDIR (nor does ESXi): the log lands in /tmp.
+LOG_FILE = LOG.replace(HOST_TMP, "/tmp")
+DETACHED = detached(SEQUENCE, LOG, has_nohup=True)
+PREFIX = f"{LOG_PREFIX} "
+HOST_LINE = f"{PREFIX}{HOST_TEXT} "  # a line a host command printed, relayed by the script
 
 # 12 shuts down (tools), 20 has no tools (suspended in phase 1), 1 is our own VM (suspended
 # last), 13 and 15 are stopped by autostop, 31 is off from the start.
@@ -140,22 +103,24 @@ def test_inventory_prints_every_section(host: HostModel) -> None:
     markers = [line for line in out.splitlines() if line.startswith("@@")]
     ids = [spec.vmid for spec in host.fleet.vms]
     assert markers == [
-        "@@status 0",
-        "@@vms",
-        "@@defaults",
-        "@@sequence",
-        *(f"@@summary {vmid}" for vmid in ids),
-        "@@poweroff",
-        "@@nohup",
+        f"{MARK}status 0",
+        f"{MARK}vms",
+        f"{MARK}defaults",
+        f"{MARK}sequence",
+        *(f"{MARK}summary {vmid}" for vmid in ids),
+        f"{MARK}poweroff",
+        f"{MARK}nohup",
     ]
-    assert "Web Server (prod)" in out.split("@@defaults")[0]
-    assert "stopAction" in out.split("@@sequence")[0].split("@@defaults")[1]
-    assert "vim.VirtualMachine:12" in out.split("@@summary")[0].split("@@sequence")[1]
-    assert out.endswith("@@poweroff\n/sbin/poweroff\n@@nohup\n/bin/nohup\n")
+    assert "Web Server (prod)" in out.split(f"{MARK}defaults")[0]
+    assert "stopAction" in out.split(f"{MARK}sequence")[0].split(f"{MARK}defaults")[1]
+    assert "vim.VirtualMachine:12" in out.split(f"{MARK}summary")[0].split(f"{MARK}sequence")[1]
+    assert out.endswith(f"{MARK}poweroff\n/sbin/poweroff\n{MARK}nohup\n/bin/nohup\n")
+    sections = esxi.split_marked(out, TOKEN)  # the package's own parser
     for vmid in ids:
-        summary = out.split(f"@@summary {vmid}\n")[1].split("@@")[0]
+        summary = out.split(f"{MARK}summary {vmid}\n")[1].split("@@")[0]
         assert summary.strip(), f"no summary for VM {vmid}"
         assert "Unknown command" not in summary
+        assert sections[f"summary {vmid}"] + "\n" == summary
     assert term.err == "" and term.holders == 0
     assert [e for e in host.events if e.kind == "exec"] == []  # the server's, one per request
     assert not [path for path in host.files if "esxi-suspend-inv-" in path]  # cleaned up
@@ -177,6 +142,20 @@ def test_inventory_runs_its_calls_concurrently() -> None:
     assert 2 * latency <= took < 7 * latency, took
 
 
+def said(log: str) -> list[str]:
+    """Our own lines of the log, in order, with `VM N down after S s` (S varies: seconds since
+    the sequence started) as `VM N down after * s`; every line is ours or relayed host text."""
+    lines = log.splitlines()
+    assert all(line.startswith(PREFIX) for line in lines), lines
+    host_text = {line[len(HOST_LINE) :] for line in lines if line.startswith(HOST_LINE)}
+    assert host_text <= {"Suspending VM:"}, host_text
+    return [
+        re.sub(r"^(VM \d+ down after) \d+ s$", r"\1 * s", line[len(PREFIX) :])
+        for line in lines
+        if not line.startswith(HOST_LINE)
+    ]
+
+
 def test_detached_sequence_powers_the_host_off(host: HostModel) -> None:
     term = Recorder()
     assert Shell(host, 7).run(DETACHED, term) == 0
@@ -184,25 +163,25 @@ def test_detached_sequence_powers_the_host_off(host: HostModel) -> None:
     host.cancel_session_jobs(7)  # our session drops: the detached job is no foreground
     assert host.wait_powered_off(30)
     fates = host.fates()
-    assert host.read_file(LOG) is not None
-    log = host.read_file(LOG) or ""
+    assert host.read_file(LOG_FILE) is not None
+    assert [path for path in host.files if "esxi-suspend-" in path] == [LOG_FILE]
+    log = host.read_file(LOG_FILE) or ""
     assert fates[12] is Fate.CLEAN_SHUTDOWN
     assert fates[20] is fates[15] is fates[1] is Fate.SUSPENDED
     assert fates[13] is Fate.CLEAN_SHUTDOWN
     assert fates[31] is Fate.WAS_OFF
     assert not [vmid for vmid, fate in fates.items() if fate is Fate.HARD_KILLED]
-    lines = log.splitlines()
-    assert all(line.startswith("esxi-suspend: ") or line == "Suspending VM:" for line in lines)
-    said = [line.split(": ", 1)[1] for line in lines if line.startswith("esxi-suspend: ")]
-    assert said[0] == "host sequence started: strategy autostop, host poweroff within 236 s"
-    assert said[1] == "phase 1/2 before autostop: 2 VM(s)"
-    assert {"VM 12 down", "VM 20 down"} <= set(said[2:4])
-    assert said[4:] == [
+    ours = said(log)
+    assert ours[0] == "host sequence started: strategy autostop, poweroff within 236 s"
+    assert ours[1] == "phase 1/2 before autostop: 2 VM(s)"
+    assert set(ours[2:4]) == {"VM 12 down after * s", "VM 20 down after * s"}
+    assert ours[4:6] == [
         "phase 2/2 autostop: the autostart sequence",
         "final: suspending the VMs still running",
-        "suspending our own VM 1",
-        "host poweroff",
     ]
+    # 12 and 20 were seen down by their own jobs: the final step looks at autostop's VMs only
+    assert set(ours[6:8]) == {"VM 13 down", "VM 15 down"}
+    assert ours[8:] == ["final: suspending our own VM 1", "host poweroff"]
     deadline = time.monotonic() + 5
     while host.background_jobs() and time.monotonic() < deadline:  # they end with the host
         time.sleep(0.01)
@@ -212,17 +191,17 @@ def test_detached_sequence_powers_the_host_off(host: HostModel) -> None:
 def test_the_watchdog_powers_off_at_the_deadline(host: HostModel) -> None:
     # autostop never ends within the script's bounds: VM 13's guest takes 500 s, and its
     # stop delay is longer than the deadline
-    script = SEQUENCE.replace("236", "40").replace("+ 90", "+ 300")
+    script = sequence_script(plan(deadline=40, autostop_budget=300))
     slow = dict(FLEET)
     slow["vms"] = [dict(vm, shutdown_seconds=500, stop_delay=600) if vm["id"] == 13 else vm
                    for vm in FLEET["vms"]]  # fmt: skip
     model = HostModel(fleet_from_dict(slow), time_scale=0.002)
     try:
-        Shell(model, 7).run(f"nohup sh -c '{script}' >> {LOG} 2>&1 < /dev/null &", Recorder())
+        Shell(model, 7).run(detached(script, LOG, has_nohup=True), Recorder())
         assert model.wait_powered_off(30)
-        log = model.read_file(LOG) or ""
-        assert "esxi-suspend: deadline reached: host poweroff" in log
-        assert "esxi-suspend: host poweroff" not in log.splitlines()
+        log = model.read_file(LOG_FILE) or ""
+        assert f"{PREFIX}deadline reached: host poweroff" in log.splitlines()
+        assert f"{PREFIX}host poweroff" not in log.splitlines()
         assert 40 <= (model.powered_off_at or 0) < 100  # autostop's bound: 28 + 300 s
         assert model.fates()[13] is Fate.HARD_KILLED
     finally:
