@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from test_sim_shell import Recorder
 
 from esxi_suspend import esxi
 from esxi_suspend.hostscript import HOST_TEXT, LOG_PREFIX, detached, log_path, sequence_script
@@ -68,25 +69,6 @@ FLEET = {
         {"id": 31, "name": "spare", "power": "Powered off"},
     ]
 }  # fmt: skip
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.out = ""
-        self.err = ""
-        self.holders = 0
-
-    def write(self, fd: int, text: str) -> None:
-        if fd == 2:
-            self.err += text
-        else:
-            self.out += text
-
-    def hold(self) -> None:
-        self.holders += 1
-
-    def release(self) -> None:
-        self.holders -= 1
 
 
 @pytest.fixture
