@@ -7,7 +7,9 @@ what re-arms monitoring when this machine (often a VM on the host) comes back.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+import os
 import re
 import shutil
 import signal
@@ -20,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from types import FrameType
 
-from esxi_suspend import __version__, clock, lock, logs, remote, setupcli
+from esxi_suspend import __version__, clock, lock, logs, remote, setupcli, ups, wake
 from esxi_suspend.config import (
     DEFAULT_ENV_FILE,
     DEFAULT_KNOWN_HOSTS,
@@ -28,6 +30,7 @@ from esxi_suspend.config import (
     RestartAwareConfigError,
     RestartSettings,
     Settings,
+    Target,
     Validation,
     env_file_path,
     load_settings,
@@ -144,6 +147,21 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
         "seconds between two looks at the host while we follow its sequence",
     ),
     (
+        "ESXI_WOL_MAC",
+        "none",
+        "Wake-on-LAN, to power hosts back on when mains returns (or by `esxi-suspend wake`): "
+        "`host=MAC` for each host to wake, the host as in ESXI_HOST, the MAC its NIC's, e.g. "
+        "`esxi1=aa:bb:cc:dd:ee:ff, esxi2=AA-BB-CC-DD-EE-01`; a host left out is not woken",
+    ),
+    (
+        "ESXI_WOL_BROADCAST",
+        "255.255.255.255",
+        "where the magic packets go: an IPv4 address, the broadcast address of the hosts' "
+        "network (e.g. `192.168.1.255`); `host=address` entries set one host's, e.g. "
+        "`192.168.1.255, esxi3=10.0.3.255`",
+    ),
+    ("ESXI_WOL_PORT", "9", "UDP port of the magic packets (usually 9, the discard port, or 7)"),
+    (
         "UPS_SERVICE",
         "auto",
         "local NUT monitor to restart: `auto` (with systemd, nut-monitor.service else "
@@ -155,7 +173,38 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
         "none",
         "a full command line run instead of the service restart (split into words, no shell)",
     ),
+    (
+        "UPS_NAME",
+        "auto",
+        "the UPS(es) whose status says when to restart the NUT monitor: `auto` (the MONITOR "
+        "lines of upsmon.conf, in $NUT_CONFPATH, /etc/nut or /etc/ups), `ups@host[:port]`, "
+        "several separated by commas (on battery if any is), or `none` (restart at once)",
+    ),
+    (
+        "UPS_POLL_INTERVAL",
+        "5",
+        "seconds between two looks at the UPS status (`upsc`) while a shutdown run waits for "
+        "power to come back before it restarts the NUT monitor",
+    ),
+    (
+        "UPS_WAIT_LIMIT",
+        "86400",
+        "seconds a shutdown run waits at most for power to come back; then it restarts the "
+        "NUT monitor anyway",
+    ),
 )
+
+WAKE_EPILOG = f"""\
+files:
+  {DEFAULT_ENV_FILE}   settings (or --env-file, or ${ENV_FILE_VARIABLE})
+
+exit codes (the worst outcome wins):
+  {ExitCode.OK:>3}  every packet sent (hosts without ESXI_WOL_MAC skipped), or dry run
+  {ExitCode.USAGE:>3}  usage error, or HOST is not in ESXI_HOST: nothing sent
+  {ExitCode.CONNECTION:>3}  a packet could not be sent (network error); the other hosts got theirs
+  {ExitCode.CONFIG:>3}  env file wrong, or HOST (or every host) has no usable ESXI_WOL_MAC
+  {ExitCode.INTERNAL:>3}  internal error (a bug: please report it)
+"""
 
 HELP_WIDTH = 80  # --help is never wider, whatever the terminal
 _MIN_TEXT = 30  # a table row's text column needs this much room, else it goes under its term
@@ -317,6 +366,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="also show each command sent to the host (the exec: lines)",
     )
+    wake_command = commands.add_parser(
+        "wake",
+        help="power hosts back on by Wake-on-LAN (ESXI_WOL_MAC)",
+        description=(
+            "Send Wake-on-LAN magic packets (UDP, to ESXI_WOL_BROADCAST port ESXI_WOL_PORT) "
+            "to HOST, or to every ESXI_HOST entry that has an ESXI_WOL_MAC, as a shutdown "
+            "run does by itself when the UPS is back online. A host without one is skipped "
+            "with one line. A packet sent is not a host up: its firmware and NIC must have "
+            "Wake-on-LAN enabled. CHANGES: powers the hosts on."
+        ),
+        epilog=WAKE_EPILOG,
+        formatter_class=formatter,
+    )
+    wake_command.add_argument(
+        "host",
+        metavar="HOST",
+        nargs="?",
+        help="one ESXI_HOST entry, as [user@]host[:port] (default: every host with a MAC)",
+    )
+    wake_command.add_argument("--env-file", metavar="PATH", help=env_help)
+    wake_command.add_argument(
+        "--dry-run", action="store_true", help="say what would be sent; send nothing"
+    )
+    wake_command.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more on stderr (-vv: debug)"
+    )
     setupcli.add_parsers(commands, env_help)  # trust, enroll: setting up, never for upsmon
     for sub in commands.choices.values():  # setupcli's too: every --help wraps the same way
         sub.formatter_class = formatter
@@ -339,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in setupcli.COMMANDS:
             return int(setupcli.run(args))
+        if args.command == "wake":
+            return int(wake.run(args.env_file, args.host, args.dry_run))
         dry_run = args.command == "check" or args.dry_run
         return int(run(args.env_file, dry_run, called_at=clock.process_started()))
     except Exception as exc:  # a bug: full traceback to syslog, one line to stderr
@@ -425,6 +502,13 @@ def _run(
     if settings is not None and called_at is not None:
         settings = replace(settings, called_at=called_at)
 
+    # upsmon calls us again when the monitor is restarted during the outage: hosts this
+    # machine already powered off in it are not contacted again (see ups.py)
+    outage = _Outage(restart_settings) if not dry_run else None
+    everything = settings
+    if outage is not None:
+        settings = outage.leave_out_done_hosts(settings)
+
     results: list[HostResult] = []
     if settings is not None and not dry_run:
         try:
@@ -443,12 +527,18 @@ def _run(
             if result.report:
                 print(result.report)
 
+    if outage is not None:  # on battery: wait for power before re-arming the monitor
+        outage.wait_before_restart(everything, settings, results, sigterm)
+    elif dry_run:
+        print(f"ups: {_ups_check(restart_settings)}")
     restart_code, restart_text = restart_local(restart_settings, dry_run)
     codes.append(restart_code)
     if dry_run:  # once per run, after every host's report
         print(f"local: {restart_text}")
     worst = max(codes)
     hosts = [r.summary() for r in results]
+    if outage is not None:
+        hosts += outage.summary()
     if validation is not None:
         hosts += [
             f"ESXI_HOST entry {e!r}: not contacted (configuration)" for e in validation.skipped
@@ -469,6 +559,218 @@ def _run(
         verdict = "ready" if worst == ExitCode.OK else "NOT ready"
         print(f"result: {verdict} (exit {int(worst)} {worst.name})")
     return worst
+
+
+class _Outage:
+    """One shutdown per outage: the record of the hosts powered off, the wait for power.
+
+    Before the host steps, hosts the outage record names are left out while the UPS is on
+    battery; after them, while the UPS is on battery, the record is written and the run waits
+    for power (bounded, SIGTERM ends it) before the NUT monitor is restarted: a monitor
+    restarted during the outage would call us again at once. When power is back the hosts
+    recorded are woken (esxi_suspend.wake, if present) and the record removed.
+    """
+
+    def __init__(self, restart: RestartSettings) -> None:
+        self.restart = restart
+        self.record: ups.OutageRecord | None = None
+        self.left_out: list[str] = []
+        self.outcome = ""
+
+    def leave_out_done_hosts(self, settings: Settings | None) -> Settings | None:
+        """`settings` without the hosts already powered off in this outage (None: none left).
+
+        The UPS is read only when a record exists: a first run loses no time to it."""
+        try:
+            record = ups.read_record()
+        except OSError as exc:  # e.g. not root: no record can exist either
+            log.debug("outage record cannot be read: %s", exc)
+            return settings
+        if record is None:
+            return settings
+        status = ups.read_status(self.restart.ups_names)
+        path = ups.record_path()
+        if not status.on_battery:
+            if status.online:
+                ups.remove_record()
+                log.info(
+                    "ups: %s: on line; outage record %s (%s) is from a past outage: removed",
+                    status.describe(),
+                    path,
+                    record.describe(),
+                )
+            else:
+                log.info(
+                    "ups: status unreadable (%s): outage record %s not used",
+                    status.describe(),
+                    path,
+                )
+            return settings
+        self.record = record
+        if settings is None:
+            return None
+        kept = tuple(t for t in settings.all_targets if not record.covers(t.host, t.port))
+        self.left_out = [t.host for t in settings.all_targets if record.covers(t.host, t.port)]
+        if self.left_out:
+            log.info(
+                "outage: this machine already shut down %s in this outage (%s; record %s) and "
+                "the UPS is still on battery (%s): not contacting them; waiting for power "
+                "before restarting the NUT monitor",
+                ", ".join(self.left_out),
+                record.describe(),
+                path,
+                status.describe(),
+            )
+        if not kept:
+            return None
+        return replace(
+            settings, host=kept[0].host, user=kept[0].user, port=kept[0].port, targets=kept
+        )
+
+    def summary(self) -> list[str]:
+        lines = [
+            f"host {host}: not contacted (shut down earlier in this outage)"
+            for host in self.left_out
+        ]
+        if self.outcome:
+            lines.append(f"ups: {self.outcome}")
+        return lines
+
+    def wait_before_restart(
+        self,
+        everything: Settings | None,
+        contacted: Settings | None,
+        results: list[HostResult],
+        sigterm: _Sigterm,
+    ) -> None:
+        """While the UPS is on battery: write the record, wait for power (then wake the
+        hosts); never raises. Unreadable status: the restart goes on at once, as before."""
+        try:
+            self._wait(everything, contacted, results, sigterm)
+        except Exception as exc:  # a bug: the monitor restart must still run
+            log.critical("ups: internal error while waiting for power: %s", exc, exc_info=True)
+
+    def _wait(
+        self,
+        everything: Settings | None,
+        contacted: Settings | None,
+        results: list[HostResult],
+        sigterm: _Sigterm,
+    ) -> None:
+        restart = self.restart
+        status = ups.read_status(restart.ups_names)
+        if not status.on_battery:
+            if status.online:
+                log.info("ups: %s: on line: restarting the NUT monitor now", status.describe())
+                if self.record is not None:  # power came back while this run worked
+                    claimed = ups.claim_record()
+                    if claimed is not None:
+                        _wake(everything, claimed.hosts)
+            else:
+                log.warning(
+                    "ups: status cannot be read (%s): restarting the NUT monitor at once, "
+                    "without waiting for power (if the UPS is still on battery, upsmon may "
+                    "call this command again)",
+                    status.describe(),
+                )
+            return
+        hosts = list(self.record.hosts) if self.record is not None else []
+        if contacted is not None:
+            for target, result in zip(contacted.all_targets, results):
+                if _powered_off(result) and not any(
+                    h.host == target.host and h.port == target.port for h in hosts
+                ):
+                    hosts.append(ups.PoweredOff(target.host, target.user, target.port))
+        at = self.record.at if self.record is not None else time.time()
+        try:
+            path = ups.write_record(ups.OutageRecord(tuple(hosts), at, os.getpid()))
+            where = f"outage record {path}"
+        except OSError as exc:
+            where = f"outage record not written ({exc.strerror or exc})"
+        log.info(
+            "ups: %s: on battery: the NUT monitor is restarted once power is back, not now "
+            "(upsmon would call this command again at once); a look every %d s, for at most "
+            "%d s; %s",
+            status.describe(),
+            restart.ups_poll_interval,
+            restart.ups_wait_limit,
+            where,
+        )
+        waited = ups.wait_for_power(
+            restart.ups_names,
+            restart.ups_poll_interval,
+            restart.ups_wait_limit,
+            stopped=lambda: sigterm.received,
+            on_look=ups.touch_record,
+        )
+        if waited.outcome == "online":
+            log.info(
+                "ups: power is back (%s) after %.0f s: restarting the NUT monitor",
+                waited.detail,
+                waited.seconds,
+            )
+            self.outcome = f"power back after {waited.seconds:.0f} s"
+            claimed = ups.claim_record()
+            if claimed is not None:
+                _wake(everything, claimed.hosts)
+            return
+        self.outcome = f"waited {waited.seconds:.0f} s, UPS still on battery"
+        if waited.outcome == "stopped":
+            log.info(
+                "ups: SIGTERM received while waiting for power: restarting the NUT monitor now; "
+                "the outage record stays, so a run during this outage leaves the hosts alone"
+            )
+        elif waited.outcome == "limit":
+            log.warning(
+                "ups: %s (UPS_WAIT_LIMIT=%d): restarting the NUT monitor anyway",
+                waited.detail,
+                restart.ups_wait_limit,
+            )
+        else:
+            log.warning(
+                "ups: status cannot be read any more (%s): restarting the NUT monitor now",
+                waited.detail,
+            )
+
+
+def _powered_off(result: HostResult) -> bool:
+    return any(step.name == "poweroff" and step.ok for step in result.steps)
+
+
+def _wake(settings: Settings | None, hosts: tuple[ups.PoweredOff, ...]) -> None:
+    """Power back on the hosts powered off in this outage: esxi_suspend.wake, if present."""
+    if settings is None or not hosts:
+        return
+    try:
+        waker = importlib.import_module("esxi_suspend.wake")
+    except ImportError:
+        log.info("wake: not available in this version: the hosts stay off")
+        return
+    targets = tuple(ups_target(settings, host) for host in hosts)
+    try:
+        waker.wake_targets(settings, targets)
+    except Exception as exc:  # a bug there must not stop the monitor restart
+        log.critical("wake: internal error: %s", exc, exc_info=True)
+
+
+def ups_target(settings: Settings, host: ups.PoweredOff) -> Target:
+    """The ESXI_HOST entry a recorded host is (its own user and port when no longer listed)."""
+    for target in settings.all_targets:
+        if target.host == host.host and target.port == host.port:
+            return target
+    return Target(host.host, host.user, host.port)
+
+
+def _ups_check(restart: RestartSettings) -> str:
+    """`check`'s UPS line: the status now and what a shutdown would do; never waits."""
+    status = ups.read_status(restart.ups_names)
+    if status.on_battery:
+        then = "a shutdown now would wait for power before restarting the NUT monitor"
+    elif status.online:
+        then = "on line: a shutdown now would restart the NUT monitor at once"
+    else:
+        then = "status unreadable: a shutdown would restart the NUT monitor at once"
+    return f"{status.describe()}; {then}"
 
 
 def _run_hosts_interruptible(

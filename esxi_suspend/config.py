@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import ipaddress
 import logging
 import os
 import re
@@ -46,8 +47,14 @@ KNOWN_KEYS: dict[str, str | None] = {
     "ESXI_STRAGGLER_ACTION": "suspend",
     "ESXI_SELF_VM": None,
     "ESXI_POLL_INTERVAL": "2",
+    "ESXI_WOL_MAC": None,
+    "ESXI_WOL_BROADCAST": "255.255.255.255",
+    "ESXI_WOL_PORT": "9",
     "UPS_SERVICE": "auto",
     "UPS_RESTART_COMMAND": None,
+    "UPS_NAME": "auto",
+    "UPS_POLL_INTERVAL": "5",
+    "UPS_WAIT_LIMIT": "86400",
 }
 STRATEGIES = ("autostop", "parallel")
 VM_ACTIONS = ("shutdown", "suspend", "poweroff")
@@ -72,6 +79,11 @@ class RestartSettings:
 
     service: str = "auto"
     command: tuple[str, ...] | None = None
+    # The UPSes whose status says when to restart (UPS_NAME): () is `auto` (upsmon.conf's
+    # MONITOR lines), ("none",) never waits; how often to look, how long to wait at most.
+    ups_names: tuple[str, ...] = ()
+    ups_poll_interval: int = 5
+    ups_wait_limit: int = 86400
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,16 @@ class Target:
     host: str
     user: str
     port: int
+
+
+@dataclass(frozen=True)
+class WakeOnLan:
+    """How to wake one ESXI_HOST entry: ESXI_WOL_MAC, ESXI_WOL_BROADCAST, ESXI_WOL_PORT."""
+
+    target: Target
+    mac: str  # aa:bb:cc:dd:ee:ff, lower case (parse_mac)
+    broadcast: str  # an IPv4 address
+    udp_port: int = 9
 
 
 @dataclass(frozen=True)
@@ -108,6 +130,7 @@ class Settings:
     straggler_action: str = "suspend"
     self_vm: str | None = None
     poll_interval: float = 2.0
+    wake_on_lan: tuple[WakeOnLan, ...] = ()  # only the hosts with a valid ESXI_WOL_MAC
     # `clock.now()` when upsmon called us: ESXI_DEADLINE counts from there.
     called_at: float = field(default_factory=clock.now)
 
@@ -117,6 +140,11 @@ class Settings:
     @property
     def all_targets(self) -> tuple[Target, ...]:
         return self.targets or (Target(self.host, self.user, self.port),)
+
+    def wake_on_lan_for(self, target: Target) -> WakeOnLan | None:
+        """`target`'s Wake-on-LAN, None when it has no (valid) ESXI_WOL_MAC entry."""
+        key = (target.host, target.port)
+        return next((w for w in self.wake_on_lan if (w.target.host, w.target.port) == key), None)
 
 
 def env_file_path(cli_value: str | None) -> Path:
@@ -370,7 +398,13 @@ class _Reader:
             except ValueError as exc:
                 instead = f"this run restarts the NUT monitor by UPS_SERVICE={service} instead"
                 self._problem(f"UPS_RESTART_COMMAND={value!r}: {exc}", instead)
-        return RestartSettings(service=service, command=command)
+        return RestartSettings(
+            service=service,
+            command=command,
+            ups_names=self._optional("UPS_NAME", _ups_names),
+            ups_poll_interval=self._optional("UPS_POLL_INTERVAL", integer_in(1, 300)),
+            ups_wait_limit=self._optional("UPS_WAIT_LIMIT", integer_in(60, 604800)),
+        )
 
     def targets(self) -> tuple[Target, ...]:
         """ESXI_HOST's entries; one that is bad, or needs a bad ESXI_USER or ESXI_PORT, is
@@ -443,6 +477,7 @@ class _Reader:
         straggler = self._optional("ESXI_STRAGGLER_ACTION", _one_of(STRAGGLER_ACTIONS))
         self_vm = self._raw("ESXI_SELF_VM") or None
         poll = self._optional("ESXI_POLL_INTERVAL", _seconds(0.01, 60.0))
+        wake_on_lan = self.wake_on_lan(targets)
         passphrase = self.values.get("ESXI_KEY_PASSPHRASE") or None
         if not targets or key_file is None or known_hosts is None:
             return None
@@ -466,7 +501,90 @@ class _Reader:
             straggler_action=straggler,
             self_vm=self_vm,
             poll_interval=poll,
+            wake_on_lan=wake_on_lan,
         )
+
+    def wake_on_lan(self, targets: tuple[Target, ...]) -> tuple[WakeOnLan, ...]:
+        """ESXI_WOL_MAC's `host=MAC` entries with their broadcast address and port; a bad
+        entry is left out (that host is not woken) and the others still go on."""
+        udp_port = self._optional("ESXI_WOL_PORT", integer_in(1, 65535))
+        default, broadcasts = self._wol_broadcasts(targets)
+        value = self._raw("ESXI_WOL_MAC")
+        found: list[WakeOnLan] = []
+        for text, target, mac_text in self._per_host("ESXI_WOL_MAC", value, targets):
+            where = f"ESXI_WOL_MAC={value!r}, entry {text!r}"
+            if target is None:
+                host = targets[0].host if targets else "esxi1"
+                mac = mac_text if _MAC_RE.fullmatch(mac_text) else "aa:bb:cc:dd:ee:ff"
+                why = f"no host; write host=MAC, the host as in ESXI_HOST, e.g. {host}={mac}"
+                self._problem(f"{where}: {why}", "ignored: no host is woken by it")
+                continue
+            not_woken = f"{target.host} is not woken when power returns"
+            try:
+                mac = parse_mac(mac_text)
+            except ValueError as exc:
+                self._problem(f"{where}: {exc}", not_woken)
+                continue
+            found.append(WakeOnLan(target, mac, broadcasts.get(target, default), udp_port))
+        return tuple(found)
+
+    def _wol_broadcasts(self, targets: tuple[Target, ...]) -> tuple[str, dict[Target, str]]:
+        """ESXI_WOL_BROADCAST: one address for every host and/or `host=address` entries."""
+        fallback = KNOWN_KEYS["ESXI_WOL_BROADCAST"]
+        assert fallback is not None
+        value = self._raw("ESXI_WOL_BROADCAST")
+        default: str | None = None
+        per_host: dict[Target, str] = {}
+        for text, target, address in self._per_host("ESXI_WOL_BROADCAST", value, targets):
+            where = f"ESXI_WOL_BROADCAST={value!r}, entry {text!r}"
+            instead = (
+                f"ignored: {target.host}'s packets go to the address for every host"
+                if target
+                else f"ignored: the packets go to the other address given, else to the "
+                f"default {fallback}"
+            )
+            try:
+                parsed = parse_ipv4(address)
+            except ValueError as exc:
+                self._problem(f"{where}: {exc}", instead)
+                continue
+            if target is not None:
+                per_host[target] = parsed
+            elif default is not None:
+                self._problem(f"{where}: a second address for every host; keep one", instead)
+            else:
+                default = parsed
+        return default or fallback, per_host
+
+    def _per_host(
+        self, key: str, value: str | None, targets: tuple[Target, ...]
+    ) -> list[tuple[str, Target | None, str]]:
+        """`[host=]value` entries, comma-separated: (entry, its ESXI_HOST target, value).
+
+        An entry without `host=` has no target; one whose host is not exactly one ESXI_HOST
+        entry is a problem (left out)."""
+        if not value:
+            return []
+        out: list[tuple[str, Target | None, str]] = []
+        seen: set[Target] = set()
+        for text in (part.strip() for part in value.split(",")):
+            if not text:
+                continue
+            host_text, equals, rest = text.partition("=")
+            if not equals:
+                out.append((text, None, text))
+                continue
+            try:
+                target = match_target(host_text.strip(), targets)
+            except ValueError as exc:
+                self._problem(f"{key}={value!r}, entry {text!r}: {exc}", "ignored")
+                continue
+            if target in seen:
+                self._problem(f"{key}={value!r}: {target.host} is listed twice", "first applies")
+                continue
+            seen.add(target)
+            out.append((text, target, rest.strip()))
+        return out
 
     def _vm_order(self, strategy: str) -> tuple[tuple[str, ...], ...]:
         value = self._raw("ESXI_VM_ORDER")
@@ -542,6 +660,56 @@ def parse_host_entry(text: str) -> HostEntry:
     user = parse_user_name(match.group("user")) if match.group("user") else None
     port = integer_in(1, 65535)(match.group("port")) if match.group("port") else None
     return HostEntry(host, user, port)
+
+
+def match_target(text: str, targets: tuple[Target, ...]) -> Target:
+    """The one ESXI_HOST entry that `[user@]host[:port]` names (user and port may be left out
+    when the host alone tells it)."""
+    entry = parse_host_entry(text)
+    found = [
+        target
+        for target in targets
+        if target.host == entry.host
+        and entry.port in (None, target.port)
+        and entry.user in (None, target.user)
+    ]
+    if not found:
+        hosts = ", ".join(t.host if t.port == 22 else f"{t.host}:{t.port}" for t in targets)
+        raise ValueError(f"{text} is not in ESXI_HOST (it has: {hosts or 'no usable host'})")
+    if len(found) > 1:
+        raise ValueError(f"{text} is more than one ESXI_HOST entry; add its :port")
+    return found[0]
+
+
+_MAC_RE = re.compile(r"[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}")
+
+
+def parse_mac(text: str) -> str:
+    """`aa:bb:cc:dd:ee:ff` or `AA-BB-CC-DD-EE-FF` (a network card's own) -> `aa:bb:cc:dd:ee:ff`."""
+    if not _MAC_RE.fullmatch(text):
+        raise ValueError(
+            "not a MAC address; write 6 two-digit hex octets separated by ':' or '-', "
+            "e.g. aa:bb:cc:dd:ee:ff"
+        )
+    octets = bytes.fromhex(re.sub("[:-]", "", text))
+    if octets[0] & 1 or not any(octets):
+        kind = "all zeros" if not any(octets) else "a multicast or broadcast address"
+        raise ValueError(
+            f"{kind}, not a network card's; use the MAC of the host's NIC (on the host: "
+            "esxcli network nic list)"
+        )
+    return ":".join(f"{octet:02x}" for octet in octets)
+
+
+def parse_ipv4(text: str) -> str:
+    """A Wake-on-LAN destination: an IPv4 address, the network's broadcast address usually."""
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise ValueError(
+            "not an IPv4 address; use the broadcast address of the host's network, "
+            "e.g. 192.168.1.255, or 255.255.255.255"
+        ) from None
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
@@ -631,6 +799,12 @@ def _service_name(value: str) -> str:
     if not _SERVICE_RE.match(value):
         raise ValueError("not a service name; use auto, none, or a name such as nut-monitor")
     return value
+
+
+def _ups_names(value: str) -> tuple[str, ...]:
+    from esxi_suspend.ups import parse_ups_names  # ups imports local, which imports this
+
+    return parse_ups_names(value)
 
 
 def _command_line(value: str) -> tuple[str, ...]:

@@ -251,6 +251,7 @@ def prepare_env(
                 # We follow the host every 5 simulated seconds, as we would a real one.
                 "ESXI_POLL_INTERVAL": f"{max(0.01, 5 * time_scale):.3f}",
                 "UPS_SERVICE": "none",
+                "UPS_NAME": "none",  # this machine's UPS is none of the demo's business
                 "UPS_RESTART_COMMAND": str(restart),
             }
         )

@@ -248,6 +248,8 @@ class SshServer:
             "ESXI_POLL_INTERVAL": "0.2",
             "UPS_SERVICE": "none",
             "UPS_RESTART_COMMAND": str(self.restart_script),
+            # This machine's upsmon.conf and UPS are the admin's: read only where a test says.
+            "UPS_NAME": "none",
         }
         if passphrase:
             settings["ESXI_KEY_PASSPHRASE"] = self.passphrase

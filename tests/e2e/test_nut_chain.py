@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import signal
 import socket
@@ -45,6 +46,8 @@ NOTIFY = (
     "COMMBAD", "SHUTDOWN", "REPLBATT", "NOCOMM", "NOPARENT",
 )  # fmt: skip
 ALREADY_RUNNING = "A previous upsmon instance is already running"
+WAITING = "on battery: the NUT monitor is restarted once power is back"
+OUTAGE_RECORD = "/run/esxi-suspend/outage.json"  # esxi_suspend.ups.record_path()
 
 
 def _write(path: Path, text: str, mode: int = 0o600) -> Path:
@@ -80,9 +83,9 @@ def _private_run(log: Path, outside: PrivateRun | None = None) -> Iterator[Priva
         yield run
 
 
-def _upsmon_conf(monitor: str, shutdown_command: Path, tmp: Path) -> str:
+def _upsmon_conf(monitor: str, shutdown_command: Path, tmp: Path, role: str = "primary") -> str:
     return (
-        f"MONITOR {monitor} 1 monuser monpass primary\n"
+        f"MONITOR {monitor} 1 monuser monpass {role}\n"
         "MINSUPPLIES 1\n"
         f'SHUTDOWNCMD "{shutdown_command}"\n'
         "POLLFREQ 1\nPOLLFREQALERT 1\nHOSTSYNC 1\nDEADTIME 3\nFINALDELAY 0\n"
@@ -136,9 +139,17 @@ class Chain:
 
 
 @contextlib.contextmanager
-def nut_chain(tmp: Path, server: SshServer, outside: PrivateRun | None = None) -> Iterator[Chain]:
+def nut_chain(
+    tmp: Path,
+    server: SshServer,
+    outside: PrivateRun | None = None,
+    settings: dict[str, str] | None = None,
+) -> Iterator[Chain]:
     """Driver, upsd and upsmon running in a private namespace (made inside `outside` if
-    given); yields once upsmon has written its pid file there and sees the UPS on line."""
+    given); yields once upsmon has written its pid file there and sees the UPS on line.
+
+    esxi-suspend finds the UPS as upsmon does (NUT_CONFPATH's upsmon.conf, its MONITOR line);
+    `settings` go into its env file."""
     _require_nut()
     tmp.mkdir(exist_ok=True)
     conf = tmp / "nut-conf"
@@ -150,7 +161,10 @@ def nut_chain(tmp: Path, server: SshServer, outside: PrivateRun | None = None) -
     port = free_port()
     log = tmp / "shutdowncmd.log"
     nut_log = tmp / "nut.log"
-    env_file = server.write_env(tmp / "esxi-suspend.env")
+    env_file = server.write_env(
+        tmp / "esxi-suspend.env",
+        settings={"UPS_NAME": "auto", "UPS_POLL_INTERVAL": "1", **(settings or {})},
+    )
     wrapper = _write(
         tmp / "shutdowncmd",
         "#!/bin/sh\n"
@@ -162,8 +176,11 @@ def nut_chain(tmp: Path, server: SshServer, outside: PrivateRun | None = None) -
     _write(conf / "nut.conf", "MODE=standalone\n")
     _write(conf / "ups.conf", f'[dummy]\n  driver = dummy-ups\n  port = {dev}\n  desc = "test"\n')
     _write(conf / "upsd.conf", f"LISTEN 127.0.0.1 {port}\n")
-    _write(conf / "upsd.users", "[monuser]\n  password = monpass\n  upsmon primary\n")
-    _write(conf / "upsmon.conf", _upsmon_conf(f"dummy@127.0.0.1:{port}", wrapper, tmp))
+    # a secondary, as on a VM watching the UPS through another machine's upsd: a primary
+    # sets FSD, which upsd keeps after power is back (esxi-suspend then waits on: ups.py)
+    _write(conf / "upsd.users", "[monuser]\n  password = monpass\n  upsmon secondary\n")
+    monitor = f"dummy@127.0.0.1:{port}"
+    _write(conf / "upsmon.conf", _upsmon_conf(monitor, wrapper, tmp, "secondary"))
     env = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "NUT_CONFPATH": str(conf),
@@ -217,13 +234,11 @@ def _shut_down_on_battery_low(server: SshServer, tmp: Path, outside: PrivateRun 
         assert server.commands() == []  # OL: nothing happens
         _status(chain.dev, "OB LB")
         flipped = time.monotonic()
-        _wait(
-            lambda: "esxi-suspend exit" in _read(chain.log),
-            CHAIN_BOUND,
-            "SHUTDOWNCMD",
-            chain.nut_log,
-        )
+        # the host is down; the run waits for power before it restarts the monitor
+        _wait(lambda: WAITING in _read(chain.log), CHAIN_BOUND, "SHUTDOWNCMD", chain.nut_log)
         elapsed = time.monotonic() - flipped
+        _status(chain.dev, "OL")
+        _wait(lambda: "esxi-suspend exit" in _read(chain.log), 15, "power back", chain.nut_log)
         outside_pid_file = outside.path(UPSMON_PID) if outside else Path(UPSMON_PID)
         assert _read(outside_pid_file).strip() != str(chain.upsmon.pid)
 
@@ -241,7 +256,100 @@ def _shut_down_on_battery_low(server: SshServer, tmp: Path, outside: PrivateRun 
         assert step in text, text
     assert "Traceback" not in text
     assert text.count("esxi-suspend exit") == 1  # upsmon ran SHUTDOWNCMD once
+    assert "ups: power is back (dummy@127.0.0.1:" in text, text
     assert leftovers.listing(leftovers.NUT_RUN) == machine_nut
+
+
+RESTART_MONITOR = """\
+#!/bin/sh
+# What `systemctl --no-block restart nut-monitor` does: it returns at once; then the monitor
+# is stopped (SIGTERM; upsmon ends once its SHUTDOWNCMD has returned) and a new one started.
+echo "restarted $*" >>{marker}
+old=$(cat /run/nut/upsmon.pid 2>/dev/null)
+(
+    if [ -n "$old" ]; then
+        kill -TERM "$old" 2>/dev/null
+        i=0
+        while [ -d "/proc/$old" ] && ! grep -q '^State:.*Z' "/proc/$old/status" \
+            && [ "$i" -lt 200 ]; do
+            sleep 0.1; i=$((i + 1))
+        done
+        # systemd reaps it; here it is the test's child: its pid file must not name a zombie
+        rm -f /run/nut/upsmon.pid
+    fi
+    exec {upsmon} -p -F
+) </dev/null >>{log} 2>&1 &
+"""
+
+
+def _upsmon_running(chain: Chain, old: int) -> int | None:
+    """The pid of a live upsmon other than `old` that wrote the namespace's pid file."""
+    text = _read(chain.run.path(UPSMON_PID)).strip()
+    if not text.isdigit() or int(text) == old:
+        return None
+    pid = int(text)
+    status = _read(Path(f"/proc/{pid}/status"))
+    alive = status and not re.search(r"(?m)^State:\s+Z", status)
+    return pid if alive and chain.run.contains(pid) else None
+
+
+def test_one_shutdown_per_outage_then_the_monitor_is_rearmed(
+    openssh_esxi: SshServer, tmp_path: Path
+) -> None:
+    """upsmon ends after its SHUTDOWNCMD, and a monitor restarted while the UPS is still
+    `OB LB` calls it again at once. Over 45 s of `OB LB` after the host is down, the one run
+    waits: the host is contacted by that run only, no `connect FAILED`; once the UPS is `OL`
+    the run restarts the monitor (a real stop and start of upsmon), which stays quiet, and
+    the outage record is gone."""
+    server = openssh_esxi
+    restart = _write(
+        tmp_path / "restart-monitor",
+        RESTART_MONITOR.format(
+            marker=shlex.quote(str(server.restart_marker)),
+            upsmon=shlex.quote(str(NUT_BIN / "upsmon")),
+            log=shlex.quote(str(tmp_path / "chain" / "nut.log")),
+        ),
+        0o755,
+    )
+    settings = {"UPS_RESTART_COMMAND": str(restart)}
+    with nut_chain(tmp_path / "chain", server, settings=settings) as chain:
+        _status(chain.dev, "OB LB")
+        _wait(lambda: WAITING in _read(chain.log), CHAIN_BOUND, "the run's wait", chain.nut_log)
+        down = time.monotonic()
+        assert server.commands().count("poweroff") == 1
+        record = chain.run.path(OUTAGE_RECORD)
+        assert record.exists()
+        while time.monotonic() - down < 45:  # the outage goes on: nothing more happens
+            time.sleep(1)
+            assert "esxi-suspend exit" not in _read(chain.log), _read(chain.log)
+        assert _upsmon_running(chain, -1) == chain.upsmon.pid  # not restarted meanwhile
+        assert server.restarts() == []
+
+        _status(chain.dev, "OL")
+        _wait(lambda: "esxi-suspend exit" in _read(chain.log), 15, "power back", chain.nut_log)
+        _wait(
+            lambda: _upsmon_running(chain, chain.upsmon.pid) is not None,
+            25,
+            "a fresh upsmon",
+            chain.nut_log,
+        )
+        fresh = _upsmon_running(chain, chain.upsmon.pid)
+        assert chain.upsmon.poll() is not None  # the old one ended
+        time.sleep(3)  # the fresh upsmon logs in and sees OL: it calls nobody
+        assert _upsmon_running(chain, chain.upsmon.pid) == fresh
+        assert not record.exists()
+        text = _read(chain.log)
+
+    outputs.record("nut chain: one shutdown per outage", text)
+    assert "Traceback" not in text
+    assert "connect FAILED" not in text, text
+    assert text.count("esxi-suspend exit") == 1, text
+    assert text.count("esxi-suspend exit 0") == 1, text
+    assert text.count(": connecting as ") == 1, text  # one run contacted the host
+    assert server.commands().count(AUTOSTOP) == 1
+    assert server.commands().count("poweroff") == 1
+    assert len(server.restarts()) == 1
+    assert "ups: power is back (dummy@127.0.0.1:" in text, text
 
 
 @pytest.mark.parametrize("kind", ["openssh", "dropbear"])

@@ -454,6 +454,65 @@ def _one_bad_entry(ctx: Ctx) -> None:
     ctx.argv = ["shutdown", "-v"]  # the summary on stderr even where a syslog socket exists
 
 
+OUTAGE_RECORD = Path("/run/esxi-suspend/outage.json")  # esxi_suspend.ups.record_path()
+WAITING = "on battery: the NUT monitor is restarted once power is back"
+
+
+def _fake_upsc(ctx: Ctx, status: str) -> Path:
+    """A `upsc` first on PATH answering `status` (the file it returns) for any UPS."""
+    path = ctx.tmp / "ups.status"
+    path.write_text(status + "\n")
+    ctx.bin.mkdir(exist_ok=True)
+    ctx.script("bin/upsc", f"cat {shlex.quote(str(path))}")
+    ctx.settings.update(UPS_NAME="ups@upsd.invalid", UPS_POLL_INTERVAL="1")
+    return path
+
+
+def _second_run_same_outage(ctx: Ctx) -> Run:
+    """The first run powers the host off and waits (UPS on battery); a second run (an admin
+    restarting the monitor by hand) contacts no host and waits too; power back: both end."""
+    assert not OUTAGE_RECORD.exists(), "an outage record of this machine is in the way"
+    status = _fake_upsc(ctx, "OB LB")
+    first = ctx.start()
+    try:
+        _wait_for_sleeping(OUTAGE_RECORD.exists, 30, "the first run's outage record")
+        second = ctx.start()
+        time.sleep(3)
+        assert second.process.poll() is None and first.process.poll() is None
+        assert ctx.server.restarts() == []  # both wait for power
+        status.write_text("OL\n")
+        second.finish(timeout=30)
+        first.finish(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.process.pid, signal.SIGKILL)
+        OUTAGE_RECORD.unlink(missing_ok=True)
+    assert first.returncode == 0 and WAITING in first.stderr, first.output
+    assert "Traceback" not in first.output
+    assert "connecting as" not in second.stderr, second.stderr
+    assert "not contacted (shut down earlier in this outage)" in second.stderr
+    return second
+
+
+def _contacted_once(ctx: Ctx, run: Run) -> None:
+    assert ctx.server.commands().count(AUTOSTOP) == 1, ctx.server.commands()
+    assert ctx.server.commands().count(POWEROFF) == 1, ctx.server.commands()
+    assert len(ctx.server.restarts()) == 2  # each run re-arms the monitor once power is back
+    assert not OUTAGE_RECORD.exists()
+
+
+def _ups_unreadable(ctx: Ctx) -> None:
+    ctx.settings.update(UPS_NAME=f"ups@127.0.0.1:{free_port()}")
+
+
+def _wait_for_sleeping(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {seconds} s for {what}")
+        time.sleep(0.1)
+
+
 def _env_text(ctx: Ctx, extra: str) -> None:
     settings = ctx.server.env_settings()
     ctx.env_text = "".join(f"{k}='{v}'\n" for k, v in settings.items()) + extra
@@ -637,6 +696,16 @@ FAULTS: list[Fault] = [
           r"inventory: 0 VM\(s\)",
           "no leaked process, session or descriptor on the host; none left locally",
           runner=_leak_run, restarts=0),
+    Fault(19, "UPS status unreadable (upsd not answering)", 20, 0,
+          r"ups: status cannot be read \(.upsc ups@127\.0\.0\.1:\d+ ups\.status. exited 1 "
+          r"\(.*\)\): restarting the NUT monitor at once",
+          "host shut down; the monitor restarted at once, as without a UPS to ask",
+          setup=_ups_unreadable, check=_powered_off),
+    Fault(20, "second run during the same outage", 60, 0,
+          r"outage: this machine already shut down \S+ in this outage \(.*\) and the UPS is "
+          r"still on battery \(.*\): not contacting them; waiting for power",
+          "host contacted by the first run only; both wait for OL, then restart the monitor",
+          runner=_second_run_same_outage, check=_contacted_once, restarts=-1),
 ]  # fmt: skip
 
 CASES = [

@@ -22,6 +22,7 @@ from esxi_suspend.config import (
     RestartSettings,
     Settings,
     Target,
+    WakeOnLan,
     load_settings,
     validate,
 )
@@ -49,6 +50,7 @@ def write_env(files: dict[str, Path], body: str) -> Path:
 
 FILES = "ESXI_KEY_FILE=@KEY@\nESXI_KNOWN_HOSTS=@KNOWN@\n"
 GOOD = "ESXI_HOST=esxi1.lan\n" + FILES
+ESXI1 = Target("esxi1.lan", "root", 22)
 
 # A bad optional value at shutdown: (env file, what it is read as, the problem's text, what the
 # shutdown does instead). The problem is never fatal: the host is contacted.
@@ -124,6 +126,42 @@ OPTIONAL = [
         ("restart.command", None),
         'UPS_RESTART_COMMAND="a \'b": cannot be split into words',
         "restarts the NUT monitor by UPS_SERVICE=nut-client instead",
+    ),
+    (
+        GOOD + "UPS_NAME=ups@host:99999\n",
+        ("restart.ups_names", ()),
+        "UPS_NAME='ups@host:99999': port out of range",
+        "uses the default UPS_NAME=auto",
+    ),
+    (
+        GOOD + "UPS_POLL_INTERVAL=0\n",
+        ("restart.ups_poll_interval", 5),
+        "UPS_POLL_INTERVAL='0': out of range; use an integer from 1 to 300",
+        "uses the default UPS_POLL_INTERVAL=5",
+    ),
+    (
+        GOOD + "UPS_WAIT_LIMIT=1h\n",
+        ("restart.ups_wait_limit", 86400),
+        "UPS_WAIT_LIMIT='1h': not a whole number; use an integer from 60 to 604800",
+        "uses the default UPS_WAIT_LIMIT=86400",
+    ),
+    (
+        GOOD + "ESXI_WOL_MAC=esxi1.lan=aa:bb:cc\n",
+        ("wake_on_lan", ()),
+        "ESXI_WOL_MAC='esxi1.lan=aa:bb:cc', entry 'esxi1.lan=aa:bb:cc': not a MAC address",
+        "esxi1.lan is not woken when power returns",
+    ),
+    (
+        GOOD + "ESXI_WOL_MAC=esxi1.lan=aa:bb:cc:dd:ee:01\nESXI_WOL_BROADCAST=192.168.1.256\n",
+        ("wake_on_lan", (WakeOnLan(ESXI1, "aa:bb:cc:dd:ee:01", "255.255.255.255", 9),)),
+        "ESXI_WOL_BROADCAST='192.168.1.256', entry '192.168.1.256': not an IPv4 address",
+        "the packets go to the other address given, else to the default 255.255.255.255",
+    ),
+    (
+        GOOD + "ESXI_WOL_MAC=esxi1.lan=aa:bb:cc:dd:ee:01\nESXI_WOL_PORT=0\n",
+        ("wake_on_lan", (WakeOnLan(ESXI1, "aa:bb:cc:dd:ee:01", "255.255.255.255", 9),)),
+        "ESXI_WOL_PORT='0': out of range; use an integer from 1 to 65535",
+        "uses the default ESXI_WOL_PORT=9",
     ),
     (
         GOOD + "ESXI_DEADLIN=300\n",

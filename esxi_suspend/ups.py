@@ -1,0 +1,409 @@
+"""NUT's side: which UPSes this machine watches, their status (`upsc`, bounded), the outage record.
+
+upsmon exits after its SHUTDOWNCMD has run; a monitor restarted while the UPS is still `OB LB`
+calls us again at once. So after the host steps a shutdown run waits, polling the UPS status,
+until the UPS is back on line, and only then restarts the monitor (cli.py). The outage record,
+a small file under /run/esxi-suspend, says which hosts this machine powered off in this outage:
+a run that starts during the same outage (an admin restarting the monitor by hand) leaves them
+alone and waits the same way.
+
+Every look at the UPS is one `upsc UPS ups.status`, bounded by UPSC_TIMEOUT; a status that
+cannot be read is an answer too ("unreadable"), never a hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shlex
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from esxi_suspend.local import search_path, which
+
+log = logging.getLogger(__name__)
+
+UPSC_TIMEOUT = 5.0
+UPSMON_CONF_DIRS = (Path("/etc/nut"), Path("/etc/ups"))  # Debian/Fedora, older Fedora
+CONFPATH_VARIABLE = "NUT_CONFPATH"  # NUT's own: where its programs read their *.conf
+MONITOR_TYPES = ("primary", "secondary", "master", "slave")
+STATE_DIR = Path("/run/esxi-suspend")  # lock.LOCK_DIR: root only, gone at reboot
+RECORD_NAME = "outage.json"
+# The waiting run touches the record at every look at the UPS; a record not touched for this
+# long belongs to no outage we still follow (its run was stopped and power came back).
+RECORD_FRESH = 600.0
+UNREADABLE_LIMIT = 3  # looks in a row without a status end a wait
+
+_UPS_RE = re.compile(
+    r"^[A-Za-z0-9_][A-Za-z0-9_.-]*"  # the UPS
+    r"(?:@(?:[A-Za-z0-9_][A-Za-z0-9_.-]*|\[[0-9A-Fa-f:.]+\])"  # @host or @[v6]
+    r"(?::[0-9]{1,5})?)?$"  # :port, only after a host
+)
+
+
+class UpsUnreadable(Exception):
+    """The UPS status cannot be read: no upsc, upsd down, unknown UPS, no UPS configured."""
+
+
+def parse_ups_name(value: str) -> str:
+    """One `ups[@host[:port]]`, as upsc and upsmon's MONITOR lines name a UPS."""
+    if not _UPS_RE.match(value):
+        raise ValueError("not ups[@host[:port]]; separate several with ','")
+    port = value.rsplit(":", 1)[1] if re.search(r":[0-9]+$", value) and "@" in value else None
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise ValueError("port out of range; use 1 to 65535")
+    return value
+
+
+def parse_ups_names(value: str) -> tuple[str, ...]:
+    """UPS_NAME: `auto` (the MONITOR lines of upsmon.conf; returned as ()), `none`
+    (returned as ("none",)), or `ups@host[:port]`, several separated by ','."""
+    if value.strip().lower() in ("auto", "none"):
+        return () if value.strip().lower() == "auto" else ("none",)
+    names = [part.strip() for part in value.split(",")]
+    if not any(names):
+        raise ValueError("names no UPS; use auto, none, or ups@host[:port]")
+    return tuple(dict.fromkeys(parse_ups_name(name) for name in names if name))
+
+
+def upsmon_conf_paths() -> list[Path]:
+    """Where upsmon.conf is: $NUT_CONFPATH (as NUT's programs read it), else /etc/nut, /etc/ups."""
+    configured = os.environ.get(CONFPATH_VARIABLE)
+    if configured:
+        return [Path(configured) / "upsmon.conf"]
+    return [directory / "upsmon.conf" for directory in UPSMON_CONF_DIRS]
+
+
+def parse_monitor_lines(text: str) -> list[str]:
+    """The UPSes of `MONITOR ups@host[:port] powervalue user password type` lines.
+
+    A power value of 0 (monitoring only: that UPS does not feed this machine) is left out,
+    unless every line has 0. Lines that are not MONITOR lines, or do not parse, are skipped.
+    """
+    feeding: list[str] = []
+    monitored: list[str] = []
+    for line in text.splitlines():
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:  # an unbalanced quote: upsmon would not read it either
+            continue
+        if len(words) < 6 or words[0].upper() != "MONITOR":
+            continue
+        system, power, kind = words[1], words[2], words[5].lower()
+        if kind not in MONITOR_TYPES or not power.isdigit():
+            continue
+        try:
+            name = parse_ups_name(system)
+        except ValueError:
+            continue
+        monitored.append(name)
+        if int(power) > 0:
+            feeding.append(name)
+    return list(dict.fromkeys(feeding or monitored))
+
+
+def monitored_upses(paths: Sequence[Path] | None = None) -> tuple[list[str], str]:
+    """The UPSes upsmon.conf's MONITOR lines name, and where they were read (or why none)."""
+    tried: list[str] = []
+    for path in paths if paths is not None else upsmon_conf_paths():
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            tried.append(f"{path}: not found")
+            continue
+        except OSError as exc:
+            tried.append(f"{path}: {exc.strerror or exc}")
+            continue
+        names = parse_monitor_lines(text)
+        if names:
+            return names, str(path)
+        tried.append(f"{path}: no MONITOR line")
+    return [], "; ".join(tried)
+
+
+def ups_names(configured: tuple[str, ...]) -> list[str]:
+    """The UPSes to ask: UPS_NAME's, else upsmon.conf's; raise UpsUnreadable when none."""
+    if configured == ("none",):
+        raise UpsUnreadable("UPS_NAME=none")
+    if configured:
+        return list(configured)
+    names, where = monitored_upses()
+    if not names:
+        raise UpsUnreadable(f"no UPS known ({where}); set UPS_NAME=ups@host")
+    return names
+
+
+def upsc(ups: str, variable: str, timeout: float = UPSC_TIMEOUT) -> str:
+    """`upsc UPS VARIABLE`'s value; raise UpsUnreadable (what went wrong, one line)."""
+    program = which("upsc")
+    if program is None:
+        raise UpsUnreadable(f"upsc not found (searched {search_path()}; it comes with NUT)")
+    try:
+        done = subprocess.run(
+            [program, ups, variable],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PATH": search_path()},
+            cwd="/",
+        )
+    except subprocess.TimeoutExpired:
+        raise UpsUnreadable(
+            f"`upsc {ups} {variable}` gave no answer within {timeout:g} s"
+        ) from None
+    except OSError as exc:
+        raise UpsUnreadable(f"`upsc {ups}` could not start ({exc.strerror or exc})") from None
+    value = done.stdout.strip()
+    if done.returncode != 0 or not value:
+        lines = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        tail = lines[-1][:200] if lines else "no output"
+        raise UpsUnreadable(f"`upsc {ups} {variable}` exited {done.returncode} ({tail})")
+    return value
+
+
+@dataclass(frozen=True)
+class UpsStatus:
+    """What every UPS says now: `ups.status` words per UPS, or why it could not be read."""
+
+    statuses: tuple[tuple[str, str], ...]  # (ups, status) for those read
+    problems: tuple[str, ...] = ()  # one line per UPS that could not be read
+
+    @property
+    def on_battery(self) -> bool:
+        """Any UPS on battery (`OB`), or in a forced shutdown (`FSD`): the outage goes on.
+
+        A primary upsmon sets FSD before its SHUTDOWNCMD and upsd keeps it, even once the UPS
+        is back on line, until upsd restarts: a monitor restarted under it shuts down again."""
+        return any({"OB", "FSD"} & set(status.split()) for _, status in self.statuses)
+
+    @property
+    def forced(self) -> bool:
+        """Some UPS has FSD set but none is on battery: power is back, FSD stays."""
+        words = [set(status.split()) for _, status in self.statuses]
+        return any("FSD" in w for w in words) and not any("OB" in w for w in words)
+
+    @property
+    def online(self) -> bool:
+        """Every UPS read and none on battery: power is back."""
+        return bool(self.statuses) and not self.problems and not self.on_battery
+
+    @property
+    def unreadable(self) -> bool:
+        """Nothing tells us the power is cut, and some UPS could not be read."""
+        return not self.on_battery and bool(self.problems)
+
+    def describe(self) -> str:
+        parts = [f"{ups}: {status}" for ups, status in self.statuses] + list(self.problems)
+        return "; ".join(parts) or "no UPS"
+
+
+def read_status(
+    configured: tuple[str, ...], timeout: float = UPSC_TIMEOUT, upsc_: Callable[..., str] = upsc
+) -> UpsStatus:
+    """Every UPS's `ups.status`, each bounded by `timeout`; never raises."""
+    try:
+        names = ups_names(configured)
+    except UpsUnreadable as exc:
+        return UpsStatus((), (str(exc),))
+    statuses: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for name in names:
+        try:
+            statuses.append((name, " ".join(upsc_(name, "ups.status", timeout).split())))
+        except UpsUnreadable as exc:
+            problems.append(str(exc))
+    return UpsStatus(tuple(statuses), tuple(problems))
+
+
+# -- the outage record -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoweredOff:
+    """A host this machine powered off in the outage (the ESXI_HOST entry's host, user, port)."""
+
+    host: str
+    user: str
+    port: int
+
+
+@dataclass(frozen=True)
+class OutageRecord:
+    """Which hosts this machine powered off in this outage, and when (wall clock, epoch s)."""
+
+    hosts: tuple[PoweredOff, ...]
+    at: float
+    pid: int
+
+    def describe(self) -> str:
+        names = ", ".join(f"{h.host}:{h.port}" for h in self.hosts) or "no host"
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.at))
+        return f"{names} at {when} (pid {self.pid})"
+
+    def covers(self, host: str, port: int) -> bool:
+        return any(h.host == host and h.port == port for h in self.hosts)
+
+
+def record_path(directory: Path = STATE_DIR) -> Path:
+    return directory / RECORD_NAME
+
+
+def write_record(record: OutageRecord, directory: Path = STATE_DIR) -> Path:
+    """Write the record atomically (root only); raise OSError if it cannot be."""
+    directory.mkdir(mode=0o700, exist_ok=True)
+    path = record_path(directory)
+    data = {
+        "hosts": [{"host": h.host, "user": h.user, "port": h.port} for h in record.hosts],
+        "at": record.at,
+        "pid": record.pid,
+    }
+    tmp = directory / f".{RECORD_NAME}.{os.getpid()}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(data, out)
+        out.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_record(directory: Path = STATE_DIR, fresh: float = RECORD_FRESH) -> OutageRecord | None:
+    """The record, if there is one and a run touched it within `fresh` seconds; else None.
+
+    A stale, unreadable or malformed record is removed (it describes no outage we follow)."""
+    path = record_path(directory)
+    try:
+        age = time.time() - path.stat().st_mtime
+        data = json.loads(path.read_text(encoding="utf-8"))
+        hosts = tuple(
+            PoweredOff(str(h["host"]), str(h["user"]), int(h["port"])) for h in data["hosts"]
+        )
+        record = OutageRecord(hosts, float(data["at"]), int(data["pid"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("outage record %s cannot be read (%s): removed, not used", path, exc)
+        remove_record(directory)
+        return None
+    if age > fresh:
+        log.info(
+            "outage record %s is stale (untouched for %.0f s, over %.0f s): removed, not used",
+            path,
+            age,
+            fresh,
+        )
+        remove_record(directory)
+        return None
+    return record
+
+
+def touch_record(directory: Path = STATE_DIR) -> None:
+    """Mark the record as followed now (the waiting run does it at every look)."""
+    with contextlib.suppress(OSError):
+        os.utime(record_path(directory))
+
+
+def remove_record(directory: Path = STATE_DIR) -> bool:
+    """Remove the record; True if this call removed it."""
+    try:
+        record_path(directory).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def claim_record(directory: Path = STATE_DIR) -> OutageRecord | None:
+    """Take the record away (power is back): the one run that gets it wakes the hosts.
+
+    A second waiting run of the same outage gets None."""
+    path = record_path(directory)
+    claimed = directory / f".{RECORD_NAME}.claimed.{os.getpid()}"
+    try:
+        os.rename(path, claimed)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("outage record %s cannot be claimed (%s)", path, exc.strerror or exc)
+        return None
+    try:
+        data = json.loads(claimed.read_text(encoding="utf-8"))
+        hosts = tuple(
+            PoweredOff(str(h["host"]), str(h["user"]), int(h["port"])) for h in data["hosts"]
+        )
+        return OutageRecord(hosts, float(data["at"]), int(data["pid"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            claimed.unlink()
+
+
+# -- the wait --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    """How a wait for power ended: `online`, `unreadable`, `limit` or `stopped` (SIGTERM)."""
+
+    outcome: str
+    seconds: float
+    detail: str
+
+
+STEP = 0.25  # the wait sleeps in slices this long, so SIGTERM is seen soon: no busy loop
+
+
+def wait_for_power(
+    configured: tuple[str, ...],
+    poll_interval: float,
+    limit: float,
+    stopped: Callable[[], bool],
+    on_look: Callable[[], None] = lambda: None,
+    read: Callable[[tuple[str, ...]], UpsStatus] = read_status,
+) -> WaitResult:
+    """Poll the UPS status every `poll_interval` s until power is back, it cannot be read
+    UNREADABLE_LIMIT times in a row, `limit` s pass, or `stopped()` says so (SIGTERM)."""
+    started = time.monotonic()
+    unreadable = 0
+    told = False
+    while True:
+        elapsed = time.monotonic() - started
+        if stopped():
+            return WaitResult("stopped", elapsed, "SIGTERM received")
+        if elapsed >= limit:
+            return WaitResult("limit", elapsed, f"still on battery after {elapsed:.0f} s")
+        next_look = time.monotonic() + poll_interval
+        while time.monotonic() < next_look and not stopped():
+            time.sleep(min(STEP, max(0.0, next_look - time.monotonic())))
+        if stopped():
+            continue
+        status = read(configured)
+        on_look()
+        elapsed = time.monotonic() - started
+        if status.online:
+            return WaitResult("online", elapsed, status.describe())
+        if status.on_battery:
+            unreadable = 0
+            if status.forced and not told:
+                told = True
+                log.warning(
+                    "ups: %s: power is back but upsd still has FSD (forced shutdown) set: a "
+                    "NUT monitor restarted now would shut down again; waiting until it is "
+                    "cleared (it is when upsd restarts, e.g. systemctl restart nut-server)",
+                    status.describe(),
+                )
+            continue
+        unreadable += 1
+        log.warning("ups: status unreadable while waiting for power: %s", status.describe())
+        if unreadable >= UNREADABLE_LIMIT:
+            return WaitResult("unreadable", elapsed, status.describe())

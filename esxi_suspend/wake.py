@@ -1,0 +1,199 @@
+"""Hosts back on when power returns: Wake-on-LAN magic packets over UDP.
+
+`wake_targets` is what the outage run calls once the UPS is back online, for the hosts it
+powered off; `run` is `esxi-suspend wake [HOST]` by hand. A network error is logged with the
+host and the fix, never raised: one host that cannot be woken never stops the others, nor the
+NUT monitor restart that follows. Every send is bounded (SEND_TIMEOUT); no name is looked up
+(the destination is an IPv4 address, validated by config).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+
+from esxi_suspend import __version__
+from esxi_suspend.config import (
+    Settings,
+    Target,
+    Validation,
+    WakeOnLan,
+    env_file_path,
+    match_target,
+    validate,
+)
+from esxi_suspend.errors import ExitCode
+
+log = logging.getLogger("esxi_suspend")
+
+MAGIC_HEADER = b"\xff" * 6
+MAC_REPEATS = 16  # the MAC's copies in one packet
+PACKET_COPIES = 3  # packets sent per host: UDP may drop one; a NIC wakes on the first
+SEND_TIMEOUT = 2.0  # seconds any one send may block
+NIC_HINT = "its NIC's MAC; on the host: esxcli network nic list"
+
+
+def magic_packet(mac: str) -> bytes:
+    """6 x 0xFF, then the MAC 16 times: 102 bytes. `mac` as config.parse_mac gives it."""
+    octets = bytes.fromhex(mac.replace(":", "").replace("-", ""))
+    if len(octets) != 6:
+        raise ValueError(f"{mac!r}: a MAC address has 6 octets")
+    return MAGIC_HEADER + octets * MAC_REPEATS
+
+
+def send_magic_packet(wol: WakeOnLan) -> None:
+    """Send PACKET_COPIES magic packets for `wol` (SO_BROADCAST); raises OSError."""
+    packet = magic_packet(wol.mac)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.settimeout(SEND_TIMEOUT)
+        for _ in range(PACKET_COPIES):
+            sock.sendto(packet, (wol.broadcast, wol.udp_port))
+
+
+def _describe(wol: WakeOnLan) -> str:
+    return f"magic packet for {wol.mac} to {wol.broadcast} port {wol.udp_port}"
+
+
+def wake_one(wol: WakeOnLan, dry_run: bool = False) -> tuple[ExitCode, str]:
+    """Wake one host; never raises. The code and a one-line outcome (also logged)."""
+    host = wol.target.host
+    if dry_run:
+        text = f"would send {_describe(wol)} (dry run; not sent)"
+        log.info("wake: host %s: %s", host, text)
+        return ExitCode.OK, text
+    try:
+        send_magic_packet(wol)
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        text = (
+            f"{_describe(wol)} NOT sent: {reason}; check that this machine is on the host's "
+            f"network and that ESXI_WOL_BROADCAST is that network's broadcast address "
+            f"(e.g. 192.168.1.255), then run: esxi-suspend wake {host}"
+        )
+        log.error("wake: host %s: %s", host, text)
+        return ExitCode.CONNECTION, text
+    text = (
+        f"{_describe(wol)} sent ({PACKET_COPIES} copies); it powers on if Wake-on-LAN is "
+        "enabled in its firmware and NIC"
+    )
+    log.info("wake: host %s: %s", host, text)
+    return ExitCode.OK, text
+
+
+def wake_targets(
+    settings: Settings, targets: tuple[Target, ...] | list[Target], dry_run: bool = False
+) -> ExitCode:
+    """Wake each of `targets` that has an ESXI_WOL_MAC; never raises.
+
+    A host without one is skipped with one INFO line. The worst code: OK, or CONNECTION when a
+    packet could not be sent (the other hosts still get theirs), INTERNAL for a bug.
+    """
+    return max((o.code for o in _wake(settings, targets, dry_run)), default=ExitCode.OK)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    host: str
+    code: ExitCode
+    text: str
+    skipped: bool = False
+
+
+def _wake(
+    settings: Settings, targets: tuple[Target, ...] | list[Target], dry_run: bool
+) -> list[_Outcome]:
+    outcomes: list[_Outcome] = []
+    for target in targets:
+        try:
+            wol = settings.wake_on_lan_for(target)
+            if wol is None:
+                text = (
+                    f"not woken: no usable ESXI_WOL_MAC entry (to wake it, add "
+                    f"{target.host}=MAC, {NIC_HINT})"
+                )
+                log.info("wake: host %s: %s", target.host, text)
+                outcomes.append(_Outcome(target.host, ExitCode.OK, text, skipped=True))
+                continue
+            code, text = wake_one(wol, dry_run)
+        except Exception as exc:  # a bug: the other hosts and the NUT restart still go on
+            log.critical("wake: host %s: internal error: %s", target.host, exc, exc_info=True)
+            code, text = ExitCode.INTERNAL, f"internal error: {exc}"
+        outcomes.append(_Outcome(target.host, code, text))
+    return outcomes
+
+
+def run(env_file: str | None, host: str | None, dry_run: bool = False) -> ExitCode:
+    """`esxi-suspend wake [HOST]`: every host with an ESXI_WOL_MAC, or the one named."""
+    path = env_file_path(env_file)
+    mode = "wake (dry run: nothing will be sent)" if dry_run else "wake"
+    log.info("esxi-suspend %s: %s, settings from %s", __version__, mode, path)
+    validation = validate(path)
+    worst = ExitCode.OK
+    if validation.problems:
+        _log_problems(validation)
+        worst = ExitCode.CONFIG
+    settings = validation.settings
+    if settings is None:
+        return _finish([], ExitCode.CONFIG, "no host can be woken (configuration)")
+    targets = settings.all_targets
+    if host is not None:
+        try:
+            targets = (match_target(host, settings.all_targets),)
+        except ValueError as exc:
+            log.error("wake: %s; nothing sent", exc)
+            return _finish([], ExitCode.USAGE, "nothing sent")
+        if settings.wake_on_lan_for(targets[0]) is None:
+            name = targets[0].host
+            log.error(
+                "wake: host %s has no usable ESXI_WOL_MAC entry; nothing sent; add %s=MAC "
+                "(%s) to ESXI_WOL_MAC in %s",
+                name,
+                name,
+                NIC_HINT,
+                path,
+            )
+            return _finish([], ExitCode.CONFIG, "nothing sent")
+    elif not settings.wake_on_lan:
+        log.error(
+            "wake: no host has a usable ESXI_WOL_MAC entry; nothing sent; set "
+            "ESXI_WOL_MAC=host=MAC in %s (%s)",
+            path,
+            NIC_HINT,
+        )
+        return _finish([], ExitCode.CONFIG, "nothing sent")
+    outcomes = _wake(settings, targets, dry_run)
+    return _finish(outcomes, max([worst, *(o.code for o in outcomes)]), dry_run=dry_run)
+
+
+def _finish(
+    outcomes: list[_Outcome], worst: ExitCode, note: str = "", dry_run: bool = False
+) -> ExitCode:
+    """The outcome on stdout (a person ran it) and one summary line in the log."""
+    for outcome in outcomes:
+        print(f"{outcome.host}: {outcome.text}")
+    if outcomes:
+        failed = sum(o.code != ExitCode.OK for o in outcomes)
+        skipped = sum(o.skipped for o in outcomes)
+        sent = len(outcomes) - failed - skipped
+        verb = "would be sent (dry run)" if dry_run else "sent"
+        note = f"{sent} {verb}, {skipped} without ESXI_WOL_MAC, {failed} failed"
+    log.info("wake: summary: %s; exit %d (%s)", note, worst, worst.name)
+    print(f"result: {note} (exit {int(worst)} {worst.name})")
+    return worst
+
+
+def _log_problems(validation: Validation) -> None:
+    usable = validation.settings is not None
+    outcome = "wake goes on with what is usable" if usable else "no host can be woken"
+    log.error(
+        "configuration %s has %d problem(s); %s; exit %d (CONFIG) at the end; fix them, then "
+        "run: esxi-suspend check",
+        validation.source,
+        len(validation.problems),
+        outcome,
+        ExitCode.CONFIG,
+    )
+    for problem in validation.problems:
+        log.error("  - %s; %s", problem.text, problem.instead)
