@@ -28,6 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TMP = Path("/tmp")
+# tests/run.sh gives the session a temporary directory of its own ($TMPDIR, under /tmp): all
+# that is left there is ours. In /tmp itself, on a machine where other programs write too,
+# only our own names count then.
+SESSION_TMP = Path(os.environ.get("TMPDIR") or TMP)
+OWN_TMP_NAMES = ("esxi-*",)
 RUN = Path("/run")
 SSHD_RUN = RUN / "sshd"
 LOCK_DIR = Path("/run/esxi-suspend")  # esxi_suspend.lock.LOCK_DIR
@@ -57,6 +62,7 @@ class Snapshot:
     lock_dir: Listing | None
     nut_run: Listing | None
     git_status: frozenset[str] | None  # None: no git, or not a work tree
+    session_tmp: Listing | None = None  # $TMPDIR's entries, when it is not /tmp itself
 
 
 def _kind(mode: int) -> str:
@@ -101,8 +107,14 @@ def git_status(worktree: Path) -> frozenset[str] | None:
 
 
 def snapshot(worktree: Path) -> Snapshot:
+    own = listing(SESSION_TMP) if SESSION_TMP.resolve() != TMP.resolve() else None
     return Snapshot(
-        listing(TMP), listing(RUN), listing(LOCK_DIR), listing(NUT_RUN), git_status(worktree)
+        listing(TMP),
+        listing(RUN),
+        listing(LOCK_DIR),
+        listing(NUT_RUN),
+        git_status(worktree),
+        own,
     )
 
 
@@ -209,7 +221,26 @@ def leftovers(before: Snapshot, after: Snapshot) -> list[str]:
             if not any(fnmatch.fnmatch(name, pattern) for pattern in ignored)
         }
 
-    lines = _created(TMP, kept(before.tmp, TMP_IGNORED), kept(after.tmp, TMP_IGNORED))
+    if before.session_tmp is None:
+        lines = _created(TMP, kept(before.tmp, TMP_IGNORED), kept(after.tmp, TMP_IGNORED))
+    else:  # our own $TMPDIR: all of it; /tmp: our names only, the session's $TMPDIR aside
+
+        def ours(listing: Listing | None) -> Listing | None:
+            if listing is None:
+                return None
+            return {
+                name: entry
+                for name, entry in listing.items()
+                if any(fnmatch.fnmatch(name, p) for p in OWN_TMP_NAMES)
+                and TMP / name != SESSION_TMP
+            }
+
+        lines = _created(TMP, ours(before.tmp), ours(after.tmp))
+        lines += _created(
+            SESSION_TMP,
+            kept(before.session_tmp, TMP_IGNORED),
+            kept(after.session_tmp, TMP_IGNORED),
+        )
     # /run/esxi-suspend and /run/nut are compared below, entry by entry
     run_ignored = (LOCK_DIR.name, NUT_RUN.name)
     lines += _created(RUN, kept(before.run, run_ignored), kept(after.run, run_ignored))

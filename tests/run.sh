@@ -39,10 +39,14 @@ echo "tests/run.sh: ruff"
 echo "tests/run.sh: mypy --strict"
 "$venv/bin/mypy" --strict esxi_suspend tests benchmarks tools
 echo "tests/run.sh: pytest"
+# A temporary directory of the session's own: what the tests leave in it is theirs alone
+# (tests/leftovers.py), whatever else on this machine writes to /tmp meanwhile.
+session_tmp=$(mktemp -d /tmp/esxi-suspend-tests.XXXXXX)
 set +e
-"$venv/bin/python" -m pytest "$@"
+TMPDIR=$session_tmp "$venv/bin/python" -m pytest "$@"
 status=$?
 set -e
+rm -rf "$session_tmp"
 if [[ $status -eq 5 ]]; then
     echo "tests/run.sh: pytest ran no test: failing" >&2
     exit 1

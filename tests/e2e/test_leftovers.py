@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FILE = Entry("file", 5, 1_000_000_000, 7)
 OTHER = Entry("file", 6, 2_000_000_000, 7)
 EMPTY = Snapshot(tmp={}, run={}, lock_dir={}, nut_run={}, git_status=frozenset())
+OWN_TMP = replace(EMPTY, session_tmp={})
+SESSION_TMP = leftovers.SESSION_TMP
 
 
 @pytest.mark.parametrize(
@@ -63,6 +65,11 @@ EMPTY = Snapshot(tmp={}, run={}, lock_dir={}, nut_run={}, git_status=frozenset()
         ),
         # no git, or not a work tree, at the start: nothing to compare
         (replace(EMPTY, git_status=None), replace(EMPTY, git_status=frozenset({"?? x"})), []),
+        # the session has a $TMPDIR of its own: all of it counts, in /tmp only our names
+        (OWN_TMP, replace(OWN_TMP, tmp={"other-tool-1": FILE}), []),
+        (OWN_TMP, replace(OWN_TMP, tmp={"esxi-x": FILE}), ["/tmp/esxi-x (file"]),
+        (OWN_TMP, replace(OWN_TMP, session_tmp={"tmpab": FILE}), [f"{SESSION_TMP}/tmpab (file"]),
+        (OWN_TMP, replace(OWN_TMP, session_tmp={"pytest-of-root": FILE}), []),
     ],
 )
 def test_what_counts_as_a_leftover(before: Snapshot, after: Snapshot, expected: list[str]) -> None:
