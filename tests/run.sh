@@ -41,7 +41,7 @@ echo "tests/run.sh: mypy --strict"
 echo "tests/run.sh: pytest"
 # A temporary directory of the session's own: what the tests leave in it is theirs alone
 # (tests/leftovers.py), whatever else on this machine writes to /tmp meanwhile.
-session_tmp=$(mktemp -d /tmp/esxi-suspend-tests.XXXXXX)
+session_tmp=$(mktemp -d /tmp/esxi-XXXXXX)  # short: NUT's sockets live below it (108 bytes)
 set +e
 TMPDIR=$session_tmp "$venv/bin/python" -m pytest "$@"
 status=$?
