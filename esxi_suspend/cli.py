@@ -497,7 +497,10 @@ def _run(
         validation = validate(path)
         settings, restart_settings = validation.settings, validation.restart
         if validation.problems:
-            _log_problems(validation)
+            for line in validation.report(
+                "the shutdown goes on, as said for each", "no host can be contacted"
+            ):
+                log.error("%s", line)
             codes.append(ExitCode.CONFIG)
     if settings is not None and called_at is not None:
         settings = replace(settings, called_at=called_at)
@@ -896,25 +899,6 @@ def restart_local(settings: RestartSettings, dry_run: bool) -> tuple[ExitCode, s
         return exc.exit_code, "FAILED"
     log.info("local: NUT monitor restart done: %s", text)
     return ExitCode.OK, f"ok ({text})"
-
-
-def _log_problems(validation: Validation) -> None:
-    """Each problem on its own ERROR line: what is wrong, the fix, and what this run does."""
-    usable = validation.settings is not None
-    outcome = "the shutdown goes on, as said for each" if usable else "no host can be contacted"
-    log.error(
-        "configuration %s has %d problem(s); %s; exit %d (CONFIG) at the end; fix them, then "
-        "run: esxi-suspend check",
-        validation.source,
-        len(validation.problems),
-        outcome,
-        ExitCode.CONFIG,
-    )
-    for problem in validation.problems:
-        if usable or problem.fatal:
-            log.error("  - %s; %s", problem.text, problem.instead)
-        else:
-            log.error("  - %s", problem.text)
 
 
 def _log_error(exc: BaseException, prefix: str = "") -> None:

@@ -22,7 +22,7 @@ from typing import Callable, TypeVar
 from dotenv import dotenv_values
 
 from esxi_suspend import clock
-from esxi_suspend.errors import ConfigError
+from esxi_suspend.errors import ConfigError, ExitCode
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,20 @@ class Validation:
     problems: tuple[Problem, ...]
     restart: RestartSettings
     skipped: tuple[str, ...] = ()
+
+    def report(self, goes_on: str, stops: str) -> list[str]:
+        """The lines a run that goes on anyway logs: what is wrong, the fix, and what this run
+        does instead (`goes_on`, or `stops` when no host can be used)."""
+        usable = self.settings is not None
+        lines = [
+            f"configuration {self.source} has {len(self.problems)} problem(s); "
+            f"{goes_on if usable else stops}; exit {int(ExitCode.CONFIG)} (CONFIG) at the end; "
+            "fix them, then run: esxi-suspend check"
+        ]
+        for problem in self.problems:
+            instead = f"; {problem.instead}" if usable or problem.fatal else ""
+            lines.append(f"  - {problem.text}{instead}")
+        return lines
 
     def error(self) -> RestartAwareConfigError:
         """The strict verdict (`check`): every problem, fatal or not, in one error."""

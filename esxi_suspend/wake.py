@@ -17,7 +17,6 @@ from esxi_suspend import __version__
 from esxi_suspend.config import (
     Settings,
     Target,
-    Validation,
     WakeOnLan,
     env_file_path,
     match_target,
@@ -132,7 +131,8 @@ def run(env_file: str | None, host: str | None, dry_run: bool = False) -> ExitCo
     validation = validate(path)
     worst = ExitCode.OK
     if validation.problems:
-        _log_problems(validation)
+        for line in validation.report("wake goes on with what is usable", "no host can be woken"):
+            log.error("%s", line)
         worst = ExitCode.CONFIG
     settings = validation.settings
     if settings is None:
@@ -182,18 +182,3 @@ def _finish(
     log.info("wake: summary: %s; exit %d (%s)", note, worst, worst.name)
     print(f"result: {note} (exit {int(worst)} {worst.name})")
     return worst
-
-
-def _log_problems(validation: Validation) -> None:
-    usable = validation.settings is not None
-    outcome = "wake goes on with what is usable" if usable else "no host can be woken"
-    log.error(
-        "configuration %s has %d problem(s); %s; exit %d (CONFIG) at the end; fix them, then "
-        "run: esxi-suspend check",
-        validation.source,
-        len(validation.problems),
-        outcome,
-        ExitCode.CONFIG,
-    )
-    for problem in validation.problems:
-        log.error("  - %s; %s", problem.text, problem.instead)
