@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,24 +110,28 @@ def _sysv_plan(script: str) -> RestartPlan:
     )
 
 
+def run_program(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """A local program, as upsmon's minimal environment would find it: our PATH, no stdin, cwd
+    /, output captured; bounded (subprocess.TimeoutExpired), OSError if it cannot start."""
+    return subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PATH": search_path()},
+        cwd="/",
+    )
+
+
 def run_restart(plan: RestartPlan) -> str:
     """Run the restart; return what it did, or raise LocalRestartFailed with its output."""
     if plan.argv is None:
         return plan.describe()
-    env = dict(os.environ)
-    env["PATH"] = search_path()
     try:
-        done = subprocess.run(
-            list(plan.argv),
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=RESTART_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd="/",
-        )
+        done = run_program(plan.argv, RESTART_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise LocalRestartFailed(
             f"`{plan.describe()}` did not finish within {RESTART_TIMEOUT} s"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from esxi_suspend.local import search_path, which
+from esxi_suspend.local import run_program, search_path, which
 
 log = logging.getLogger(__name__)
 
@@ -146,17 +146,7 @@ def upsc(ups: str, variable: str, timeout: float = UPSC_TIMEOUT) -> str:
     if program is None:
         raise UpsUnreadable(f"upsc not found (searched {search_path()}; it comes with NUT)")
     try:
-        done = subprocess.run(
-            [program, ups, variable],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "PATH": search_path()},
-            cwd="/",
-        )
+        done = run_program([program, ups, variable], timeout)
     except subprocess.TimeoutExpired:
         raise UpsUnreadable(
             f"`upsc {ups} {variable}` gave no answer within {timeout:g} s"
