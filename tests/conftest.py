@@ -167,3 +167,14 @@ def dropbear_esxi(
     request: pytest.FixtureRequest, tmp_path: Path, client_keys: ClientKeys
 ) -> Iterator[SshServer]:
     yield from _serve("dropbear", tmp_path, client_keys, request)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    """A key file and a known_hosts for an env file (test_config.write_env fills them in)."""
+    key = tmp_path / "id_ed25519"
+    key.write_text("not checked here\n")
+    key.chmod(0o600)
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    return {"key": key, "known": known, "dir": tmp_path}

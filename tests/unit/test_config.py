@@ -17,16 +17,6 @@ from esxi_suspend.config import (
 )
 
 
-@pytest.fixture
-def files(tmp_path: Path) -> dict[str, Path]:
-    key = tmp_path / "id_ed25519"
-    key.write_text("not checked here\n")
-    key.chmod(0o600)
-    known = tmp_path / "known_hosts"
-    known.write_text("")
-    return {"key": key, "known": known, "dir": tmp_path}
-
-
 def write_env(files: dict[str, Path], body: str, mode: int = 0o600) -> Path:
     path = files["dir"] / "esxi-suspend.env"
     text = body.replace("@KEY@", str(files["key"])).replace("@KNOWN@", str(files["known"]))

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from test_config import write_env
 
 from esxi_suspend import cli, lock
 from esxi_suspend.config import (
@@ -28,25 +29,6 @@ from esxi_suspend.config import (
 )
 from esxi_suspend.errors import ExitCode
 from esxi_suspend.shutdown import HostResult
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> dict[str, Path]:
-    key = tmp_path / "id_ed25519"
-    key.write_text("not checked here\n")
-    key.chmod(0o600)
-    known = tmp_path / "known_hosts"
-    known.write_text("")
-    return {"key": key, "known": known, "dir": tmp_path}
-
-
-def write_env(files: dict[str, Path], body: str) -> Path:
-    path = files["dir"] / "esxi-suspend.env"
-    text = body.replace("@KEY@", str(files["key"])).replace("@KNOWN@", str(files["known"]))
-    path.write_text(text)
-    path.chmod(0o600)
-    return path
-
 
 FILES = "ESXI_KEY_FILE=@KEY@\nESXI_KNOWN_HOSTS=@KNOWN@\n"
 GOOD = "ESXI_HOST=esxi1.lan\n" + FILES

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_config import write_env
 
 from esxi_suspend import wake
 from esxi_suspend.config import (
@@ -58,24 +59,6 @@ def listener() -> Iterator[Listener]:
         yield udp
     finally:
         udp.sock.close()
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> dict[str, Path]:
-    key = tmp_path / "id_ed25519"
-    key.write_text("not checked here\n")
-    key.chmod(0o600)
-    known = tmp_path / "known_hosts"
-    known.write_text("")
-    return {"key": key, "known": known, "dir": tmp_path}
-
-
-def write_env(files: dict[str, Path], body: str) -> Path:
-    path = files["dir"] / "esxi-suspend.env"
-    text = body.replace("@KEY@", str(files["key"])).replace("@KNOWN@", str(files["known"]))
-    path.write_text(text)
-    path.chmod(0o600)
-    return path
 
 
 HOSTS = "ESXI_HOST=esxi1, root@esxi2:2222, esxi3\nESXI_KEY_FILE=@KEY@\nESXI_KNOWN_HOSTS=@KNOWN@\n"
