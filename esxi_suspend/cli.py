@@ -7,9 +7,7 @@ what re-arms monitoring when this machine (often a VM on the host) comes back.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import os
 import re
 import shutil
 import signal
@@ -22,7 +20,18 @@ from contextlib import contextmanager
 from dataclasses import replace
 from types import FrameType
 
-from esxi_suspend import __version__, clock, lock, logs, remote, setupcli, ups, wake
+from esxi_suspend import (
+    __version__,
+    clock,
+    deadline,
+    early,
+    lock,
+    logs,
+    remote,
+    setupcli,
+    ups,
+    wake,
+)
 from esxi_suspend.config import (
     DEFAULT_ENV_FILE,
     DEFAULT_KNOWN_HOSTS,
@@ -30,7 +39,6 @@ from esxi_suspend.config import (
     RestartAwareConfigError,
     RestartSettings,
     Settings,
-    Target,
     Validation,
     env_file_path,
     load_settings,
@@ -38,6 +46,7 @@ from esxi_suspend.config import (
 )
 from esxi_suspend.errors import EsxiSuspendError, ExitCode, one_line
 from esxi_suspend.local import plan_restart, run_restart
+from esxi_suspend.outage import Outage
 from esxi_suspend.remote import RemoteHost
 from esxi_suspend.shutdown import HostResult, check_host, shutdown_host
 
@@ -115,7 +124,8 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
         "seconds from upsmon's call (our start-up and the inventory included) to the host "
         "poweroff: the host sequence gets what is left, budgets are cut to fit, what still "
         "runs near the end is suspended, and a watchdog on the host powers it off at the "
-        "deadline",
+        "deadline; `auto`: the UPS's `battery.runtime` when we are called, minus "
+        "UPS_RUNTIME_MARGIN (the smallest of several UPSes; 240 when no UPS reports it)",
     ),
     (
         "ESXI_VM_ORDER",
@@ -191,6 +201,19 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
         "86400",
         "seconds a shutdown run waits at most for power to come back; then it restarts the "
         "NUT monitor anyway",
+    ),
+    (
+        "UPS_RUNTIME_MARGIN",
+        "30",
+        "`ESXI_DEADLINE=auto` only: seconds of battery kept back from the UPS's estimate "
+        "(estimates drift as the battery ages)",
+    ),
+    (
+        "UPS_EARLY_SHUTDOWN",
+        "300",
+        "seconds on battery before the shutdown starts, by NUT's upssched (install.sh "
+        "--configure-upsmon writes it into upssched.conf; `check` compares); `0`: only at low "
+        "battery (OB LB)",
     ),
 )
 
@@ -504,10 +527,20 @@ def _run(
             codes.append(ExitCode.CONFIG)
     if settings is not None and called_at is not None:
         settings = replace(settings, called_at=called_at)
+    if settings is not None and settings.deadline_auto:
+        settings, resolved = deadline.apply(settings)
+        if dry_run:
+            print(f"deadline: {resolved.source}")
+        if resolved.ok:
+            log.info("deadline: %s", resolved.source)
+        else:
+            log.warning("deadline: %s", resolved.source)
+            if dry_run:  # check is strict: the admin asked for auto, and it does not work
+                codes.append(ExitCode.CONFIG)
 
     # upsmon calls us again when the monitor is restarted during the outage: hosts this
     # machine already powered off in it are not contacted again (see ups.py)
-    outage = _Outage(restart_settings) if not dry_run else None
+    outage = Outage(restart_settings) if not dry_run else None
     everything = settings
     if outage is not None:
         settings = outage.leave_out_done_hosts(settings)
@@ -531,9 +564,11 @@ def _run(
                 print(result.report)
 
     if outage is not None:  # on battery: wait for power before re-arming the monitor
-        outage.wait_before_restart(everything, settings, results, sigterm)
+        outage.wait_before_restart(everything, settings, results, lambda: sigterm.received)
     elif dry_run:
         print(f"ups: {_ups_check(restart_settings)}")
+        as_set, text = early.describe(restart_settings.early_shutdown, early.read())
+        print(f"early shutdown: {text if as_set else 'WARNING: ' + text}")
     restart_code, restart_text = restart_local(restart_settings, dry_run)
     codes.append(restart_code)
     if dry_run:  # once per run, after every host's report
@@ -562,206 +597,6 @@ def _run(
         verdict = "ready" if worst == ExitCode.OK else "NOT ready"
         print(f"result: {verdict} (exit {int(worst)} {worst.name})")
     return worst
-
-
-class _Outage:
-    """One shutdown per outage: the record of the hosts powered off, the wait for power.
-
-    Before the host steps, hosts the outage record names are left out while the UPS is on
-    battery; after them, while the UPS is on battery, the record is written and the run waits
-    for power (bounded, SIGTERM ends it) before the NUT monitor is restarted: a monitor
-    restarted during the outage would call us again at once. When power is back the hosts
-    recorded are woken (esxi_suspend.wake, if present) and the record removed.
-    """
-
-    def __init__(self, restart: RestartSettings) -> None:
-        self.restart = restart
-        self.record: ups.OutageRecord | None = None
-        self.left_out: list[str] = []
-        self.outcome = ""
-
-    def leave_out_done_hosts(self, settings: Settings | None) -> Settings | None:
-        """`settings` without the hosts already powered off in this outage (None: none left).
-
-        The UPS is read only when a record exists: a first run loses no time to it."""
-        try:
-            record = ups.read_record()
-        except OSError as exc:  # e.g. not root: no record can exist either
-            log.debug("outage record cannot be read: %s", exc)
-            return settings
-        if record is None:
-            return settings
-        status = ups.read_status(self.restart.ups_names)
-        path = ups.record_path()
-        if not status.on_battery:
-            if status.online:
-                ups.remove_record()
-                log.info(
-                    "ups: %s: on line; outage record %s (%s) is from a past outage: removed",
-                    status.describe(),
-                    path,
-                    record.describe(),
-                )
-            else:
-                log.info(
-                    "ups: status unreadable (%s): outage record %s not used",
-                    status.describe(),
-                    path,
-                )
-            return settings
-        self.record = record
-        if settings is None:
-            return None
-        kept = tuple(t for t in settings.all_targets if not record.covers(t.host, t.port))
-        self.left_out = [t.host for t in settings.all_targets if record.covers(t.host, t.port)]
-        if self.left_out:
-            log.info(
-                "outage: this machine already shut down %s in this outage (%s; record %s) and "
-                "the UPS is still on battery (%s): not contacting them; waiting for power "
-                "before restarting the NUT monitor",
-                ", ".join(self.left_out),
-                record.describe(),
-                path,
-                status.describe(),
-            )
-        if not kept:
-            return None
-        return replace(
-            settings, host=kept[0].host, user=kept[0].user, port=kept[0].port, targets=kept
-        )
-
-    def summary(self) -> list[str]:
-        lines = [
-            f"host {host}: not contacted (shut down earlier in this outage)"
-            for host in self.left_out
-        ]
-        if self.outcome:
-            lines.append(f"ups: {self.outcome}")
-        return lines
-
-    def wait_before_restart(
-        self,
-        everything: Settings | None,
-        contacted: Settings | None,
-        results: list[HostResult],
-        sigterm: _Sigterm,
-    ) -> None:
-        """While the UPS is on battery: write the record, wait for power (then wake the
-        hosts); never raises. Unreadable status: the restart goes on at once, as before."""
-        try:
-            self._wait(everything, contacted, results, sigterm)
-        except Exception as exc:  # a bug: the monitor restart must still run
-            log.critical("ups: internal error while waiting for power: %s", exc, exc_info=True)
-
-    def _wait(
-        self,
-        everything: Settings | None,
-        contacted: Settings | None,
-        results: list[HostResult],
-        sigterm: _Sigterm,
-    ) -> None:
-        restart = self.restart
-        status = ups.read_status(restart.ups_names)
-        if not status.on_battery:
-            if status.online:
-                log.info("ups: %s: on line: restarting the NUT monitor now", status.describe())
-                if self.record is not None:  # power came back while this run worked
-                    claimed = ups.claim_record()
-                    if claimed is not None:
-                        _wake(everything, claimed.hosts)
-            else:
-                log.warning(
-                    "ups: status cannot be read (%s): restarting the NUT monitor at once, "
-                    "without waiting for power (if the UPS is still on battery, upsmon may "
-                    "call this command again)",
-                    status.describe(),
-                )
-            return
-        hosts = list(self.record.hosts) if self.record is not None else []
-        if contacted is not None:
-            for target, result in zip(contacted.all_targets, results):
-                if _powered_off(result) and not any(
-                    h.host == target.host and h.port == target.port for h in hosts
-                ):
-                    hosts.append(ups.PoweredOff(target.host, target.user, target.port))
-        at = self.record.at if self.record is not None else time.time()
-        try:
-            path = ups.write_record(ups.OutageRecord(tuple(hosts), at, os.getpid()))
-            where = f"outage record {path}"
-        except OSError as exc:
-            where = f"outage record not written ({exc.strerror or exc})"
-        log.info(
-            "ups: %s: on battery: the NUT monitor is restarted once power is back, not now "
-            "(upsmon would call this command again at once); a look every %d s, for at most "
-            "%d s; %s",
-            status.describe(),
-            restart.ups_poll_interval,
-            restart.ups_wait_limit,
-            where,
-        )
-        waited = ups.wait_for_power(
-            restart.ups_names,
-            restart.ups_poll_interval,
-            restart.ups_wait_limit,
-            stopped=lambda: sigterm.received,
-            on_look=ups.touch_record,
-        )
-        if waited.outcome == "online":
-            log.info(
-                "ups: power is back (%s) after %.0f s: restarting the NUT monitor",
-                waited.detail,
-                waited.seconds,
-            )
-            self.outcome = f"power back after {waited.seconds:.0f} s"
-            claimed = ups.claim_record()
-            if claimed is not None:
-                _wake(everything, claimed.hosts)
-            return
-        self.outcome = f"waited {waited.seconds:.0f} s, UPS still on battery"
-        if waited.outcome == "stopped":
-            log.info(
-                "ups: SIGTERM received while waiting for power: restarting the NUT monitor now; "
-                "the outage record stays, so a run during this outage leaves the hosts alone"
-            )
-        elif waited.outcome == "limit":
-            log.warning(
-                "ups: %s (UPS_WAIT_LIMIT=%d): restarting the NUT monitor anyway",
-                waited.detail,
-                restart.ups_wait_limit,
-            )
-        else:
-            log.warning(
-                "ups: status cannot be read any more (%s): restarting the NUT monitor now",
-                waited.detail,
-            )
-
-
-def _powered_off(result: HostResult) -> bool:
-    return any(step.name == "poweroff" and step.ok for step in result.steps)
-
-
-def _wake(settings: Settings | None, hosts: tuple[ups.PoweredOff, ...]) -> None:
-    """Power back on the hosts powered off in this outage: esxi_suspend.wake, if present."""
-    if settings is None or not hosts:
-        return
-    try:
-        waker = importlib.import_module("esxi_suspend.wake")
-    except ImportError:
-        log.info("wake: not available in this version: the hosts stay off")
-        return
-    targets = tuple(ups_target(settings, host) for host in hosts)
-    try:
-        waker.wake_targets(settings, targets)
-    except Exception as exc:  # a bug there must not stop the monitor restart
-        log.critical("wake: internal error: %s", exc, exc_info=True)
-
-
-def ups_target(settings: Settings, host: ups.PoweredOff) -> Target:
-    """The ESXI_HOST entry a recorded host is (its own user and port when no longer listed)."""
-    for target in settings.all_targets:
-        if target.host == host.host and target.port == host.port:
-            return target
-    return Target(host.host, host.user, host.port)
 
 
 def _ups_check(restart: RestartSettings) -> str:

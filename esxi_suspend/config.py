@@ -55,6 +55,8 @@ KNOWN_KEYS: dict[str, str | None] = {
     "UPS_NAME": "auto",
     "UPS_POLL_INTERVAL": "5",
     "UPS_WAIT_LIMIT": "86400",
+    "UPS_RUNTIME_MARGIN": "30",
+    "UPS_EARLY_SHUTDOWN": "300",
 }
 STRATEGIES = ("autostop", "parallel")
 VM_ACTIONS = ("shutdown", "suspend", "poweroff")
@@ -84,6 +86,9 @@ class RestartSettings:
     ups_names: tuple[str, ...] = ()
     ups_poll_interval: int = 5
     ups_wait_limit: int = 86400
+    # UPS_EARLY_SHUTDOWN: seconds on battery before upssched starts the shutdown (0: only at
+    # low battery); install.sh writes it into upssched.conf, `check` compares the two.
+    early_shutdown: int = 300
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,10 @@ class Settings:
     targets: tuple[Target, ...] = ()
     strategy: str = "autostop"
     deadline: int = 240
+    # ESXI_DEADLINE=auto: the deadline is the UPS's battery.runtime minus UPS_RUNTIME_MARGIN,
+    # read when we are called (deadline.py); `deadline` holds the fallback until then.
+    deadline_auto: bool = False
+    runtime_margin: int = 30
     vm_order: tuple[tuple[str, ...], ...] = ()
     stop_actions: tuple[str, ...] = VM_ACTIONS
     straggler_action: str = "suspend"
@@ -418,6 +427,7 @@ class _Reader:
             ups_names=self._optional("UPS_NAME", _ups_names),
             ups_poll_interval=self._optional("UPS_POLL_INTERVAL", integer_in(1, 300)),
             ups_wait_limit=self._optional("UPS_WAIT_LIMIT", integer_in(60, 604800)),
+            early_shutdown=self._optional("UPS_EARLY_SHUTDOWN", integer_in(0, 86400)),
         )
 
     def targets(self) -> tuple[Target, ...]:
@@ -485,7 +495,8 @@ class _Reader:
         connect_timeout = self._optional("ESXI_CONNECT_TIMEOUT", integer_in(1, 600))
         command_timeout = self._optional("ESXI_COMMAND_TIMEOUT", integer_in(1, 86400))
         strategy = self._optional("ESXI_STRATEGY", _one_of(STRATEGIES))
-        deadline = self._optional("ESXI_DEADLINE", integer_in(10, 86400))
+        deadline, deadline_auto = self._deadline(restart)
+        runtime_margin = self._optional("UPS_RUNTIME_MARGIN", integer_in(0, 3600))
         vm_order = self._vm_order(strategy)
         stop_actions = self._optional("ESXI_STOP_ACTIONS", _action_list)
         straggler = self._optional("ESXI_STRAGGLER_ACTION", _one_of(STRAGGLER_ACTIONS))
@@ -510,6 +521,8 @@ class _Reader:
             targets=targets,
             strategy=strategy,
             deadline=deadline,
+            deadline_auto=deadline_auto,
+            runtime_margin=runtime_margin,
             vm_order=vm_order,
             stop_actions=stop_actions,
             straggler_action=straggler,
@@ -517,6 +530,22 @@ class _Reader:
             poll_interval=poll,
             wake_on_lan=wake_on_lan,
         )
+
+    def _deadline(self, restart: RestartSettings) -> tuple[int, bool]:
+        """ESXI_DEADLINE: seconds, or `auto` (the battery's runtime; the default is the
+        fallback when no UPS tells it). `auto` needs a UPS to ask."""
+        value = self._optional("ESXI_DEADLINE", _deadline)
+        fallback = int(KNOWN_KEYS["ESXI_DEADLINE"] or 0)
+        if value is not None:
+            return value, False
+        if restart.ups_names == ("none",):
+            self._problem(
+                "ESXI_DEADLINE='auto': needs a UPS to read battery.runtime from, but "
+                "UPS_NAME=none; set UPS_NAME (or auto), or ESXI_DEADLINE to seconds",
+                f"this shutdown uses ESXI_DEADLINE={fallback}",
+            )
+            return fallback, False
+        return fallback, True
 
     def wake_on_lan(self, targets: tuple[Target, ...]) -> tuple[WakeOnLan, ...]:
         """ESXI_WOL_MAC's `host=MAC` entries with their broadcast address and port; a bad
@@ -764,6 +793,16 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
         return number
 
     return convert
+
+
+def _deadline(value: str) -> int | None:
+    """ESXI_DEADLINE: whole seconds, or `auto` (None)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        return integer_in(10, 86400)(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, or auto (the UPS's battery.runtime)") from None
 
 
 def parse_user_name(value: str) -> str:

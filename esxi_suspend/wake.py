@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from esxi_suspend import __version__
@@ -22,7 +24,8 @@ from esxi_suspend.config import (
     match_target,
     validate,
 )
-from esxi_suspend.errors import ExitCode
+from esxi_suspend.errors import ConnectionFailed, ExitCode
+from esxi_suspend.remote import open_socket
 
 log = logging.getLogger("esxi_suspend")
 
@@ -31,6 +34,15 @@ MAC_REPEATS = 16  # the MAC's copies in one packet
 PACKET_COPIES = 3  # packets sent per host: UDP may drop one; a NIC wakes on the first
 SEND_TIMEOUT = 2.0  # seconds any one send may block
 NIC_HINT = "its NIC's MAC; on the host: esxcli network nic list"
+# A NIC listens for its magic packet only once its host is off. A host our run has just told
+# to power off (power came back during its sequence) is first waited for: until its SSH port
+# stops answering (a look every PROBE_EVERY s, for DOWN_LIMIT s at most), then the packets go
+# DOWN_SETTLE s later and once more RESEND_AFTER s after that, for a host still shutting down.
+DOWN_LIMIT = 300.0
+PROBE_EVERY = 2.0
+PROBE_TIMEOUT = 2.0
+DOWN_SETTLE = 10.0
+RESEND_AFTER = 30.0
 
 
 def magic_packet(mac: str) -> bytes:
@@ -90,6 +102,88 @@ def wake_targets(
     packet could not be sent (the other hosts still get theirs), INTERNAL for a bug.
     """
     return max((o.code for o in _wake(settings, targets, dry_run)), default=ExitCode.OK)
+
+
+def answers(target: Target, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Does the host still accept a TCP connection on its SSH port? (A name that does not
+    resolve, a refusal or silence: no.)"""
+    try:
+        sock = open_socket(target.host, target.port, timeout)
+    except ConnectionFailed:
+        return False
+    sock.close()
+    return True
+
+
+def _sleep(seconds: float, stopped: Callable[[], bool]) -> None:
+    end = time.monotonic() + seconds
+    while not stopped() and time.monotonic() < end:
+        time.sleep(min(0.25, max(0.0, end - time.monotonic())))
+
+
+def wait_until_down(
+    targets: list[Target],
+    stopped: Callable[[], bool],
+    limit: float = DOWN_LIMIT,
+    probe: Callable[[Target], bool] = answers,
+) -> tuple[list[Target], list[Target]]:
+    """Wait until each of `targets` stops answering on its SSH port (bounded by `limit`, cut
+    short by `stopped`). Returns (those seen going down now, those still up at the end)."""
+    started = time.monotonic()
+    up = [t for t in targets if probe(t)]
+    if up:
+        log.info(
+            "wake: %s still answer(s) on the SSH port (going down): the magic packets go once "
+            "each is off (at most %.0f s of waiting)",
+            ", ".join(t.host for t in up),
+            limit,
+        )
+    going = list(up)
+    while up and not stopped() and time.monotonic() - started < limit:
+        _sleep(PROBE_EVERY, stopped)
+        for target in list(up):
+            if not probe(target):
+                up.remove(target)
+                log.info(
+                    "wake: host %s: no longer answers on port %d after %.0f s: it is off",
+                    target.host,
+                    target.port,
+                    time.monotonic() - started,
+                )
+    return [t for t in going if t not in up], up
+
+
+def wake_powered_off(
+    settings: Settings, targets: list[Target], stopped: Callable[[], bool] = lambda: False
+) -> ExitCode:
+    """Wake the hosts a shutdown run powered off, once power is back; never raises.
+
+    A host seen still going down is waited for (wait_until_down), then sent its packets
+    DOWN_SETTLE s after it went quiet and again RESEND_AFTER s later. One still answering at
+    DOWN_LIMIT gets its packets all the same, with a line saying how to wake it by hand."""
+    wakeable = [t for t in targets if settings.wake_on_lan_for(t) is not None]
+    worst = wake_targets(settings, [t for t in targets if t not in wakeable])  # each says why
+    if not wakeable:
+        return worst
+    going, still_up = wait_until_down(wakeable, stopped)
+    for target in still_up:
+        log.warning(
+            "wake: host %s still answers on port %d after %.0f s: sending its magic packets "
+            "anyway; if it stays off, run: esxi-suspend wake %s",
+            target.host,
+            target.port,
+            DOWN_LIMIT,
+            target.host,
+        )
+    if going:
+        _sleep(DOWN_SETTLE, stopped)
+    worst = max(worst, wake_targets(settings, wakeable))
+    if going and not stopped():
+        _sleep(RESEND_AFTER, stopped)
+        if not stopped():
+            log.info("wake: sending again, for a host that was still shutting down")
+            worst = max(worst, wake_targets(settings, going))
+    return worst
 
 
 @dataclass(frozen=True)

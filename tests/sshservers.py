@@ -509,6 +509,7 @@ def running_server(kind: ServerKind, root: Path, keys: ClientKeys) -> Iterator[S
                     f"cannot run dropbear in a mount namespace: {error}"
                 ) from error
             continue
+        (fake_dir / "server.pgid").write_text(f"{process.pid}\n")  # poweroff_mode halt
         server = SshServer(
             kind=kind,
             port=port,

@@ -513,6 +513,67 @@ def _wait_for_sleeping(condition: Callable[[], bool], seconds: float, what: str)
         time.sleep(0.1)
 
 
+def _runtime_missing(ctx: Ctx) -> None:
+    """upsd answers the status but the UPS reports no battery.runtime (NUT's own message)."""
+    _fake_upsc(ctx, "OL")
+    ctx.script(
+        "bin/upsc",
+        'if [ "$2" = battery.runtime ]; then echo "Error: Variable not supported by UPS" >&2; '
+        f"exit 1; fi\ncat {shlex.quote(str(ctx.tmp / 'ups.status'))}",
+    )
+    ctx.settings.update(ESXI_DEADLINE="auto")
+
+
+def _runtime_fallback_used(ctx: Ctx, run: Run) -> None:
+    _powered_off(ctx, run)
+    assert "of ESXI_DEADLINE=240 s left for the host sequence" in run.stderr, run.stderr
+
+
+@contextlib.contextmanager
+def _wol_listener() -> Iterator[socket.socket]:
+    """A UDP listener on 127.0.0.1: the only place a magic packet of a test goes."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+WOL_MAC = "aa:bb:cc:dd:ee:21"
+
+
+def _power_back_during_sequence(ctx: Ctx) -> Run:
+    """upsmon calls us on battery; mains returns while the host sequence runs: the sequence
+    finishes (the host goes down: its SSH port closes), then the host gets its magic packet,
+    then the monitor is restarted."""
+    status = _fake_upsc(ctx, "OB")
+    ctx.server.set_latency(1.0)  # time to switch the UPS back on line mid-sequence
+    ctx.server.write_fake("poweroff_mode", "halt")
+    with _wol_listener() as listener:
+        ctx.settings.update(
+            ESXI_WOL_MAC=f"{ctx.server.env_settings()['ESXI_HOST']}={WOL_MAC}",
+            ESXI_WOL_BROADCAST="127.0.0.1",
+            ESXI_WOL_PORT=str(listener.getsockname()[1]),
+        )
+        run = ctx.start()
+        _wait_for_sleeping(lambda: AUTOSTOP in ctx.server.commands(), 30, "autostop")
+        status.write_text("OL\n")
+        run.finish(timeout=120)
+        listener.settimeout(0.5)
+        packets = []
+        with contextlib.suppress(socket.timeout):
+            while True:
+                packets.append(listener.recv(2048))
+    magic = b"\xff" * 6 + bytes.fromhex(WOL_MAC.replace(":", "")) * 16
+    assert packets and set(packets) == {magic}, packets
+    text = run.stderr
+    assert "no longer answers on port" in text and "magic packet for" in text, text
+    assert text.index("no longer answers on port") < text.index("magic packet for"), text
+    assert ctx.server.process.poll() is not None  # the host is off: its SSH server ended
+    return run
+
+
 def _env_text(ctx: Ctx, extra: str) -> None:
     settings = ctx.server.env_settings()
     ctx.env_text = "".join(f"{k}='{v}'\n" for k, v in settings.items()) + extra
@@ -706,6 +767,18 @@ FAULTS: list[Fault] = [
           r"still on battery \(.*\): not contacting them; waiting for power",
           "host contacted by the first run only; both wait for OL, then restart the monitor",
           runner=_second_run_same_outage, check=_contacted_once, restarts=-1),
+    Fault(21, "runtime missing (ESXI_DEADLINE=auto)", 20, 0,
+          r"deadline: ESXI_DEADLINE=auto: no battery\.runtime \(.upsc \S+ battery\.runtime. "
+          r"exited 1 \(Error: Variable not supported by UPS\)\): using the fallback 240 s; "
+          r"set ESXI_DEADLINE to seconds",
+          "the stated fallback (240 s) used and logged; host shut down",
+          setup=_runtime_missing, check=_runtime_fallback_used),
+    Fault(22, "power returns during the host sequence", 120, 0,
+          r"ups: \S+: OL: power came back during the host steps: the host sequences "
+          r"were let finish; waking the hosts",
+          "the sequence finishes, the host goes off; its magic packets after that, then the "
+          "monitor restart",
+          runner=_power_back_during_sequence, check=_powered_off),
 ]  # fmt: skip
 
 CASES = [

@@ -128,6 +128,24 @@ OPTIONAL = [
         "uses the default UPS_WAIT_LIMIT=86400",
     ),
     (
+        GOOD + "UPS_RUNTIME_MARGIN=-1\n",
+        ("runtime_margin", 30),
+        "UPS_RUNTIME_MARGIN='-1': not a whole number; use an integer from 0 to 3600",
+        "uses the default UPS_RUNTIME_MARGIN=30",
+    ),
+    (
+        GOOD + "UPS_EARLY_SHUTDOWN=5m\n",
+        ("restart.early_shutdown", 300),
+        "UPS_EARLY_SHUTDOWN='5m': not a whole number; use an integer from 0 to 86400",
+        "uses the default UPS_EARLY_SHUTDOWN=300",
+    ),
+    (
+        GOOD + "UPS_NAME=none\nESXI_DEADLINE=auto\n",
+        ("deadline_auto", False),
+        "ESXI_DEADLINE='auto': needs a UPS to read battery.runtime from, but UPS_NAME=none",
+        "this shutdown uses ESXI_DEADLINE=240",
+    ),
+    (
         GOOD + "ESXI_WOL_MAC=esxi1.lan=aa:bb:cc\n",
         ("wake_on_lan", ()),
         "ESXI_WOL_MAC='esxi1.lan=aa:bb:cc', entry 'esxi1.lan=aa:bb:cc': not a MAC address",

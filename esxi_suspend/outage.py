@@ -1,0 +1,244 @@
+"""One shutdown per outage: leave alone the hosts already powered off, wait for power, wake.
+
+upsmon ends after its SHUTDOWNCMD, and a monitor restarted while the UPS is still on battery
+calls us again at once. So a shutdown run, before its host steps, leaves out the hosts the
+outage record (ups.py) says this machine already powered off while the UPS is on battery;
+after them, while the UPS is on battery, it writes the record and waits for power (bounded,
+SIGTERM ends it) before the NUT monitor is restarted. When power is back, during the wait or
+already during the host steps, the hosts powered off in this outage are woken (wake.py) and
+the record removed.
+
+The UPS status at the start is read in the background (a first run loses no time to it): it
+tells a run upsmon started on battery from a shutdown run by hand while on line, whose hosts
+are never woken.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from esxi_suspend import ups, wake
+from esxi_suspend.config import RestartSettings, Settings, Target
+from esxi_suspend.shutdown import HostResult
+
+log = logging.getLogger("esxi_suspend")
+
+START_LOOK_BOUND = 10.0  # seconds the end of the run waits at most for the look at the start
+
+
+class Outage:
+    """The outage as one shutdown run sees it: the record, the UPS at the start, the wait."""
+
+    def __init__(self, restart: RestartSettings) -> None:
+        self.restart = restart
+        self.record: ups.OutageRecord | None = None
+        self.left_out: list[str] = []
+        self.outcome = ""
+        self._at_start: list[ups.UpsStatus] = []
+        self._look: threading.Thread | None = None
+
+    def leave_out_done_hosts(self, settings: Settings | None) -> Settings | None:
+        """`settings` without the hosts already powered off in this outage (None: none left).
+
+        Without a record, the UPS is only read in the background."""
+        try:
+            record = ups.read_record()
+        except OSError as exc:  # e.g. not root: no record can exist either
+            log.debug("outage record cannot be read: %s", exc)
+            record = None
+        if record is None:
+            self._look = threading.Thread(target=self._look_at_start, daemon=True)
+            self._look.start()
+            return settings
+        status = ups.read_status(self.restart.ups_names)
+        self._at_start.append(status)
+        path = ups.record_path()
+        if not status.on_battery:
+            if status.online:
+                ups.remove_record()
+                log.info(
+                    "ups: %s: on line; outage record %s (%s) is from a past outage: removed",
+                    status.describe(),
+                    path,
+                    record.describe(),
+                )
+            else:
+                log.info(
+                    "ups: status unreadable (%s): outage record %s not used",
+                    status.describe(),
+                    path,
+                )
+            return settings
+        self.record = record
+        if settings is None:
+            return None
+        kept = tuple(t for t in settings.all_targets if not record.covers(t.host, t.port))
+        self.left_out = [t.host for t in settings.all_targets if record.covers(t.host, t.port)]
+        if self.left_out:
+            log.info(
+                "outage: this machine already shut down %s in this outage (%s; record %s) and "
+                "the UPS is still on battery (%s): not contacting them; waiting for power "
+                "before restarting the NUT monitor",
+                ", ".join(self.left_out),
+                record.describe(),
+                path,
+                status.describe(),
+            )
+        if not kept:
+            return None
+        return replace(
+            settings, host=kept[0].host, user=kept[0].user, port=kept[0].port, targets=kept
+        )
+
+    def _look_at_start(self) -> None:
+        self._at_start.append(ups.read_status(self.restart.ups_names))
+
+    def _on_battery_at_start(self) -> bool:
+        if self._look is not None:
+            self._look.join(START_LOOK_BOUND)
+        return bool(self._at_start) and self._at_start[0].on_battery
+
+    def summary(self) -> list[str]:
+        lines = [
+            f"host {host}: not contacted (shut down earlier in this outage)"
+            for host in self.left_out
+        ]
+        if self.outcome:
+            lines.append(f"ups: {self.outcome}")
+        return lines
+
+    def wait_before_restart(
+        self,
+        everything: Settings | None,
+        contacted: Settings | None,
+        results: list[HostResult],
+        stopped: Callable[[], bool],
+    ) -> None:
+        """While the UPS is on battery: write the record, wait for power (then wake the
+        hosts); never raises. Unreadable status: the restart goes on at once, as before."""
+        try:
+            self._wait(everything, self._powered_off(contacted, results), stopped)
+        except Exception as exc:  # a bug: the monitor restart must still run
+            log.critical("ups: internal error while waiting for power: %s", exc, exc_info=True)
+
+    def _powered_off(
+        self, contacted: Settings | None, results: list[HostResult]
+    ) -> list[ups.PoweredOff]:
+        """The hosts of this outage: the record's, and those this run powered off."""
+        hosts = list(self.record.hosts) if self.record is not None else []
+        if contacted is not None:
+            for target, result in zip(contacted.all_targets, results):
+                if _powered_off(result) and not any(
+                    h.host == target.host and h.port == target.port for h in hosts
+                ):
+                    hosts.append(ups.PoweredOff(target.host, target.user, target.port))
+        return hosts
+
+    def _wait(
+        self, everything: Settings | None, hosts: list[ups.PoweredOff], stopped: Callable[[], bool]
+    ) -> None:
+        restart = self.restart
+        status = ups.read_status(restart.ups_names)
+        if not status.on_battery:
+            if not status.online:
+                log.warning(
+                    "ups: status cannot be read (%s): restarting the NUT monitor at once, "
+                    "without waiting for power (if the UPS is still on battery, upsmon may "
+                    "call this command again)",
+                    status.describe(),
+                )
+                return
+            if self.record is None and not self._on_battery_at_start():
+                log.info("ups: %s: on line: restarting the NUT monitor now", status.describe())
+                return  # a shutdown by hand while on line: the hosts stay off
+            log.info(
+                "ups: %s: power came back during the host steps: the host sequences were let "
+                "finish; waking the hosts powered off in this outage, then restarting the NUT "
+                "monitor",
+                status.describe(),
+            )
+            self.outcome = "power back during the host steps"
+            if self.record is not None:
+                ups.claim_record()
+            _wake(everything, hosts, stopped)
+            return
+        at = self.record.at if self.record is not None else time.time()
+        try:
+            path = ups.write_record(ups.OutageRecord(tuple(hosts), at, os.getpid()))
+            where = f"outage record {path}"
+        except OSError as exc:
+            where = f"outage record not written ({exc.strerror or exc})"
+        log.info(
+            "ups: %s: on battery: the NUT monitor is restarted once power is back, not now "
+            "(upsmon would call this command again at once); a look every %d s, for at most "
+            "%d s; %s",
+            status.describe(),
+            restart.ups_poll_interval,
+            restart.ups_wait_limit,
+            where,
+        )
+        waited = ups.wait_for_power(
+            restart.ups_names,
+            restart.ups_poll_interval,
+            restart.ups_wait_limit,
+            stopped=stopped,
+            on_look=ups.touch_record,
+        )
+        if waited.outcome == "online":
+            log.info(
+                "ups: power is back (%s) after %.0f s: restarting the NUT monitor",
+                waited.detail,
+                waited.seconds,
+            )
+            self.outcome = f"power back after {waited.seconds:.0f} s"
+            claimed = ups.claim_record()
+            if claimed is not None:  # a second waiting run of this outage gets none
+                _wake(everything, list(claimed.hosts), stopped)
+            return
+        self.outcome = f"waited {waited.seconds:.0f} s, UPS still on battery"
+        if waited.outcome == "stopped":
+            log.info(
+                "ups: SIGTERM received while waiting for power: restarting the NUT monitor now; "
+                "the outage record stays, so a run during this outage leaves the hosts alone"
+            )
+        elif waited.outcome == "limit":
+            log.warning(
+                "ups: %s (UPS_WAIT_LIMIT=%d): restarting the NUT monitor anyway",
+                waited.detail,
+                restart.ups_wait_limit,
+            )
+        else:
+            log.warning(
+                "ups: status cannot be read any more (%s): restarting the NUT monitor now",
+                waited.detail,
+            )
+
+
+def _powered_off(result: HostResult) -> bool:
+    return any(step.name == "poweroff" and step.ok for step in result.steps)
+
+
+def _wake(
+    settings: Settings | None, hosts: list[ups.PoweredOff], stopped: Callable[[], bool]
+) -> None:
+    """Power back on the hosts powered off in this outage (wake.py); never raises."""
+    if settings is None or not hosts:
+        return
+    targets = [ups_target(settings, host) for host in hosts]
+    try:
+        wake.wake_powered_off(settings, targets, stopped)
+    except Exception as exc:  # a bug there must not stop the monitor restart
+        log.critical("wake: internal error: %s", exc, exc_info=True)
+
+
+def ups_target(settings: Settings, host: ups.PoweredOff) -> Target:
+    """The ESXI_HOST entry a recorded host is (its own user and port when no longer listed)."""
+    for target in settings.all_targets:
+        if target.host == host.host and target.port == host.port:
+            return target
+    return Target(host.host, host.user, host.port)
