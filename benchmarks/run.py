@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from sshservers import ServerUnavailable, make_client_keys, running_server  # noqa: E402
 
-from esxi_suspend import cli  # noqa: E402
+from esxi_suspend import runner  # noqa: E402
 from esxi_suspend.config import load_settings  # noqa: E402
 from esxi_suspend.demo import prepare_env  # noqa: E402
 from esxi_suspend.errors import RemoteCommandFailed, SessionDropped  # noqa: E402
@@ -147,11 +147,11 @@ def original_script(host: SimulatedHost, directory: Path, private_key: str) -> N
 
 
 def strategy(name: str) -> Callable[[SimulatedHost, Path, str], None]:
-    """esxi-suspend shutdown (the real cli.run path) with ESXI_STRATEGY=name."""
+    """esxi-suspend shutdown (the real runner.run path) with ESXI_STRATEGY=name."""
 
     def run(host: SimulatedHost, directory: Path, private_key: str) -> None:
         env = prepare_env(directory, host, private_key, host.model.time_scale, name)
-        cli.run(str(env), dry_run=False)
+        runner.run(str(env), dry_run=False)
 
     return run
 
@@ -274,7 +274,7 @@ def p3(time_scale: float, hosts: int = 10) -> list[str]:
             )
             env.write_text(text)
             started = time.perf_counter()
-            cli.run(str(env), dry_run=False)
+            runner.run(str(env), dry_run=False)
             walls[count] = time.perf_counter() - started
             assert all(s.wait_powered_off(10) for s in sims), "a host was not powered off"
     return [

@@ -2,7 +2,7 @@
 
 Starts the built-in simulator (default fleet, or `--fleet FILE`) on 127.0.0.1, writes a
 throwaway key, a pinned known_hosts and an env file in a temporary directory, and runs
-`cli.run`, the same code upsmon's SHUTDOWNCMD runs, with a harmless local restart command.
+`runner.run`, the same code upsmon's SHUTDOWNCMD runs, with a harmless local restart command.
 The timeline is printed as it happens, in simulated seconds; each VM's fate at the end.
 Nothing leaves this machine and nothing is logged to syslog.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from esxi_suspend import cli, clock, lock
+from esxi_suspend import clock, lock, runner
 from esxi_suspend.errors import ExitCode
 from esxi_suspend.logs import LOGGER_NAME
 from esxi_suspend.simulator import (
@@ -72,7 +72,7 @@ class Line:
 class Timeline:
     """Prints our log lines and the host's events as they happen, in simulated-time order.
 
-    A thread looks every TICK_SECONDS; `write` (what `cli.run` prints: the check report, the
+    A thread looks every TICK_SECONDS; `write` (what `runner.run` prints: the check report, the
     verdict) first prints every line due, so the report takes its place in the timeline.
     On a terminal a status line shows the simulated clock while nothing happens; piped, the
     output is plain lines, no control codes.
@@ -162,7 +162,7 @@ class Timeline:
 
 
 class _ThroughTimeline(io.TextIOBase):
-    """sys.stdout while `cli.run` runs: its prints go out in their place in the timeline."""
+    """sys.stdout while `runner.run` runs: its prints go out in their place in the timeline."""
 
     def __init__(self, timeline: Timeline) -> None:
         super().__init__()
@@ -333,7 +333,7 @@ def run(
             # ESXI_DEADLINE (and `check`'s inventory time) on the simulated clock, like the
             # rest of the timeline: the host sequence gets what a real host would.
             with redirect_stdout(_ThroughTimeline(timeline)), clock.counting_on(host.simulated_now):
-                code = cli.run(str(env), dry_run=dry_run)
+                code = runner.run(str(env), dry_run=dry_run)
             if not dry_run:
                 host.wait_powered_off(5)
         finally:

@@ -2,7 +2,7 @@
 
 upsmon exits after its SHUTDOWNCMD has run; a monitor restarted while the UPS is still `OB LB`
 calls us again at once. So after the host steps a shutdown run waits, polling the UPS status,
-until the UPS is back on line, and only then restarts the monitor (cli.py). The outage record,
+until the UPS is back on line, and only then restarts the monitor (outage.py). The outage record,
 a small file under /run/esxi-suspend, says which hosts this machine powered off in this outage:
 a run that starts during the same outage (an admin restarting the monitor by hand) leaves them
 alone and waits the same way.

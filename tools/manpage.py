@@ -5,7 +5,7 @@
 tests/unit/test_manpage.py checks the committed page equals this output. The help of each
 command is formatted at a fixed width (TEXT_WIDTH), so the page does not depend on the terminal
 it was made on, and with man's indent of 7 columns it fits an 80-column terminal. SETTINGS
-comes from cli.SETTINGS_HELP; EXAMPLES is written here.
+comes from helptext.SETTINGS_HELP; EXAMPLES is written here.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from esxi_suspend import __version__
-from esxi_suspend.cli import SETTINGS_HELP, build_parser
+from esxi_suspend.cli import build_parser
 from esxi_suspend.config import DEFAULT_ENV_FILE, ENV_FILE_VARIABLE
+from esxi_suspend.helptext import SETTINGS_HELP
 
 TEXT_WIDTH = 72  # the help text's width; man indents it by 7
 USAGE = "usage: "

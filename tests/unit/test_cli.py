@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from esxi_suspend.cli import build_parser, main, reflow
+from esxi_suspend.cli import build_parser, main
 from esxi_suspend.errors import ExitCode
+from esxi_suspend.helptext import reflow
 
 
 @pytest.mark.parametrize("argv", [[], ["reboot"], ["shutdown", "--bogus"], ["check", "--dry-run"]])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_config import write_env
 
-from esxi_suspend import cli, lock
+from esxi_suspend import lock, runner
 from esxi_suspend.config import (
     KNOWN_KEYS,
     REQUIRED_KEYS,
@@ -396,7 +396,7 @@ def contacted(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
             result.add("poweroff", ExitCode.OK, "it is going down")
         return results
 
-    monkeypatch.setattr(cli, "run_hosts", fake_run_hosts)
+    monkeypatch.setattr(runner, "run_hosts", fake_run_hosts)
     monkeypatch.setattr(lock, "acquire", lambda host, port: None)
     return seen
 
@@ -411,7 +411,7 @@ def restarts(monkeypatch: pytest.MonkeyPatch) -> list[RestartSettings]:
         seen.append(settings)
         return ExitCode.OK, "ok (recorded)"
 
-    monkeypatch.setattr(cli, "restart_local", fake_restart_local)
+    monkeypatch.setattr(runner, "restart_local", fake_restart_local)
     return seen
 
 
@@ -431,7 +431,7 @@ def test_shutdown_goes_on_with_the_default_and_exits_config(
     instead: str,
 ) -> None:
     with caplog.at_level(logging.INFO, logger="esxi_suspend"):
-        code = cli.run(str(write_env(files, body)), dry_run=False)
+        code = runner.run(str(write_env(files, body)), dry_run=False)
     assert code == ExitCode.CONFIG
     [settings] = contacted
     assert restarts == [settings.restart]
@@ -452,7 +452,7 @@ def test_shutdown_without_a_reachable_host_still_restarts(
     text: str,
 ) -> None:
     with caplog.at_level(logging.INFO, logger="esxi_suspend"):
-        code = cli.run(str(write_env(files, body)), dry_run=False)
+        code = runner.run(str(write_env(files, body)), dry_run=False)
     assert code == ExitCode.CONFIG
     assert contacted == []
     assert len(restarts) == 1
@@ -475,7 +475,7 @@ def test_shutdown_contacts_the_other_hosts(
     instead: str,
 ) -> None:
     with caplog.at_level(logging.INFO, logger="esxi_suspend"):
-        code = cli.run(str(write_env(files, body)), dry_run=False)
+        code = runner.run(str(write_env(files, body)), dry_run=False)
     assert code == ExitCode.CONFIG
     [settings] = contacted
     assert [t.host for t in settings.all_targets] == hosts
@@ -496,7 +496,7 @@ def test_check_contacts_no_host_and_says_not_ready(
     text: str,
 ) -> None:
     with caplog.at_level(logging.INFO, logger="esxi_suspend"):
-        code = cli.run(str(write_env(files, body)), dry_run=True)
+        code = runner.run(str(write_env(files, body)), dry_run=True)
     assert code == ExitCode.CONFIG
     assert contacted == []
     assert "result: NOT ready (exit 6 CONFIG)" in capsys.readouterr().out
@@ -512,7 +512,7 @@ def test_every_problem_is_listed_at_shutdown_too(
 ) -> None:
     body = GOOD + "ESXI_STRATEGY=paralel\nESXI_DEADLIN=300\nESXI_POLL_INTERVAL=fast\n"
     with caplog.at_level(logging.INFO, logger="esxi_suspend"):
-        assert cli.run(str(write_env(files, body)), dry_run=False) == ExitCode.CONFIG
+        assert runner.run(str(write_env(files, body)), dry_run=False) == ExitCode.CONFIG
     errors = _errors(caplog)
     assert errors[0].startswith(f"configuration {files['dir'] / 'esxi-suspend.env'} has 3 ")
     for key in ("ESXI_STRATEGY=", "ESXI_DEADLIN:", "ESXI_POLL_INTERVAL="):

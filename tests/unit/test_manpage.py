@@ -10,8 +10,9 @@ from types import ModuleType
 
 import pytest
 
-from esxi_suspend.cli import SETTINGS_HELP, build_parser
+from esxi_suspend.cli import build_parser
 from esxi_suspend.config import KNOWN_KEYS, REQUIRED_KEYS
+from esxi_suspend.helptext import SETTINGS_HELP
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "esxi-suspend.8"
