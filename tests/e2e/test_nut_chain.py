@@ -35,7 +35,14 @@ from privaterun import PrivateRun, Unavailable, private_run
 from sshservers import SshServer, free_port
 
 COMMAND = Path(sys.executable).parent / "esxi-suspend"
+SOURCE = Path(__file__).resolve().parents[2]
+SCHED_SAMPLE = SOURCE / "upssched.conf.sample"
+SCHED_SCRIPT = SOURCE / "upssched-cmd"  # as install.sh installs it: upssched's CMDSCRIPT
 NUT_BIN = Path("/lib/nut")
+UPSSCHED = Path("/sbin/upssched")  # nut-client's; install.sh's NOTIFYCMD (/sbin: /usr/sbin)
+SCHED_PIPE = "/run/nut/upssched.pipe"  # the sample's PIPEFN: the namespace's private /run
+EARLY = 4  # seconds: the chain's UPS_EARLY_SHUTDOWN, rendered into upssched.conf
+EARLY_CANCELLED = 10  # the cancel test's: OL reaches upssched well before it (a loaded CI)
 CHAIN_BOUND = 30.0  # seconds from OB LB to the restart marker
 AUTOSTOP = "vim-cmd hostsvc/autostartmanager/autostop"
 OWN_STEP = "vim-cmd vmsvc/power.shutdown"
@@ -56,9 +63,10 @@ def _write(path: Path, text: str, mode: int = 0o600) -> Path:
     return path
 
 
-def _status(dev: Path, status: str) -> None:
+def _status(dev: Path, status: str, runtime: int | None = None) -> None:
     tmp = dev.with_suffix(".new")
-    tmp.write_text(f"ups.status: {status}\nbattery.charge: 100\n")
+    extra = f"battery.runtime: {runtime}\n" if runtime is not None else ""
+    tmp.write_text(f"ups.status: {status}\nbattery.charge: 100\n{extra}")
     os.replace(tmp, dev)
     # dummy-ups re-reads the file when its mtime changes: make sure it does
     later = time.time() + 1
@@ -83,15 +91,42 @@ def _private_run(log: Path, outside: PrivateRun | None = None) -> Iterator[Priva
         yield run
 
 
-def _upsmon_conf(monitor: str, shutdown_command: Path, tmp: Path, role: str = "primary") -> str:
+def _upsmon_conf(
+    monitor: str, shutdown_command: Path, tmp: Path, role: str = "primary", early: bool = False
+) -> str:
+    """`early`: NOTIFYCMD upssched and EXEC on ONBATT and ONLINE, as install.sh sets them."""
+    exec_events = ("ONBATT", "ONLINE") if early else ()
     return (
         f"MONITOR {monitor} 1 monuser monpass {role}\n"
         "MINSUPPLIES 1\n"
         f'SHUTDOWNCMD "{shutdown_command}"\n'
         "POLLFREQ 1\nPOLLFREQALERT 1\nHOSTSYNC 1\nDEADTIME 3\nFINALDELAY 0\n"
         f"POWERDOWNFLAG {tmp / 'killpower'}\n"
-        "RUN_AS_USER root\n" + "".join(f"NOTIFYFLAG {event} SYSLOG\n" for event in NOTIFY)
+        "RUN_AS_USER root\n"
+        + (f"NOTIFYCMD {UPSSCHED}\n" if early else "")
+        + "".join(
+            f"NOTIFYFLAG {event} SYSLOG{'+EXEC' if event in exec_events else ''}\n"
+            for event in NOTIFY
+        )
     )
+
+
+def _upssched_conf(seconds: int) -> str:
+    """Our upssched.conf.sample as install.sh renders it: CMDSCRIPT the timer script, the
+    delay on the ONBATT line."""
+    text = re.sub(r"(?m)^CMDSCRIPT .*$", f"CMDSCRIPT {SCHED_SCRIPT}", SCHED_SAMPLE.read_text())
+    text, count = re.subn(
+        r"(?m)^(AT ONBATT \* START-TIMER early-shutdown) [0-9]+$", rf"\g<1> {seconds}", text
+    )
+    assert count == 1, text
+    return text
+
+
+LOGGER = """\
+#!/bin/sh
+# logger as the timer script calls it: the line goes to a file the test reads
+echo "logger $*" >>{log}
+"""
 
 
 class Programs:
@@ -136,6 +171,8 @@ class Chain:
     nut_log: Path  # what the NUT programs wrote
     run: PrivateRun
     upsmon: subprocess.Popen[bytes]
+    monitor: str  # the MONITOR line's UPS: upsmon's UPSNAME
+    logger_log: Path  # what the early shutdown's timer script logged (logger), if any
 
 
 @contextlib.contextmanager
@@ -144,13 +181,18 @@ def nut_chain(
     server: SshServer,
     outside: PrivateRun | None = None,
     settings: dict[str, str] | None = None,
+    early_shutdown: int | None = None,
 ) -> Iterator[Chain]:
     """Driver, upsd and upsmon running in a private namespace (made inside `outside` if
     given); yields once upsmon has written its pid file there and sees the UPS on line.
 
     esxi-suspend finds the UPS as upsmon does (NUT_CONFPATH's upsmon.conf, its MONITOR line);
-    `settings` go into its env file."""
+    `settings` go into its env file. `early_shutdown` (seconds): the early shutdown as
+    install.sh --configure-upsmon sets it, NUT's real upssched with our upssched.conf.sample
+    and timer script; a `logger` first on the PATH writes to `Chain.logger_log`."""
     _require_nut()
+    if early_shutdown is not None and not os.access(UPSSCHED, os.X_OK):
+        unavailable(f"{UPSSCHED} not found (apt-get install nut-client)")
     tmp.mkdir(exist_ok=True)
     conf = tmp / "nut-conf"
     state = tmp / "nut-state"
@@ -180,9 +222,18 @@ def nut_chain(
     # sets FSD, which upsd keeps after power is back (esxi-suspend then waits on: ups.py)
     _write(conf / "upsd.users", "[monuser]\n  password = monpass\n  upsmon secondary\n")
     monitor = f"dummy@127.0.0.1:{port}"
-    _write(conf / "upsmon.conf", _upsmon_conf(monitor, wrapper, tmp, "secondary"))
+    early = early_shutdown is not None
+    _write(conf / "upsmon.conf", _upsmon_conf(monitor, wrapper, tmp, "secondary", early))
+    path = "/usr/sbin:/usr/bin:/sbin:/bin"
+    logger_log = tmp / "logger.log"
+    if early_shutdown is not None:
+        _write(conf / "upssched.conf", _upssched_conf(early_shutdown))
+        fake_bin = tmp / "bin"
+        fake_bin.mkdir()
+        _write(fake_bin / "logger", LOGGER.format(log=shlex.quote(str(logger_log))), 0o755)
+        path = f"{fake_bin}:{path}"
     env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "PATH": path,
         "NUT_CONFPATH": str(conf),
         "NUT_STATEPATH": str(state),
         "NUT_ALTPIDPATH": str(state),
@@ -200,7 +251,7 @@ def nut_chain(
             # each runs in the namespace, upsmon's pid file is its own /run/nut/upsmon.pid
             assert all(run.contains(process.pid) for process in programs.started)
             time.sleep(2)  # upsmon logs in and sees OL
-            yield Chain(dev, log, nut_log, run, upsmon)
+            yield Chain(dev, log, nut_log, run, upsmon, monitor, logger_log)
         finally:
             programs.close()
 
@@ -408,3 +459,172 @@ def test_an_admins_upsmon_is_left_alone(openssh_esxi: SshServer, tmp_path: Path)
             assert not marker.exists()
         finally:
             programs.close()
+
+
+def test_early_shutdown_after_the_delay_on_battery(openssh_esxi: SshServer, tmp_path: Path) -> None:
+    """`OB` without `LB`: upsmon runs upssched on ONBATT, whose timer fires EARLY s later; our
+    timer script asks upsmon for the shutdown (`upsmon -c fsd`), and upsmon runs SHUTDOWNCMD:
+    the host goes down in order, once. Nothing starts before the delay. `OL` ends the run."""
+    server = openssh_esxi
+    with nut_chain(tmp_path, server, early_shutdown=EARLY) as chain:
+        _status(chain.dev, "OB")
+        flipped = time.monotonic()
+        pipe = chain.run.path(SCHED_PIPE)
+        _wait(pipe.exists, 10, "upssched's timer (its pipe)", chain.nut_log)
+        # upssched counts whole seconds: the timer may fire up to 1 s before EARLY s
+        while time.monotonic() - flipped < EARLY - 1.5:
+            assert _read(chain.log) == "" and server.commands() == [], _read(chain.log)
+            time.sleep(0.1)
+        _wait(lambda: _read(chain.log) != "", EARLY + 15, "SHUTDOWNCMD", chain.nut_log)
+        started = time.monotonic() - flipped
+        _wait(lambda: WAITING in _read(chain.log), CHAIN_BOUND, "the host down", chain.nut_log)
+        _status(chain.dev, "OL")
+        _wait(lambda: "esxi-suspend exit" in _read(chain.log), 15, "power back", chain.nut_log)
+        assert not pipe.exists()  # the timer fired: upssched's daemon is gone
+        text = _read(chain.log)
+        logged = _read(chain.logger_log)
+        nut_output = _read(chain.nut_log)
+
+    outputs.record("nut chain: early shutdown", text)
+    assert "esxi-suspend exit 0" in text, f"{text}\nNUT's output:\n{nut_output}"
+    assert EARLY - 1 <= started < EARLY + 15, started
+    changing = [c for c in server.commands() if c.startswith((AUTOSTOP, "poweroff", OWN_STEP))]
+    assert sorted(changing[:2]) == [f"{OWN_STEP} 12", f"{OWN_STEP} 15"], changing
+    assert changing[2:] == [AUTOSTOP, "poweroff"], changing
+    assert len(server.restarts()) == 1
+    assert "Traceback" not in text
+    assert text.count("esxi-suspend exit") == 1  # upsmon ran SHUTDOWNCMD once
+    assert "ups: power is back (dummy@127.0.0.1:" in text, text
+    # the timer script's one line, and upsmon took the request
+    assert logged.count("logger ") == 1, logged
+    assert (
+        f"logger -t esxi-suspend -- early shutdown: UPS {chain.monitor} on battery for "
+        f"{EARLY} s (upssched timer early-shutdown, UPS_EARLY_SHUTDOWN): asking upsmon for "
+        "the shutdown now (upsmon -c fsd)"
+    ) in logged, logged
+    assert "User requested FSD" in nut_output, nut_output
+
+
+def test_power_back_before_the_delay_cancels_the_early_shutdown(
+    openssh_esxi: SshServer, tmp_path: Path
+) -> None:
+    """`OB`, then `OL` before the timer fires (upssched's ONLINE cancels it): past the delay
+    nothing has run, the host got no command, the timer script never ran."""
+    server = openssh_esxi
+    with nut_chain(tmp_path, server, early_shutdown=EARLY_CANCELLED) as chain:
+        _status(chain.dev, "OB")
+        pipe = chain.run.path(SCHED_PIPE)
+        _wait(pipe.exists, 10, "upssched's timer (its pipe)", chain.nut_log)
+        timer = time.monotonic()  # the timer runs from (about) now
+        _status(chain.dev, "OL")
+        _wait(lambda: not pipe.exists(), 10, "upssched's cancel", chain.nut_log)
+        assert time.monotonic() - timer < EARLY_CANCELLED - 1, "the cancel came too late"
+        while time.monotonic() - timer < EARLY_CANCELLED + 4:
+            time.sleep(0.2)
+        assert chain.upsmon.poll() is None  # still watching the UPS
+        text = _read(chain.log)
+        logged = _read(chain.logger_log)
+        nut_output = _read(chain.nut_log)
+
+    assert text == "", text
+    assert logged == "", logged
+    assert server.commands() == []
+    assert "User requested FSD" not in nut_output, nut_output
+
+
+# Set to a file path to keep the timeline and the run's log (README, Outage timeline).
+TIMELINE_VARIABLE = "ESXI_SUSPEND_TIMELINE"
+WOL_MAC = "aa:bb:cc:dd:ee:10"
+RUNTIME = 200  # dummy-ups's battery.runtime while on battery: ESXI_DEADLINE=auto reads it
+
+
+def test_outage_timeline(openssh_esxi: SshServer, tmp_path: Path) -> None:
+    """The whole outage, every part real but the host: ONBATT → upssched's timer → upsmon -c
+    fsd → esxi-suspend shutdown (ESXI_DEADLINE=auto from dummy-ups's battery.runtime) → the
+    host off (its SSH port closes) → the run waits → OL → the host's magic packet (to a
+    listener on 127.0.0.1) → the NUT monitor restarted (a fresh upsmon, quiet on OL).
+
+    Each milestone is stamped in seconds from ONBATT (README, Outage timeline, shows one).
+    """
+    server = openssh_esxi
+    server.write_fake("poweroff_mode", "halt")
+    restart = _write(
+        tmp_path / "restart-monitor",
+        RESTART_MONITOR.format(
+            marker=shlex.quote(str(server.restart_marker)),
+            upsmon=shlex.quote(str(NUT_BIN / "upsmon")),
+            log=shlex.quote(str(tmp_path / "chain" / "nut.log")),
+        ),
+        0o755,
+    )
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))  # the only place this test's magic packet goes
+    listener.settimeout(0.2)
+    settings = {
+        "UPS_RESTART_COMMAND": str(restart),
+        "ESXI_DEADLINE": "auto",
+        "ESXI_WOL_MAC": f"127.0.0.1={WOL_MAC}",
+        "ESXI_WOL_BROADCAST": "127.0.0.1",
+        "ESXI_WOL_PORT": str(listener.getsockname()[1]),
+    }
+    stamps: list[tuple[float, str]] = []
+    packets: list[bytes] = []
+    try:
+        with nut_chain(tmp_path / "chain", server, settings=settings, early_shutdown=EARLY) as c:
+            t0 = time.monotonic()
+
+            def stamp(what: str) -> None:
+                stamps.append((time.monotonic() - t0, what))
+
+            def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+                _wait(condition, seconds, what, c.nut_log)
+                stamp(what)
+
+            _status(c.dev, "OB", RUNTIME)
+            stamp(f"UPS on battery (OB, battery.runtime {RUNTIME} s): upsmon → upssched ONBATT")
+            until(lambda: _read(c.logger_log) != "", EARLY + 15, "timer fired: upsmon -c fsd")
+            until(lambda: _read(c.log) != "", 15, "upsmon runs SHUTDOWNCMD: esxi-suspend")
+            until(
+                lambda: "sequence: started on the host" in _read(c.log),
+                CHAIN_BOUND,
+                "host sequence started, detached",
+            )
+            until(lambda: "poweroff" in server.commands(), CHAIN_BOUND, "host poweroff")
+            until(lambda: WAITING in _read(c.log), CHAIN_BOUND, "run waits for power")
+            until(lambda: server.process.poll() is not None, 30, "host off (SSH port closed)")
+            time.sleep(2)
+            _status(c.dev, "OL")
+            stamp("power back (OL)")
+
+            def packet() -> bool:
+                with contextlib.suppress(socket.timeout):
+                    packets.append(listener.recv(2048))
+                return bool(packets)
+
+            until(packet, 20, "magic packet received (127.0.0.1)")
+            until(lambda: "esxi-suspend exit" in _read(c.log), 20, "esxi-suspend exits")
+            until(
+                lambda: _upsmon_running(c, c.upsmon.pid) is not None,
+                25,
+                "a fresh upsmon: monitoring re-armed",
+            )
+            fresh = _upsmon_running(c, c.upsmon.pid)
+            time.sleep(3)  # the fresh upsmon sees OL: it calls nobody
+            assert _upsmon_running(c, c.upsmon.pid) == fresh
+            text = _read(c.log)
+    finally:
+        listener.close()
+
+    timeline = "\n".join(f"t+{at:5.1f} s  {what}" for at, what in stamps)
+    outputs.record("nut chain: outage timeline", timeline + "\n\n" + text)
+    keep = os.environ.get(TIMELINE_VARIABLE)
+    if keep:
+        Path(keep).write_text(timeline + "\n\n" + text)
+    assert text.count("esxi-suspend exit 0") == 1, text
+    assert "Traceback" not in text and "connect FAILED" not in text, text
+    assert re.search(rf"deadline: ESXI_DEADLINE=auto: \d+ s = battery.runtime {RUNTIME} s", text)
+    assert packets[0] == b"\xff" * 6 + bytes.fromhex(WOL_MAC.replace(":", "")) * 16
+    assert server.commands().count("poweroff") == 1
+    assert len(server.restarts()) == 1
+    order = [what for _, what in stamps]
+    assert order.index("host off (SSH port closed)") < order.index("power back (OL)")

@@ -829,3 +829,16 @@ def test_docs_list_the_matrix() -> None:
     """docs/fault-matrix.md is this table; on failure, paste the table printed here."""
     table = render_table()
     assert table in MATRIX_DOC.read_text(), f"docs/fault-matrix.md needs this table:\n{table}"
+
+
+CHAIN_TEST = Path(__file__).resolve().parents[1] / "e2e" / "test_nut_chain.py"
+
+
+def test_docs_list_the_chain_rows() -> None:
+    """docs/fault-matrix.md's chain rows name tests that exist in the chain test."""
+    doc = MATRIX_DOC.read_text()
+    names = re.findall(r"^\| \d+ \| [^|]+ \| `(test_\w+)` \|", doc, re.MULTILINE)
+    assert len(names) >= 4, names
+    chain = CHAIN_TEST.read_text()
+    for name in names:
+        assert f"def {name}(" in chain, name

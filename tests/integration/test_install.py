@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from esxi_suspend.config import KNOWN_KEYS
+
 SOURCE = Path(__file__).resolve().parents[2]
 INSTALL_SH = SOURCE / "install.sh"
 MAN_SOURCE = SOURCE / "esxi-suspend.8"
+SCHED_SCRIPT_SOURCE = SOURCE / "upssched-cmd"
 INSTALL_TIMEOUT = 600  # pip may fetch fabric and its dependencies from PyPI
 QUICK_TIMEOUT = 60
 
@@ -50,6 +53,14 @@ class Tree:
     @property
     def man_page(self) -> Path:
         return self.man_dir / "man8/esxi-suspend.8"
+
+    @property
+    def sched_script(self) -> Path:
+        return self.root / "usr/local/lib/esxi-suspend/upssched-cmd"
+
+    @property
+    def upssched(self) -> Path:
+        return self.root / "usr/sbin/upssched"
 
     @property
     def etc(self) -> Path:
@@ -119,6 +130,9 @@ def test_help_exits_zero_and_names_what_it_changes() -> None:
         "/opt/esxi-suspend",
         "/usr/local/sbin/esxi-suspend",
         "/usr/local/share/man/man8/esxi-suspend.8",
+        "/usr/local/lib/esxi-suspend/upssched-cmd",
+        "upssched.conf",
+        "UPS_EARLY_SHUTDOWN",
         "--root",
         "--uninstall",
     ):
@@ -142,6 +156,8 @@ def test_tree_has_venv_command_and_private_etc(installed: tuple[Tree, str]) -> N
     assert mode(tree.etc) == 0o700
     assert mode(tree.env_file) == 0o600
     assert mode(tree.key) == 0o600
+    assert tree.sched_script.read_bytes() == SCHED_SCRIPT_SOURCE.read_bytes()
+    assert mode(tree.sched_script) == 0o755
     assert tree.public_key.read_text().startswith("ssh-ed25519 ")
     assert " esxi-suspend@" in tree.public_key.read_text()
 
@@ -214,17 +230,15 @@ def test_env_template_lists_every_setting(installed: tuple[Tree, str]) -> None:
         f"ESXI_KEY_FILE={tree.key}",
         f"ESXI_KNOWN_HOSTS={tree.etc / 'known_hosts'}",
     ]
-    for setting in (
-        "ESXI_HOST=",
-        "ESXI_USER=root",
-        "ESXI_PORT=22",
-        "ESXI_KEY_PASSPHRASE=",
-        "ESXI_CONNECT_TIMEOUT=10",
-        "ESXI_COMMAND_TIMEOUT=300",
-        "UPS_SERVICE=auto",
-        "UPS_RESTART_COMMAND=",
-    ):
+    for key, default in KNOWN_KEYS.items():  # every setting, with its default where it has one
+        if key in ("ESXI_KEY_FILE", "ESXI_KNOWN_HOSTS"):
+            continue
+        setting = f"{key}={default}" if default and key != "ESXI_SELF_VM" else f"{key}="
         assert any(line.startswith(f"#{setting}") for line in lines), setting
+    assert (
+        "# seconds on battery before the shutdown starts (install.sh --configure-upsmon writes"
+        " it into upssched.conf); 0: only at low battery"
+    ) in lines
 
 
 def test_output_gives_next_steps(installed: tuple[Tree, str]) -> None:
@@ -359,6 +373,13 @@ def test_upsmon_conf_found_gets_the_exact_line_printed_and_is_not_changed(tmp_pa
     assert 'replace: SHUTDOWNCMD "/sbin/shutdown -h +0"' in result.stdout
     assert f'with:    SHUTDOWNCMD "{tree.command} shutdown"' in result.stdout
     assert f"FINALDELAY 12 in {conf}: left alone" in result.stdout
+    # the early shutdown: the lines to add, with the default delay
+    assert "early shutdown after 300 s on battery: rerun with --configure-upsmon" in result.stdout
+    assert "      NOTIFYCMD /usr/sbin/upssched\n" in result.stdout
+    assert "      NOTIFYFLAG ONBATT SYSLOG+EXEC\n" in result.stdout
+    assert f"      CMDSCRIPT {tree.sched_script}\n" in result.stdout
+    assert "      AT ONBATT * START-TIMER early-shutdown 300\n" in result.stdout
+    assert not (conf.parent / "upssched.conf").exists()
 
 
 def test_configure_upsmon_rerun_uninstall_purge(tmp_path: Path) -> None:
@@ -389,6 +410,7 @@ def test_configure_upsmon_rerun_uninstall_purge(tmp_path: Path) -> None:
     assert conf.read_text() == UPSMON_CONF  # the line it replaced is back
     assert len(backups(conf)) == 2  # the first backup is never overwritten
     assert not tree.etc.exists() and not tree.venv.exists() and not tree.command.is_symlink()
+    assert not tree.sched_script.exists()
     left = sorted(str(p.relative_to(tree.root)) for p in tree.root.rglob("*") if not p.is_dir())
     assert left == sorted(["etc/nut/upsmon.conf", *(f"etc/nut/{b.name}" for b in backups(conf))])
 
@@ -411,3 +433,240 @@ def test_purge_without_uninstall_is_refused() -> None:
     result = run_install("--purge", timeout=QUICK_TIMEOUT)
     assert result.returncode == 1
     assert "--purge goes with --uninstall" in result.stderr
+
+
+# The early shutdown: upsmon -> NOTIFYCMD upssched -> timer -> upssched-cmd -> upsmon -c fsd.
+EARLY_UPSMON_CONF = """\
+MONITOR myups@localhost 1 upsmon secret primary
+SHUTDOWNCMD "/sbin/shutdown -h +0"
+NOTIFYFLAG ONLINE SYSLOG+WALL
+FINALDELAY 12
+"""
+
+
+def early_tree(tmp_path: Path, upsmon_text: str = EARLY_UPSMON_CONF) -> tuple[Tree, Path]:
+    """A root with an upsmon.conf (0640) and a stand-in upssched where install.sh looks."""
+    tree = Tree(tmp_path)
+    conf = upsmon_conf(tree)
+    conf.write_text(upsmon_text)
+    tree.upssched.parent.mkdir(parents=True)
+    tree.upssched.write_text("#!/bin/sh\n")
+    tree.upssched.chmod(0o755)
+    return tree, conf
+
+
+def configure(tree: Tree, *args: str) -> subprocess.CompletedProcess[str]:
+    result = run_install(
+        "--root", str(tree.root), "--python", sys.executable, "--configure-upsmon", *args
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def set_early_shutdown(tree: Tree, value: str) -> None:
+    """Appends the setting: the last line wins, as in python-dotenv."""
+    with tree.env_file.open("a") as env:
+        env.write(f"UPS_EARLY_SHUTDOWN={value}\n")
+
+
+def active(path: Path, *directives: str) -> list[str]:
+    return [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#") and line.startswith(directives)
+    ]
+
+
+def sched_lines(tree: Tree, seconds: int) -> list[str]:
+    return [
+        f"CMDSCRIPT {tree.sched_script}",
+        "PIPEFN /run/nut/upssched.pipe",
+        "LOCKFN /run/nut/upssched.lock",
+        f"AT ONBATT * START-TIMER early-shutdown {seconds}",
+        "AT ONLINE * CANCEL-TIMER early-shutdown",
+    ]
+
+
+def test_configure_upsmon_sets_the_early_shutdown_and_reruns_follow_the_setting(
+    tmp_path: Path,
+) -> None:
+    """First run: NOTIFYCMD upssched, NOTIFYFLAG ONBATT/ONLINE with EXEC (an existing line
+    keeps its flags), upssched.conf with the default delay, one backup. A rerun changes
+    nothing; a new delay changes the timer only; 0 takes it all out; --uninstall restores."""
+    tree, conf = early_tree(tmp_path)
+    sched = conf.with_name("upssched.conf")
+    first = configure(tree)
+    assert active(conf, "NOTIFY") == [
+        "NOTIFYFLAG ONLINE SYSLOG+WALL+EXEC",
+        f"NOTIFYCMD {tree.upssched}",
+        "NOTIFYFLAG ONBATT SYSLOG+EXEC",
+    ]
+    text = conf.read_text()
+    assert "#esxi-suspend-was: NOTIFYFLAG ONLINE SYSLOG+WALL\n" in text
+    [backup] = backups(conf)
+    assert backup.read_text() == EARLY_UPSMON_CONF
+    assert mode(conf) == 0o640
+    assert f"changed   {conf} (NOTIFYCMD {tree.upssched})" in first.stdout
+    assert f"changed   {conf} (NOTIFYFLAG ONLINE SYSLOG+WALL+EXEC, was: NOTIFYFLAG" in first.stdout
+
+    assert active(sched, "CMDSCRIPT", "PIPEFN", "LOCKFN", "AT") == sched_lines(tree, 300)
+    assert sched.read_text().startswith("# upssched.conf written by esxi-suspend install.sh")
+    assert (mode(sched), sched.stat().st_uid, sched.stat().st_gid) == (
+        0o640,
+        conf.stat().st_uid,
+        conf.stat().st_gid,
+    )
+    assert f"created   {sched} (early shutdown after 300 s on battery" in first.stdout
+    assert tree.sched_script.read_bytes() == SCHED_SCRIPT_SOURCE.read_bytes()
+    assert mode(tree.sched_script) == 0o755
+    assert tree.sched_script.stat().st_uid == os.geteuid()  # root, as install.sh runs
+
+    sched_text = sched.read_text()
+    again = configure(tree)
+    assert (conf.read_text(), sched.read_text()) == (text, sched_text)
+    assert len(backups(conf)) == 1
+    assert f"kept      {sched} (early shutdown after 300 s on battery)" in again.stdout
+    assert f"kept      {conf} (NOTIFYCMD runs upssched on ONBATT and ONLINE)" in again.stdout
+    assert "Nothing changed: everything was already in place." in again.stdout
+
+    set_early_shutdown(tree, '"45"  # quoted, with a comment')
+    changed = configure(tree)
+    assert active(sched, "AT") == sched_lines(tree, 45)[3:]
+    assert conf.read_text() == text and len(backups(conf)) == 1
+    assert f"changed   {sched} (early shutdown after 45 s on battery, was 300 s)" in changed.stdout
+    plain = install(tree.root)  # without --configure-upsmon: reported, not changed
+    assert f"kept      {sched} (early shutdown after 45 s on battery)" in plain.stdout
+
+    set_early_shutdown(tree, "0")
+    off = configure(tree)
+    assert "early shutdown off (UPS_EARLY_SHUTDOWN=0): only OB LB starts the shutdown" in off.stdout
+    assert not sched.exists()
+    assert f"removed   {sched}" in off.stdout
+    assert active(conf, "NOTIFY") == ["NOTIFYFLAG ONLINE SYSLOG+WALL"]
+    assert "NOTIFYCMD" not in conf.read_text()
+    assert "# NOTIFYFLAG set by esxi-suspend" not in conf.read_text()
+    assert active_shutdowncmds(conf) == [f'SHUTDOWNCMD "{tree.command} shutdown"']
+    off_again = configure(tree)
+    assert "Nothing changed: everything was already in place." in off_again.stdout
+
+    set_early_shutdown(tree, "45")
+    configure(tree)
+    assert active(sched, "AT") == sched_lines(tree, 45)[3:]
+    removed = run_install("--root", str(tree.root), "--uninstall", timeout=QUICK_TIMEOUT)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert conf.read_text() == EARLY_UPSMON_CONF
+    assert not sched.exists() and not tree.sched_script.exists()
+    assert not tree.sched_script.parent.exists()
+
+
+def test_an_admins_notifycmd_is_left_and_the_lines_are_printed(tmp_path: Path) -> None:
+    tree, conf = early_tree(tmp_path)
+    text = (
+        "MONITOR myups@localhost 1 upsmon secret primary\n"
+        f'SHUTDOWNCMD "{tree.command} shutdown"\n'
+        "NOTIFYCMD /usr/local/bin/page-me\n"
+    )
+    conf.write_text(text)
+    result = configure(tree)
+    assert conf.read_text() == text
+    assert backups(conf) == []
+    assert (
+        f"left      {conf} (early shutdown not set: it has a NOTIFYCMD of its own "
+        "(NOTIFYCMD /usr/local/bin/page-me): upsmon runs one only; make it run upssched too)"
+    ) in result.stdout
+    assert f"      NOTIFYCMD {tree.upssched}\n" in result.stdout
+    assert "      NOTIFYFLAG ONLINE SYSLOG+EXEC\n" in result.stdout
+    assert "      AT ONBATT * START-TIMER early-shutdown 300\n" in result.stdout
+    assert not conf.with_name("upssched.conf").exists()
+
+
+def test_an_admins_upssched_conf_is_left_and_the_lines_are_printed(tmp_path: Path) -> None:
+    tree, conf = early_tree(tmp_path)
+    sched = conf.with_name("upssched.conf")
+    own = (
+        "CMDSCRIPT /usr/local/bin/my-timers\n"
+        "PIPEFN /run/nut/upssched/upssched.pipe\n"
+        "LOCKFN /run/nut/upssched/upssched.lock\n"
+        "AT COMMBAD * START-TIMER upsgone 10\n"
+    )
+    sched.write_text(own)
+    result = configure(tree)
+    assert sched.read_text() == own
+    assert active(conf, "NOTIFY") == ["NOTIFYFLAG ONLINE SYSLOG+WALL"]  # nothing half-done
+    assert f"left      {sched} (not install.sh's, it has AT lines" in result.stdout
+    assert f"      CMDSCRIPT {tree.sched_script}\n" in result.stdout
+    assert "      AT ONLINE * CANCEL-TIMER early-shutdown\n" in result.stdout
+    assert list(sched.parent.glob("upssched.conf.*")) == []
+
+
+def test_nuts_packaged_upssched_conf_is_replaced_and_put_back(tmp_path: Path) -> None:
+    """NUT's sample (Debian installs it as /etc/nut/upssched.conf) schedules nothing: it is
+    replaced, kept as a copy, and back after --uninstall."""
+    tree, conf = early_tree(tmp_path)
+    sched = conf.with_name("upssched.conf")
+    packaged = "# Network UPS Tools - upssched.conf sample file\nCMDSCRIPT /bin/upssched-cmd\n"
+    sched.write_text(packaged)
+    sched.chmod(0o640)
+    result = configure(tree)
+    [copy] = sorted(sched.parent.glob("upssched.conf.esxi-suspend-*"))
+    assert copy.read_text() == packaged
+    assert active(sched, "CMDSCRIPT", "PIPEFN", "LOCKFN", "AT") == sched_lines(tree, 300)
+    assert f"replaced  {sched} (it had no AT line" in result.stdout
+    assert f"NOTIFYCMD {tree.upssched}" in active(conf, "NOTIFYCMD")
+    set_early_shutdown(tree, "60")  # a rewrite still knows what it replaced
+    configure(tree)
+    removed = run_install("--root", str(tree.root), "--uninstall", timeout=QUICK_TIMEOUT)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert sched.read_text() == packaged
+    assert f"restored  {sched} (from {copy}" in removed.stdout
+    assert conf.read_text() == EARLY_UPSMON_CONF
+
+
+BAD_EARLY_SHUTDOWN = ["abc", "-5", "86401", "1.5", "'5 minutes'", "0x10"]
+
+
+def test_a_bad_early_shutdown_is_a_clear_error(tmp_path: Path) -> None:
+    """Each bad value (one tree: a rerun after the first install is quick) stops the run
+    before NUT's files are touched."""
+    tree, conf = early_tree(tmp_path)
+    install(tree.root)
+    template = tree.env_file.read_text()
+    for value in BAD_EARLY_SHUTDOWN:
+        tree.env_file.write_text(template)
+        set_early_shutdown(tree, value)
+        result = run_install(
+            "--root", str(tree.root), "--python", sys.executable, "--configure-upsmon"
+        )
+        assert result.returncode == 1, (value, result.stdout)
+        assert (
+            f"install.sh: error: UPS_EARLY_SHUTDOWN={value.strip(chr(39))} in {tree.env_file}:"
+            " not a number of seconds from 0 to 86400"
+        ) in result.stderr, value
+        assert conf.read_text() == EARLY_UPSMON_CONF
+        assert not conf.with_name("upssched.conf").exists()
+
+
+def test_timer_script_logs_an_unknown_timer_and_fails(tmp_path: Path) -> None:
+    """upssched-cmd knows one timer: any other name is logged (logger -t esxi-suspend) and
+    exits non-zero, running nothing."""
+    logged = tmp_path / "logger.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    logger = bin_dir / "logger"
+    logger.write_text(f'#!/bin/sh\necho "$*" >>"{logged}"\n')
+    logger.chmod(0o755)
+    result = subprocess.run(
+        ["sh", str(SCHED_SCRIPT_SOURCE), "onbattwarn"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "UPSNAME": "myups@localhost"},
+        timeout=QUICK_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 2, result
+    assert logged.read_text() == (
+        "-t esxi-suspend -- unknown timer 'onbattwarn' (esxi-suspend's upssched.conf has only"
+        " early-shutdown): nothing done\n"
+    )
+    assert "unknown timer 'onbattwarn'" in result.stderr
