@@ -36,10 +36,11 @@ class Resolved:
 
 
 def battery_runtime(
-    configured: tuple[str, ...], upsc: Callable[..., str] = ups.upsc
+    configured: tuple[str, ...], upsc: Callable[..., str] | None = None
 ) -> tuple[int | None, str, list[str]]:
     """The smallest `battery.runtime` of the UPSes, which UPS said it, and one line per UPS
     that did not (no UPS known, upsd silent, variable not reported)."""
+    upsc = upsc or ups.upsc
     try:
         names = ups.ups_names(configured)
     except ups.UpsUnreadable as exc:
@@ -64,7 +65,9 @@ def battery_runtime(
 
 
 def resolve(
-    settings: Settings, upsc: Callable[..., str] = ups.upsc, now: Callable[[], float] = clock.now
+    settings: Settings,
+    upsc: Callable[..., str] | None = None,
+    now: Callable[[], float] | None = None,
 ) -> Resolved:
     """The deadline for this run: ESXI_DEADLINE's seconds, or for `auto` the runtime left
     (counted, like ESXI_DEADLINE, from upsmon's call) minus UPS_RUNTIME_MARGIN."""
@@ -79,7 +82,7 @@ def resolve(
             "set ESXI_DEADLINE to seconds if this UPS never reports it",
             ok=False,
         )
-    since_call = max(0.0, now() - settings.called_at)
+    since_call = max(0.0, (now or clock.now)() - settings.called_at)
     seconds = max(MIN_DEADLINE, math.floor(since_call + runtime - settings.runtime_margin))
     source = (
         f"ESXI_DEADLINE=auto: {seconds} s = battery.runtime {runtime} s ({name}) - "
@@ -94,7 +97,7 @@ def resolve(
     return Resolved(seconds, source)
 
 
-def apply(settings: Settings, upsc: Callable[..., str] = ups.upsc) -> tuple[Settings, Resolved]:
+def apply(settings: Settings, upsc: Callable[..., str] | None = None) -> tuple[Settings, Resolved]:
     """`settings` with the deadline this run uses."""
     resolved = resolve(settings, upsc)
     return replace(settings, deadline=resolved.seconds), resolved

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_config import write_env
 
-from esxi_suspend import lock, runner
+from esxi_suspend import clock, lock, runner, ups
 from esxi_suspend.config import (
     KNOWN_KEYS,
     REQUIRED_KEYS,
@@ -519,3 +519,37 @@ def test_every_problem_is_listed_at_shutdown_too(
         assert sum(line.startswith(f"  - {key}") for line in errors) == 1, errors
     [settings] = contacted
     assert (settings.strategy, settings.deadline, settings.poll_interval) == ("autostop", 240, 2)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "shown", "code"),
+    [
+        ("300", "deadline: ESXI_DEADLINE=auto: 270 s = battery.runtime 300 s (a@h)", 0),
+        (None, "deadline: ESXI_DEADLINE=auto: no battery.runtime (no answer): using the", 6),
+    ],
+)
+def test_check_shows_the_auto_deadline_and_shutdown_uses_it(
+    files: dict[str, Path],
+    contacted: list[Settings],
+    restarts: list[RestartSettings],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    runtime: str | None,
+    shown: str,
+    code: int,
+) -> None:
+    """`check` prints the deadline it would use now (NOT ready when auto cannot be read);
+    `shutdown` gives the hosts that deadline, or the fallback, and goes on."""
+
+    def upsc(name: str, variable: str, timeout: float) -> str:
+        if runtime is None or variable != "battery.runtime":
+            raise ups.UpsUnreadable("no answer")
+        return runtime
+
+    monkeypatch.setattr(ups, "upsc", upsc)
+    body = GOOD + "ESXI_DEADLINE=auto\nUPS_NAME=a@h\nUPS_RUNTIME_MARGIN=30\n"
+    monkeypatch.setattr(clock, "now", lambda: 1000.0)
+    assert runner.run(str(write_env(files, body)), dry_run=True, called_at=1000.0) == code
+    assert shown in capsys.readouterr().out
+    assert runner.run(str(write_env(files, body)), dry_run=False, called_at=1000.0) == 0
+    assert contacted[-1].deadline == (270 if runtime else 240)
