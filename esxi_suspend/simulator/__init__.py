@@ -2,15 +2,21 @@
 benchmarks only. The shutdown path never imports it.
 
     fleet.py           the host's description (VMs, autostart settings), JSON/TOML, defaults
-    host.py            the state: simulated clock, VM power states, autostop, poweroff, events
-    vimcmd.py          ESXi's commands (vim-cmd, vmware, poweroff) and their output shapes
+    vm.py              one VM: power states, fate, live state, the vim.fault refusals
+    simclock.py        simulated time (`time_scale`) and the waits on it; the host's lock
+    hostd.py           hostd's cost: each call's latency in one of a few slots
+    host.py            the state: VMs, files, jobs, events, host power-off
+    autostop.py        the autostart manager's stop sequence (autostop)
+    vimcmd.py          ESXi's commands (vim-cmd, vmware, poweroff, shutdown.sh): what they do
+    vimcmd_output.py   what vim-cmd prints: tables and vim.* blocks of ESXi 6.x/7.x
     shell.py           the `sh` our command lines need, busybox ash's semantics: runs a script
     shell_lexer.py     its tokens: words (quotes, `$` expansions), operators, redirections
     shell_syntax.py    its grammar: the script parsed into a tree of commands
     shell_expand.py    its expansions: parameters, $(...), $(( )), splitting, patterns
     shell_state.py     what a running shell holds: variables, fds, `&` children, signals
     shell_commands.py  its builtins, busybox applets and ESXi's programs (via vimcmd.py)
-    server.py          the SSH server (paramiko) and `SimulatedHost`, the API tests use
+    session.py         one SSH connection: login, exec channels, their output and exit status
+    server.py          the SSH listener (paramiko) and `SimulatedHost`, the API tests use
 """
 
 from esxi_suspend.simulator.fleet import (
@@ -22,8 +28,9 @@ from esxi_suspend.simulator.fleet import (
     generated_fleet,
     load_fleet,
 )
-from esxi_suspend.simulator.host import Event, Fate
+from esxi_suspend.simulator.host import Event
 from esxi_suspend.simulator.server import SimulatedHost, generate_ed25519
+from esxi_suspend.simulator.vm import Fate
 
 __all__ = [
     "Event",

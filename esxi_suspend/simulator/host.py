@@ -1,9 +1,11 @@
-"""The simulated ESXi host's state: clock, VMs, in-memory files, running jobs, event log.
+"""The simulated host's state: VMs, in-memory files, running jobs, event log, host power.
 
 No networking and no parsing here: `shell.py` turns command lines into calls on `HostModel`,
-`server.py` serves it over SSH. All state is guarded by one condition variable; waits are
-scaled (`time_scale` real seconds per simulated second) and end early when the host powers
-off (`HostDown`) or the job's session is dropped (`Interrupted`).
+`server.py` serves it over SSH. Beside it: `vm.py` (one VM), `simclock.py` (simulated time:
+every wait), `hostd.py` (the cost of each hostd call), `autostop.py` (the autostart manager's
+stop sequence). All state is guarded by one condition variable (the clock's); waits are scaled
+(`time_scale` real seconds per simulated second) and end early when the host powers off
+(`HostDown`) or the job's session is dropped (`Interrupted`).
 """
 
 from __future__ import annotations
@@ -12,23 +14,20 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Callable
 
 from esxi_suspend.simulator.fleet import Fleet, VmSpec
-
-ON, OFF, SUSPENDED = "Powered on", "Powered off", "Suspended"
-
-
-class Fate(str, Enum):
-    """What became of a VM: the answer tests and the demo look for."""
-
-    RUNNING = "running"  # the host is still up and so is the VM
-    CLEAN_SHUTDOWN = "clean shutdown"  # guest OS shut down (tools)
-    SUSPENDED = "suspended"
-    POWERED_OFF = "powered off"  # hard power-off by command (power.off, autostop powerOff)
-    HARD_KILLED = "hard-killed"  # still running when the host powered off
-    WAS_OFF = "was off"  # not running when the simulation started
+from esxi_suspend.simulator.hostd import Hostd
+from esxi_suspend.simulator.simclock import SimClock
+from esxi_suspend.simulator.vm import (
+    OFF,
+    ON,
+    SUSPENDED,
+    Fate,
+    Vm,
+    invalid_power_state,
+    tools_unavailable,
+)
 
 
 class HostDown(Exception):
@@ -37,30 +36,6 @@ class HostDown(Exception):
 
 class Interrupted(Exception):
     """The job's SSH session was dropped (foreground jobs die with their session)."""
-
-
-class VmOperationError(Exception):
-    """An operation ESXi refuses; the message is vim-cmd's output (a vim.fault block)."""
-
-
-def _fault(kind: str, msg: str, extra: tuple[str, ...] = ()) -> str:
-    lines = [f"({kind}) {{", "   faultCause = (vmodl.MethodFault) null,"]
-    lines.append("   faultMessage = (vmodl.LocalizableMessage) [],")
-    lines.extend(f"   {line}," for line in extra)
-    lines.append(f'   msg = "{msg}"')
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def invalid_power_state(state: str, requested: str = "poweredOn") -> VmOperationError:
-    existing = {ON: "poweredOn", OFF: "poweredOff", SUSPENDED: "suspended"}[state]
-    return VmOperationError(
-        _fault(
-            "vim.fault.InvalidPowerState",
-            f"The attempted operation cannot be performed in the current state ({state}).",
-            (f'requestedState = "{requested}"', f'existingState = "{existing}"'),
-        )
-    )
 
 
 @dataclass(frozen=True)
@@ -80,22 +55,6 @@ class Event:
 
 
 @dataclass
-class Vm:
-    """A VM's live state. A pending operation completes at `busy_until` (simulated)."""
-
-    spec: VmSpec
-    power: str
-    tools: bool
-    pending: str | None = None  # "shutdown", "suspend", "off"
-    busy_until: float = 0.0
-    fate: Fate = Fate.RUNNING
-
-    @property
-    def label(self) -> str:
-        return f"VM {self.spec.vmid} {self.spec.name}"
-
-
-@dataclass
 class Job:
     """One command line running on the host: a session's foreground, or a `&` job."""
 
@@ -112,21 +71,14 @@ _FATE_OF = {"shutdown": Fate.CLEAN_SHUTDOWN, "suspend": Fate.SUSPENDED, "off": F
 _STATE_AFTER = {"shutdown": OFF, "suspend": SUSPENDED, "off": OFF}
 
 
-def _stopped(vm: Vm) -> Callable[[], bool]:
-    return lambda: vm.power != ON
-
-
 class HostModel:
     """Everything the simulated host knows and does; thread-safe."""
 
     def __init__(self, fleet: Fleet, time_scale: float = 0.01) -> None:
-        if not time_scale > 0:
-            raise ValueError("time_scale must be > 0")
+        self.clock = SimClock(time_scale)
         self.fleet = fleet
         self.time_scale = time_scale
-        self.cond = threading.Condition(threading.RLock())
-        self._t0 = time.monotonic()
-        self._epoch = int(time.time())
+        self.cond = self.clock.cond
         self._events: list[Event] = []
         self.vms: dict[int, Vm] = {}
         for spec in fleet.vms:
@@ -141,7 +93,7 @@ class HostModel:
         self.powered_off_at: float | None = None
         self.on_power_off: list[Callable[[], None]] = []
         self.on_drop: list[Callable[[], int]] = []
-        self._hostd_busy = 0  # hostd calls being served (see hostd_call)
+        self._hostd = Hostd(self.clock, fleet)
         self._stopping = False
         self._ticker = threading.Thread(target=self._tick, name="esxi-sim-ticker", daemon=True)
         self._ticker.start()
@@ -149,11 +101,11 @@ class HostModel:
     # -- time ---------------------------------------------------------------------------
     def now(self) -> float:
         """Simulated seconds since the host started."""
-        return (time.monotonic() - self._t0) / self.time_scale
+        return self.clock.now()
 
     def wall_clock(self) -> int:
         """The host's `date +%s`: a fixed epoch plus the simulated seconds since the start."""
-        return self._epoch + int(self.now())
+        return self.clock.wall_clock()
 
     def check(self, job: Job | None) -> None:
         if self.powered_off:
@@ -164,38 +116,15 @@ class HostModel:
     def sleep(
         self, seconds: float, job: Job | None, until: Callable[[], bool] | None = None
     ) -> bool:
-        """Wait `seconds` simulated seconds, or less if `until()` becomes true (returns True)."""
-        deadline = self.now() + max(0.0, seconds)
-        with self.cond:
-            while True:
-                self.check(job)
-                if until is not None and until():
-                    return True
-                left = deadline - self.now()
-                if left <= 0:
-                    return until() if until is not None else False
-                self.cond.wait(min(left * self.time_scale, 0.25))
+        """Wait `seconds` simulated seconds, or less if `until()` becomes true (returns True);
+        `HostDown` if the host powers off meanwhile, `Interrupted` if `job` is cancelled."""
+        return self.clock.sleep(seconds, lambda: self.check(job), until)
 
     def hostd_call(self, job: Job | None) -> None:
         """The cost of one call to hostd (each `vim-cmd`, `vmware -v`): `command_latency`
         simulated seconds in one of `hostd_concurrency` slots, waiting for a free slot first.
         A shutdown's timing on a real host is mostly these round trips."""
-        latency = self.fleet.command_latency
-        if latency <= 0:
-            return
-        with self.cond:
-            while True:
-                self.check(job)
-                if self._hostd_busy < self.fleet.hostd_concurrency:
-                    break
-                self.cond.wait(0.25)  # a released slot notifies
-            self._hostd_busy += 1
-        try:
-            self.sleep(latency, job)
-        finally:
-            with self.cond:
-                self._hostd_busy -= 1
-                self.cond.notify_all()
+        self._hostd.call(lambda: self.check(job))
 
     def _tick(self) -> None:
         """Complete VM operations when they are due, so events appear in time order."""
@@ -269,13 +198,7 @@ class HostModel:
             if vm.power != ON:
                 raise invalid_power_state(vm.power)
             if not vm.tools:
-                raise VmOperationError(
-                    _fault(
-                        "vim.fault.ToolsUnavailable",
-                        "Cannot complete operation because VMware Tools is not running in "
-                        "this virtual machine.",
-                    )
-                )
+                raise tools_unavailable()
             if vm.pending is None:
                 vm.pending, vm.busy_until = "shutdown", self.now() + vm.spec.shutdown_seconds
                 self.record(
@@ -330,76 +253,6 @@ class HostModel:
             action = self.fleet.stop_action
         delay = self.fleet.stop_delay if spec.stop_delay < 0 else spec.stop_delay
         return action, delay
-
-    def autostop_sequence(self) -> list[Vm]:
-        """The VMs in the autostart sequence in the order autostop stops them: the reverse
-        of the start order (as ESXi documents: shutdown order is the reverse of startup)."""
-        listed = [vm for vm in self.vms.values() if vm.spec.start_order is not None]
-        listed.sort(key=lambda vm: (vm.spec.start_order or 0, vm.spec.vmid), reverse=True)
-        return listed
-
-    def autostop(self, job: Job) -> None:
-        """`hostsvc/autostartmanager/autostop`: sequential, each VM's stop action and delay."""
-        session = job.session
-        sequence = self.autostop_sequence()
-        if not self.fleet.autostart_enabled:
-            self.record(
-                "autostop", "autostop: autostart manager disabled: nothing stopped", session
-            )
-            return
-        self.record(
-            "autostop", f"autostop: started ({len(sequence)} VM(s) in the sequence)", session
-        )
-        for vm in sequence:
-            self.check(job)
-            self.settle()
-            action, delay = self.effective_stop(vm.spec)
-            if vm.power != ON:
-                self.record(
-                    "autostop",
-                    f"autostop: {vm.label}: {vm.power.lower()}, skipped",
-                    session,
-                    vm.spec.vmid,
-                )
-                continue
-            kind = action.lower()
-            self.record(
-                "autostop",
-                f"autostop: {vm.label}: {action}, waits up to {delay} s",
-                session,
-                vm.spec.vmid,
-            )
-            try:
-                if kind == "guestshutdown":
-                    self.guest_shutdown(vm, session)
-                    if not self.sleep(delay, job, until=_stopped(vm)):
-                        self.record(
-                            "autostop",
-                            f"autostop: {vm.label}: still running after "
-                            f"its stop delay ({delay} s); moving on",
-                            session,
-                            vm.spec.vmid,
-                        )
-                elif kind == "suspend":
-                    self.suspend(vm, job)
-                elif kind == "poweroff":
-                    self.power_off_vm(vm, job)
-                else:
-                    self.record(
-                        "autostop",
-                        f"autostop: {vm.label}: stop action {action}: left running",
-                        session,
-                        vm.spec.vmid,
-                    )
-            except VmOperationError as exc:
-                reason = exc.args[0].split('msg = "')[-1].split('"')[0]
-                self.record(
-                    "autostop",
-                    f"autostop: {vm.label}: {action} failed: {reason}; left running",
-                    session,
-                    vm.spec.vmid,
-                )
-        self.record("autostop", "autostop: finished", session)
 
     # -- host power ---------------------------------------------------------------------
     def power_off_host(self, session: int | None, how: str = "poweroff") -> None:

@@ -1,8 +1,8 @@
 """The simulated host served over real SSH (paramiko's server side), and its Python API.
 
 `SimulatedHost` listens on 127.0.0.1 (a free port) with a fresh ed25519 host key, accepts one
-client public key for `root`, and runs each exec request through `shell.Shell`. Its state,
-event log and fates are read through the same object. Example:
+client public key for `root`, and hands each connection to `session.py` (login, exec channels,
+their output). Its state, event log and fates are read through the same object. Example:
 
     with SimulatedHost(default_fleet(), authorized_key=pub_line, time_scale=0.01) as host:
         known_hosts.write_text(host.known_hosts_line())
@@ -19,7 +19,6 @@ import io
 import os
 import socket
 import threading
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,13 +28,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from esxi_suspend.simulator.fleet import Fleet, default_fleet
-from esxi_suspend.simulator.host import Event, Fate, HostDown, HostModel, Interrupted, Job
-from esxi_suspend.simulator.shell import Shell
+from esxi_suspend.simulator.host import Event, HostModel, Job
+from esxi_suspend.simulator.session import Connection, serve
+from esxi_suspend.simulator.vm import Fate
 
 ADDRESS = "127.0.0.1"
-# Real seconds before a channel's first byte: paramiko answers the exec request only after our
-# callback returns, and a client must see that answer before the command's output.
-FIRST_WRITE_DELAY = 0.005
 
 
 def generate_ed25519() -> tuple[str, str]:
@@ -65,112 +62,6 @@ def _public_key(value: str | os.PathLike[str] | Any) -> Any:
     return paramiko.PKey.from_type_string(fields[0], base64.b64decode(fields[1]))
 
 
-class ChannelTerminal:
-    """One exec channel: output goes to the client until the session is gone."""
-
-    def __init__(self, channel: Any) -> None:
-        self.channel = channel
-        self.lock = threading.Condition()
-        self.holders = 0
-        self.ready_at = time.monotonic() + FIRST_WRITE_DELAY
-
-    def _wait_ready(self) -> None:
-        left = self.ready_at - time.monotonic()
-        if left > 0:
-            time.sleep(left)
-
-    def write(self, fd: int, text: str) -> None:
-        if not text:
-            return
-        self._wait_ready()
-        with contextlib.suppress(Exception):  # a closed session swallows output
-            data = text.encode("utf-8", "surrogateescape")
-            if fd == 2:
-                self.channel.sendall_stderr(data)
-            else:
-                self.channel.sendall(data)
-
-    def hold(self) -> None:
-        with self.lock:
-            self.holders += 1
-
-    def release(self) -> None:
-        with self.lock:
-            self.holders -= 1
-            self.lock.notify_all()
-
-    def finish(self, status: int) -> None:
-        """Exit status now; EOF and close once no background job holds the channel's stdout
-        (as sshd does: `cmd &` without redirections keeps the client waiting)."""
-        self._wait_ready()
-        with contextlib.suppress(Exception):
-            self.channel.send_exit_status(status)
-        with self.lock:
-            while self.holders > 0 and not self.channel.closed:
-                self.lock.wait(0.1)
-        with contextlib.suppress(Exception):
-            self.channel.shutdown_write()
-            self.channel.close()
-
-
-class _Connection:
-    def __init__(self, number: int, sock: socket.socket, peer: str) -> None:
-        self.number = number
-        self.sock = sock
-        self.peer = peer
-        self.transport: Any = None
-        self.dropped = False
-        self.logged_in = False
-
-
-class _Interface(paramiko.ServerInterface):  # type: ignore[misc]
-    def __init__(self, server: SimulatedHost, connection: _Connection) -> None:
-        self.server = server
-        self.connection = connection
-
-    def get_allowed_auths(self, username: str) -> str:
-        return "publickey"
-
-    def check_auth_publickey(self, username: str, key: Any) -> int:
-        model = self.server.model
-        number = self.connection.number
-        if username == self.server.user and key == self.server.authorized_key:
-            if self.connection.logged_in:  # OpenSSH asks first, then signs: log in once
-                return int(paramiko.AUTH_SUCCESSFUL)
-            self.connection.logged_in = True
-            model.record("login", f"{username} logged in from {self.connection.peer}", number)
-            return int(paramiko.AUTH_SUCCESSFUL)
-        model.record("auth", f"refused key {key.get_name()} for {username}", number)
-        return int(paramiko.AUTH_FAILED)
-
-    def check_auth_password(self, username: str, password: str) -> int:
-        return int(paramiko.AUTH_FAILED)
-
-    def check_channel_request(self, kind: str, chanid: int) -> int:
-        if kind == "session":
-            return int(paramiko.OPEN_SUCCEEDED)
-        return int(paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED)
-
-    def check_channel_exec_request(self, channel: Any, command: bytes) -> bool:
-        if self.server.model.powered_off:
-            return False
-        text = command.decode("utf-8", "surrogateescape")
-        worker = threading.Thread(
-            target=self.server._execute,
-            args=(self.connection, channel, text),
-            name=f"esxi-sim-exec-{self.connection.number}",
-            daemon=True,
-        )
-        worker.start()
-        return True
-
-    def check_channel_shell_request(self, channel: Any) -> bool:
-        return False
-
-    def check_channel_pty_request(self, *args: Any) -> bool:
-        return False
-
-
 class SimulatedHost:
     """A simulated ESXi host on 127.0.0.1 over real SSH. Use as a context manager.
 
@@ -197,7 +88,7 @@ class SimulatedHost:
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((ADDRESS, 0))
         self.port: int = self._listener.getsockname()[1]
-        self._connections: list[_Connection] = []
+        self._connections: list[Connection] = []
         self._lock = threading.Lock()
         self._closed = False
         self._acceptor: threading.Thread | None = None
@@ -326,47 +217,11 @@ class SimulatedHost:
                     sock.close()
                     return
                 number += 1
-                connection = _Connection(number, sock, f"{peer[0]}:{peer[1]}")
+                connection = Connection(number, sock, f"{peer[0]}:{peer[1]}")
                 self._connections.append(connection)
             threading.Thread(
-                target=self._serve,
-                args=(connection,),
+                target=serve,
+                args=(connection, self.model, self.host_key, self.user, self.authorized_key),
                 name=f"esxi-sim-conn-{number}",
                 daemon=True,
             ).start()
-
-    def _serve(self, connection: _Connection) -> None:
-        transport = paramiko.Transport(connection.sock)
-        connection.transport = transport
-        transport.local_version = "SSH-2.0-OpenSSH_8.8 esxi-sim"
-        transport.add_server_key(self.host_key)
-        try:
-            transport.start_server(server=_Interface(self, connection))
-        except (paramiko.SSHException, EOFError, OSError):
-            transport.close()
-            return
-        while transport.is_active():  # keep the transport referenced until it ends
-            channel = transport.accept(0.5)
-            if channel is None and connection.dropped:
-                break
-        if not connection.dropped:
-            self.model.record("logout", "connection closed by the client", connection.number)
-
-    def _execute(self, connection: _Connection, channel: Any, command: str) -> None:
-        model = self.model
-        model.record("exec", f"exec: {command}", connection.number)
-        terminal = ChannelTerminal(channel)
-        shell = Shell(model, connection.number)
-        try:
-            status = shell.run(command, terminal)
-        except HostDown:
-            return  # the host is gone: the session was closed under the client
-        except Interrupted:
-            return
-        except Exception as exc:  # a simulator bug: say so on the channel, never hang
-            terminal.write(2, f"esxi-sim: internal error: {type(exc).__name__}: {exc}\n")
-            status = 70
-        if model.powered_off or connection.dropped:
-            return
-        model.record("exit", f"exit {status}: {command}", connection.number)
-        terminal.finish(status)

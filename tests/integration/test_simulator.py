@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from esxi_suspend.errors import (
 )
 from esxi_suspend.remote import RemoteHost
 from esxi_suspend.shutdown import HostResult, check_host, shutdown_host
-from esxi_suspend.simulator import Fate, SimulatedHost, generate_ed25519
+from esxi_suspend.simulator import Fate, SimulatedHost, default_fleet, generate_ed25519
 
 DETACHED = (
     'nohup sh -c "vim-cmd hostsvc/autostartmanager/autostop; /sbin/shutdown.sh && '
@@ -60,9 +61,16 @@ def test_dry_run_plan_reads_the_simulator(
     assert changing == [] and "autostop" not in " ".join(host.commands())
 
 
-def test_shutdown_path_against_the_simulator(
-    host: SimulatedHost, keys: SimKeys, tmp_path: Path
-) -> None:
+def test_shutdown_path_against_the_simulator(keys: SimKeys, tmp_path: Path) -> None:
+    # The power goes host_poweroff_seconds after `poweroff`, and the session with it. At this
+    # time scale the default 10 s is 50 ms: a loaded machine could miss the host's last log
+    # lines (as no real host, whose shutdown takes a minute, ever lets us): 60 s is 0.3 s.
+    fleet = replace(default_fleet(), host_poweroff_seconds=60.0)
+    with SimulatedHost(fleet, authorized_key=keys.public, time_scale=0.005) as host:
+        _shut_down(host, keys, tmp_path)
+
+
+def _shut_down(host: SimulatedHost, keys: SimKeys, tmp_path: Path) -> None:
     settings = sim_settings(host, keys, tmp_path, deadline=900)  # room for sequential autostop
     result = HostResult(settings.host)
     with RemoteHost(settings) as remote:
