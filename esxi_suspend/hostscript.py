@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from esxi_suspend import esxi
 from esxi_suspend.inventory import HOST_TMP
-from esxi_suspend.strategy import Phase, ShutdownPlan
+from esxi_suspend.plan import Phase, ShutdownPlan
 
 LOG_PREFIX = "esxi-suspend:"
 HOST_TEXT = ">"  # after the prefix: a line a host command printed, never one of our events

@@ -6,7 +6,7 @@ from esxi_suspend import esxi
 from esxi_suspend.config import Settings
 from esxi_suspend.hostscript import sequence_script
 from esxi_suspend.inventory import Inventory, VmInfo
-from esxi_suspend.strategy import (
+from esxi_suspend.plan import (
     Action,
     ShutdownPlan,
     autostop_stops_cleanly,

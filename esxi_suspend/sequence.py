@@ -25,8 +25,8 @@ from esxi_suspend.hostscript import (
     sequence_script,
 )
 from esxi_suspend.inventory import Inventory, Remote
+from esxi_suspend.plan import ShutdownPlan
 from esxi_suspend.report import printable
-from esxi_suspend.strategy import ShutdownPlan
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from esxi_suspend.errors import (
     one_line,
 )
 from esxi_suspend.inventory import Inventory, Remote, read_inventory
+from esxi_suspend.plan import ShutdownPlan, find_self_vm, make_plan
 from esxi_suspend.report import describe_plan, printable, render_check
 from esxi_suspend.sequence import Reconnect, run_sequence
-from esxi_suspend.strategy import ShutdownPlan, find_self_vm, make_plan
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from sshservers import FAKEHOST_DATA, FAKEHOST_DIR, SshServer, host_processes
 from esxi_suspend import esxi
 from esxi_suspend.hostscript import HOST_TEXT, LOG_PREFIX, detached, log_path, sequence_script
 from esxi_suspend.inventory import inventory_command
-from esxi_suspend.strategy import Action, Phase, ShutdownPlan, VmStep
+from esxi_suspend.plan import Action, Phase, ShutdownPlan, VmStep
 
 pytestmark = pytest.mark.servers
 

@@ -10,13 +10,13 @@ import re
 from dataclasses import replace
 
 import pytest
+from test_plan import FLEET, inventory, vm
 from test_shutdown import SETTINGS
-from test_strategy import FLEET, inventory, vm
 
 from esxi_suspend import esxi
 from esxi_suspend.hostscript import detached, log_path, read_log, sequence_script
 from esxi_suspend.inventory import CONCURRENT_CALLS, inventory_command
-from esxi_suspend.strategy import make_plan
+from esxi_suspend.plan import make_plan
 
 
 def test_every_phase_settles_its_own_vms_and_a_watchdog_holds_the_deadline() -> None:

@@ -12,8 +12,8 @@ from test_shutdown import SETTINGS
 
 from esxi_suspend import esxi
 from esxi_suspend.inventory import Inventory, VmInfo
+from esxi_suspend.plan import make_plan
 from esxi_suspend.report import render_check
-from esxi_suspend.strategy import make_plan
 
 Row = tuple[int, str, str, str, str]  # id, name, datastore, vmx path, annotation
 

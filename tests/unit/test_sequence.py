@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from test_plan import inventory, vm
 from test_shutdown import SETTINGS, no_reconnect
-from test_strategy import inventory, vm
 
 from esxi_suspend.errors import ExitCode, SessionDropped
+from esxi_suspend.plan import make_plan
 from esxi_suspend.remote import CommandResult
 from esxi_suspend.sequence import run_sequence
 from esxi_suspend.shutdown import HostResult
-from esxi_suspend.strategy import make_plan
 
 FAST = replace(SETTINGS, strategy="parallel", poll_interval=0.01)
 

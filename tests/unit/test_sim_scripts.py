@@ -15,10 +15,10 @@ from test_sim_shell import Recorder
 from esxi_suspend import esxi
 from esxi_suspend.hostscript import HOST_TEXT, LOG_PREFIX, detached, log_path, sequence_script
 from esxi_suspend.inventory import HOST_TMP, inventory_command
+from esxi_suspend.plan import Action, Phase, ShutdownPlan, VmStep
 from esxi_suspend.simulator import Fate, fleet_from_dict
 from esxi_suspend.simulator.host import HostDown, HostModel
 from esxi_suspend.simulator.shell import Shell
-from esxi_suspend.strategy import Action, Phase, ShutdownPlan, VmStep
 
 TOKEN = 271828182  # the inventory's marker token (random in the package; fixed here)
 MARK = f"@@{TOKEN} "

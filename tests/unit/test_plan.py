@@ -10,8 +10,8 @@ from test_shutdown import SETTINGS
 from esxi_suspend import esxi
 from esxi_suspend.hostscript import sequence_script
 from esxi_suspend.inventory import Inventory, VmInfo
+from esxi_suspend.plan import MIN_SEQUENCE_SECONDS, Action, find_self_vm, make_plan
 from esxi_suspend.report import describe_plan, vm_fate
-from esxi_suspend.strategy import MIN_SEQUENCE_SECONDS, Action, find_self_vm, make_plan
 
 DEFAULTS = esxi.AutostartDefaults(stop_delay=120, stop_action="PowerOff", enabled=True)
 
