@@ -831,7 +831,7 @@ def test_docs_list_the_matrix() -> None:
     assert table in MATRIX_DOC.read_text(), f"docs/fault-matrix.md needs this table:\n{table}"
 
 
-CHAIN_TEST = Path(__file__).resolve().parents[1] / "e2e" / "test_nut_chain.py"
+CHAIN_TEST = Path(__file__).resolve().parents[1] / "end_to_end" / "test_nut_chain.py"
 
 
 def test_docs_list_the_chain_rows() -> None:
