@@ -25,21 +25,17 @@ from typing import Protocol
 from esxi_suspend.config import Settings, load_settings
 from esxi_suspend.errors import (
     ConfigError,
-    EsxiSuspendError,
+    EnrollFailed,
     ExitCode,
     HostKeyRejected,
-    RemoteCommandFailed,
-)
-from esxi_suspend.remote import (
-    CommandResult,
-    HostKeyInfo,
     KeyRefused,
-    PasswordSession,
-    RemoteHost,
-    host_argument,
-    pinned_host_keys,
-    public_key_info,
+    NoTerminal,
+    RemoteCommandFailed,
+    UserNotSupported,
 )
+from esxi_suspend.hostkeys import HostKeyInfo, pinned_host_keys, public_key_info
+from esxi_suspend.remote import CommandResult, RemoteHost, host_argument
+from esxi_suspend.setupssh import PasswordSession
 from esxi_suspend.trust import Setup, resolve_target
 
 Say = Callable[[str], None]
@@ -87,22 +83,6 @@ def append_5(user: str) -> str:
 
 def read_5(user: str) -> str:
     return f"cat {shlex.quote(keys_file(user))}"
-
-
-class EnrollFailed(EsxiSuspendError):
-    """The key could not be authorized, or key login does not work after it."""
-
-    exit_code = ExitCode.REMOTE_COMMAND
-
-
-class NoTerminal(EsxiSuspendError):
-    exit_code = ExitCode.USAGE
-
-
-class UserNotSupported(EsxiSuspendError):
-    """ESXi 4.x and a user other than root: enroll cannot tell where its key would last."""
-
-    exit_code = ExitCode.CONFIG
 
 
 class Runner(Protocol):
@@ -160,7 +140,8 @@ def enroll(
     When our key already logs in, say so and ask nothing.
     """
     setup = resolve_target(env_file, host, port)
-    if not pinned_host_keys(setup.known_hosts, setup.host, setup.port):
+    target = setup.target
+    if not pinned_host_keys(setup.known_hosts, target.host, target.port):
         raise HostKeyRejected(
             f"host {setup.name}: no host key pinned in {setup.known_hosts}; run "
             f"`esxi-suspend trust {setup.argument()}` first (no password was asked or sent)"
@@ -169,9 +150,9 @@ def enroll(
     settings = load_settings(
         env_file,
         overrides={
-            "ESXI_HOST": host_argument(None, setup.host, 22),
-            "ESXI_USER": setup.user,
-            "ESXI_PORT": str(setup.port),
+            "ESXI_HOST": host_argument(None, target.host, 22),
+            "ESXI_USER": target.user,
+            "ESXI_PORT": str(target.port),
         },
     )
     public_path = Path(f"{settings.key_file}.pub")
@@ -179,14 +160,14 @@ def enroll(
     key_line = public_path.read_text(encoding="ascii").strip().splitlines()[0]
     if _key_already_works(settings, setup, say):
         return ExitCode.OK
-    user = setup.user
-    password = ask(f"{user}@{setup.host}'s password (used for this one login, never stored): ")
+    user = target.user
+    password = ask(f"{user}@{target.host}'s password (used for this one login, never stored): ")
     if password is None:
         raise NoTerminal(
             f"enroll asks {user}'s password on a terminal, and there is none: run it on a "
             "terminal (nothing was changed)"
         )
-    session = PasswordSession(setup.host, setup.port, user, setup.known_hosts, setup.timeout)
+    session = PasswordSession(target, setup.known_hosts, setup.timeout)
     with session:
         session.open(password)
         del password
@@ -220,7 +201,8 @@ def enroll(
 
 def _login(setup: Setup) -> str:
     """`user@host:port`, whole, for the log."""
-    return host_argument(setup.user, setup.host, setup.port)
+    target = setup.target
+    return host_argument(target.user, target.host, target.port)
 
 
 def _persists(user: str) -> str:
@@ -248,7 +230,7 @@ def _key_already_works(settings: Settings, setup: Setup, say: Say) -> bool:
         say(f"host runs {version.text}")
         if version.major >= 5:
             return True
-        if setup.user != "root":
+        if setup.target.user != "root":
             say("ESXi 4.x: the key may not last a reboot; run `esxi-suspend check` after one")
             return True
         back = remote.run(READ_4, COMMAND_TIMEOUT)
@@ -276,15 +258,16 @@ def _version(session: Runner, name: str) -> EsxiVersion:
 def _only_root_on_4x(version: EsxiVersion, setup: Setup, public_path: Path) -> None:
     """ESXi 4.x: enroll knows where root's key goes and how it survives a reboot (oem.tgz);
     for other users it cannot find out, so it changes nothing."""
-    if setup.user == "root":
+    user = setup.target.user
+    if user == "root":
         return
-    root = host_argument("root", setup.host, setup.port, setup.default_port)
+    root = host_argument("root", setup.target.host, setup.target.port, setup.default_port)
     raise UserNotSupported(
         f"host {setup.name}: ESXi {version.major}.{version.minor} keeps only what "
         "/bootbank/oem.tgz restores at boot, and enroll cannot find out where a key for "
-        f"{setup.user} would survive a reboot: on 4.x it sets up root only; nothing was "
+        f"{user} would survive a reboot: on 4.x it sets up root only; nothing was "
         f"changed. Use root (esxi-suspend enroll {root}), or add {public_path} to "
-        f"~{setup.user}/.ssh/authorized_keys on the host by hand and keep it in oem.tgz"
+        f"~{user}/.ssh/authorized_keys on the host by hand and keep it in oem.tgz"
     )
 
 
@@ -298,17 +281,18 @@ def _append(
     public_path: Path,
 ) -> tuple[str, str]:
     """Append (or find) the key; read the file back and count it. Returns (what, file text)."""
+    user = setup.target.user
     result = session.run(append, COMMAND_TIMEOUT, stdin=f"{line}\n".encode())
     outcome = result.stdout.strip().splitlines()[-1:] if result.ok else []
     if outcome not in (["added"], ["present"]):
-        where = "authorized_keys" if read == READ_4 else keys_file(setup.user)
+        where = "authorized_keys" if read == READ_4 else keys_file(user)
         problem = (
             f"host {setup.name}: adding the key to {where} failed "
             f"(exit {result.exit_status}: {result.error_tail()})"
         )
-        if setup.user != "root":
+        if user != "root":
             problem += (
-                f"; nothing was added. {setup.user} may not write there: as root on the host, "
+                f"; nothing was added. {user} may not write there: as root on the host, "
                 f"add the line of {public_path} to {where}, then run enroll again"
             )
         raise EnrollFailed(problem)
@@ -349,19 +333,20 @@ def _oem_tgz(path: Path, text: str, setup: Setup, what: str, say: Say) -> None:
         say("  the host already HAS a /bootbank/oem.tgz (drivers?): do not overwrite it; merge:")
         say(f"  unpack it here, add {relative}/ from {path}, pack it again, copy it back")
     else:
-        scp_host = host_argument(None, setup.host, 22)
-        say(f"  scp -P {setup.port} {path} root@{scp_host}:/bootbank/oem.tgz")
+        scp_host = host_argument(None, setup.target.host, 22)
+        say(f"  scp -P {setup.target.port} {path} root@{scp_host}:/bootbank/oem.tgz")
     say("  (then reboot once when convenient, and run `esxi-suspend check` after it)")
 
 
 def _verify_key_login(settings: Settings, setup: Setup, say: Say) -> None:
+    user = setup.target.user
     remote = RemoteHost(settings)
     try:
         remote.open()
     except KeyRefused:
         raise EnrollFailed(
-            f"host {setup.name}: our key is in {setup.user}'s authorized keys now, but the host "
-            f"still refuses it for {setup.user}: its sshd may read another file "
+            f"host {setup.name}: our key is in {user}'s authorized keys now, but the host "
+            f"still refuses it for {user}: its sshd may read another file "
             "(AuthorizedKeysFile in /etc/ssh/sshd_config)"
         ) from None
     try:

@@ -51,6 +51,14 @@ class HostKeyRejected(ConnectionFailed):
     """The host key is unknown or differs from the pinned one: we never talk to such a host."""
 
 
+class KeyChanged(HostKeyRejected):
+    """`trust`: the host shows another key than the pinned one, and --replace was not given."""
+
+
+class KeyRefused(ConnectionFailed):
+    """The host refused our key for the user: `enroll` can authorize it."""
+
+
 class RemoteCommandFailed(EsxiSuspendError):
     """A command on the host exited non-zero, timed out, or could not be started."""
 
@@ -74,6 +82,45 @@ class LocalRestartFailed(EsxiSuspendError):
     """Restarting the local NUT monitor service failed."""
 
     exit_code = ExitCode.LOCAL_RESTART
+
+
+# -- setting up (`trust`, `enroll`): talking to a person, never on upsmon's path -----------
+
+
+class BadArgument(EsxiSuspendError):
+    """HOST or --port on the command line is wrong (the env file is not to blame)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class NotConfirmed(EsxiSuspendError):
+    """`trust`: the admin did not say yes (or could not be asked): nothing was changed."""
+
+    exit_code = ExitCode.USAGE
+
+
+class NoTerminal(EsxiSuspendError):
+    """`enroll`: there is no terminal to ask the password on: nothing was changed."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UserNotSupported(EsxiSuspendError):
+    """`enroll`: ESXi 4.x and a user other than root: it cannot tell where its key would last."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class EnrollFailed(EsxiSuspendError):
+    """`enroll`: the key could not be authorized, or key login does not work after it."""
+
+    exit_code = ExitCode.REMOTE_COMMAND
+
+
+def first_line(exc: BaseException) -> str:
+    """A library's exception in one of our messages: its first line, else its type's name."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text and text[0] else type(exc).__name__
 
 
 def one_line(exc: BaseException) -> str:

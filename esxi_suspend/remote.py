@@ -1,22 +1,20 @@
-"""The SSH connection to one ESXi host: the only module that imports fabric and paramiko.
+"""The SSH connection to one ESXi host, authenticated by our key, and the commands run on it.
 
-Fabric's `Connection` trusts any host key and reads root's `~/.ssh/config` by default. Here it
-gets an empty SSH config, only our pinned known_hosts, a policy that refuses unknown keys, and
-exactly one private key: no agent, no key search, no password. Every wait is bounded.
+The only module that imports fabric. Fabric's `Connection` trusts any host key and reads root's
+`~/.ssh/config` by default. Here it gets an empty SSH config, only our pinned known_hosts, a
+policy that refuses unknown keys (hostkeys.py), and exactly one private key: no agent, no key
+search, no password. Every wait is bounded, and `abort_sessions` cuts them all at once.
+Outside the simulator, paramiko is imported here, in hostkeys.py and in setupssh.py only.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import shlex
 import socket
 import threading
-import time
 import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -29,10 +27,13 @@ from esxi_suspend.errors import (
     ConfigError,
     ConnectionFailed,
     HostKeyRejected,
+    KeyRefused,
     RemoteCommandFailed,
     RemoteTimeout,
     SessionDropped,
+    first_line,
 )
+from esxi_suspend.hostkeys import RefuseUnknownHostKey, fingerprint
 
 # What the host reports when the channel closes without an exit status.
 NO_EXIT_STATUS = -1
@@ -78,26 +79,6 @@ class CommandResult:
         text = (self.stderr.strip() or self.stdout.strip()).splitlines()
         tail = text[-1] if text else "no output"
         return tail if len(tail) <= limit else tail[: limit - 3] + "..."
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """`SHA256:...` as `ssh-keygen -lf` prints it, so the admin can compare with the console."""
-    return f"{key.get_name()} {key.fingerprint}"
-
-
-class _RefuseUnknownHostKey(paramiko.RejectPolicy):  # type: ignore[misc]
-    """RejectPolicy that says which key it refused, and how to pin it after checking it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def missing_host_key(self, client: Any, hostname: str, key: paramiko.PKey) -> None:
-        raise HostKeyRejected(
-            f"host {hostname}: unknown host key {fingerprint(key)}, not in ESXI_KNOWN_HOSTS "
-            f"{self.settings.known_hosts}; nothing was run. If that fingerprint matches the one "
-            f"on the host's console, pin it: esxi-suspend trust {self.settings.host} "
-            f"--port {self.settings.port}"
-        )
 
 
 def load_private_key(settings: Settings) -> paramiko.PKey:
@@ -164,10 +145,6 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
     )
 
 
-class KeyRefused(ConnectionFailed):
-    """The host refused our key for the user: `enroll` can authorize it."""
-
-
 def host_argument(user: str | None, host: str, port: int, default_port: int = 22) -> str:
     """`[user@]host[:port]` as ESXI_HOST and the HOST of trust/enroll take it: an IPv6
     address in brackets, the port left out when it is `default_port`."""
@@ -228,7 +205,7 @@ class RemoteHost:
         )
         client = connection.client
         client.load_host_keys(str(settings.known_hosts))
-        client.set_missing_host_key_policy(_RefuseUnknownHostKey(settings))
+        client.set_missing_host_key_policy(RefuseUnknownHostKey(settings))
         try:
             connection.open()
         except HostKeyRejected:
@@ -255,7 +232,7 @@ class RemoteHost:
             _close_quietly(connection, sock)
             raise ConnectionFailed(
                 f"host {settings.host} port {settings.port}: SSH handshake failed "
-                f"({_short(exc)}); check that an SSH server answers there (ESXI_PORT) and "
+                f"({first_line(exc)}); check that an SSH server answers there (ESXI_PORT) and "
                 f"ESXI_CONNECT_TIMEOUT={timeout}"
             ) from None
         transport = client.get_transport()
@@ -289,7 +266,7 @@ class RemoteHost:
             ) from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise SessionDropped(
-                f"host {self.name}: session lost while running `{command}` ({_short(exc)})",
+                f"host {self.name}: session lost while running `{command}` ({first_line(exc)})",
                 command,
             ) from None
         status = int(result.exited) if result.exited is not None else NO_EXIT_STATUS
@@ -311,239 +288,3 @@ def _close_quietly(connection: Connection, sock: socket.socket | None) -> None:
         connection.close()
     if sock is not None:
         sock.close()
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text and text[0] else type(exc).__name__
-
-
-# -- setting up: trust (host key, no login) and enroll (one password login) ---------------
-# Neither is ever used by the shutdown path: `shutdown` and `check` only use RemoteHost.
-
-_KEY_TYPE_LABELS = {"ssh-ed25519": "ED25519", "ssh-rsa": "RSA", "ssh-dss": "DSA"}
-
-
-@dataclass(frozen=True)
-class HostKeyInfo:
-    """A host key as the admin compares it: type, bits and SHA256 fingerprint."""
-
-    key_type: str  # ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa, ...
-    base64: str
-    bits: int
-    fingerprint: str  # SHA256:...
-
-    @property
-    def label(self) -> str:
-        """ED25519, ECDSA, RSA, DSA: the last field `ssh-keygen -lf` prints."""
-        if self.key_type.startswith("ecdsa-"):
-            return "ECDSA"
-        return _KEY_TYPE_LABELS.get(self.key_type, self.key_type.upper())
-
-    def ssh_keygen_line(self, name: str) -> str:
-        """`256 SHA256:... NAME (ED25519)`: what `ssh-keygen -lf known_hosts` prints."""
-        return f"{self.bits} {self.fingerprint} {name} ({self.label})"
-
-    @property
-    def entry(self) -> str:
-        """`ssh-ed25519 AAAA...`: the key part of a known_hosts or authorized_keys line."""
-        return f"{self.key_type} {self.base64}"
-
-    def same_key(self, other: HostKeyInfo) -> bool:
-        return self.base64 == other.base64
-
-
-def _key_info(key: paramiko.PKey) -> HostKeyInfo:
-    return HostKeyInfo(key.get_name(), key.get_base64(), int(key.get_bits()), key.fingerprint)
-
-
-def public_key_info(path: Path) -> HostKeyInfo:
-    """Type, bits and fingerprint of the OpenSSH public key file `path` (`id_ed25519.pub`)."""
-    try:
-        fields = path.read_text(encoding="ascii").split()
-        key = paramiko.PKey.from_type_string(fields[0], base64.b64decode(fields[1]))
-    except OSError as exc:
-        raise ConfigError(str(path), [f"{path}: cannot be read ({exc.strerror or exc})"]) from None
-    except (IndexError, ValueError, UnicodeError, paramiko.SSHException) as exc:
-        raise ConfigError(
-            str(path), [f"{path}: not an OpenSSH public key line ({_short(exc)})"]
-        ) from None
-    return _key_info(key)
-
-
-def known_hosts_name(host: str, port: int) -> str:
-    """How OpenSSH names a host in known_hosts: `host`, or `[host]:port` when port is not 22."""
-    return host if port == 22 else f"[{host}]:{port}"
-
-
-def pinned_host_keys(known_hosts: Path, host: str, port: int) -> list[HostKeyInfo]:
-    """The keys `known_hosts` pins for this host and port (hashed entries included)."""
-    if not known_hosts.exists():
-        return []
-    try:
-        keys = paramiko.HostKeys(str(known_hosts))
-    except (OSError, ValueError, paramiko.SSHException) as exc:  # ValueError: UnicodeError too
-        raise ConfigError(
-            str(known_hosts),
-            [f"ESXI_KNOWN_HOSTS={known_hosts}: unreadable or a line is broken ({_short(exc)})"],
-        ) from None
-    found = keys.lookup(known_hosts_name(host, port)) or {}
-    return [_key_info(key) for key in found.values()]
-
-
-def _start_transport(
-    host: str, port: int, timeout: float, prefer: Sequence[str]
-) -> tuple[paramiko.Transport, socket.socket]:
-    """An SSH transport after key exchange: the host key is known, nothing authenticated."""
-    sock = open_socket(host, port, timeout)
-    transport = paramiko.Transport(sock)
-    transport.banner_timeout = timeout
-    transport.handshake_timeout = timeout
-    transport.auth_timeout = timeout
-    if prefer:  # ask first for the key type already pinned, as the shutdown path's client does
-        options = transport.get_security_options()
-        known = list(options.key_types)
-        wanted = [name for name in prefer if name in known]
-        options.key_types = wanted + [name for name in known if name not in wanted]
-    try:
-        transport.start_client(timeout=timeout)
-    except (paramiko.SSHException, EOFError, OSError) as exc:
-        transport.close()
-        sock.close()
-        raise ConnectionFailed(
-            f"host {host} port {port}: SSH handshake failed ({_short(exc)}); check that an SSH "
-            "server answers there (ESXi: enable SSH in Host > Actions > Services)"
-        ) from None
-    return transport, sock
-
-
-def fetch_host_key(host: str, port: int, timeout: float, prefer: Sequence[str] = ()) -> HostKeyInfo:
-    """The key the host shows in the SSH handshake; we do not log in. Bounded by `timeout`."""
-    transport, sock = _start_transport(host, port, timeout, prefer)
-    try:
-        return _key_info(transport.get_remote_server_key())
-    finally:
-        transport.close()
-        sock.close()
-
-
-class PasswordSession:
-    """One password login, for `enroll` only: the host key must already be pinned.
-
-    The password is used for this one authentication and kept nowhere; paramiko answers a
-    keyboard-interactive prompt with it when the host refuses plain password auth (ESXi 6+).
-    """
-
-    def __init__(self, host: str, port: int, user: str, known_hosts: Path, timeout: float) -> None:
-        self.host = host
-        self.port = port
-        self.user = user
-        self.known_hosts = known_hosts
-        self.timeout = timeout
-        self._transport: paramiko.Transport | None = None
-        self._sock: socket.socket | None = None
-        self.host_key: HostKeyInfo | None = None
-
-    def __enter__(self) -> PasswordSession:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def open(self, password: str) -> None:
-        pinned = pinned_host_keys(self.known_hosts, self.host, self.port)
-        name = known_hosts_name(self.host, self.port)
-        if not pinned:
-            raise HostKeyRejected(
-                f"host {name}: no host key pinned in {self.known_hosts}; run "
-                f"`esxi-suspend trust {self.host}` first (nothing was sent, no password)"
-            )
-        transport, sock = _start_transport(
-            self.host, self.port, self.timeout, [key.key_type for key in pinned]
-        )
-        self._transport, self._sock = transport, sock
-        shown = _key_info(transport.get_remote_server_key())
-        if not any(shown.same_key(key) for key in pinned):
-            self.close()
-            raise HostKeyRejected(
-                f"host {name}: HOST KEY CHANGED: it shows {shown.key_type} {shown.fingerprint}, "
-                f"but {self.known_hosts} pins "
-                + ", ".join(f"{key.key_type} {key.fingerprint}" for key in pinned)
-                + "; the password was NOT sent. If the host was reinstalled, check the new "
-                f"fingerprint on its console, then run `esxi-suspend trust --replace {self.host}`"
-            )
-        self.host_key = shown
-        try:
-            transport.auth_password(self.user, password, fallback=True)
-        except paramiko.BadAuthenticationType as exc:
-            self.close()
-            raise ConnectionFailed(
-                f"host {name}: does not accept a password for {self.user} (it offers: "
-                f"{', '.join(exc.allowed_types) or 'nothing'}); add the public key by hand"
-            ) from None
-        except paramiko.AuthenticationException:
-            self.close()
-            raise ConnectionFailed(
-                f"host {name}: password refused for {self.user}; nothing was changed"
-            ) from None
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            self.close()
-            raise ConnectionFailed(f"host {name}: login failed ({_short(exc)})") from None
-
-    def run(self, command: str, timeout: float, stdin: bytes = b"") -> CommandResult:
-        """Run `command` (a constant: data goes on stdin); bounded by `timeout` seconds."""
-        transport = self._transport
-        if transport is None or not transport.is_active():
-            raise SessionDropped(f"host {self.host}: not connected", command)
-        deadline = time.monotonic() + timeout
-        out, err = bytearray(), bytearray()
-        try:
-            channel = transport.open_session(timeout=timeout)
-            channel.settimeout(timeout)
-            channel.exec_command(command)
-            if stdin:
-                channel.sendall(stdin)
-            channel.shutdown_write()
-            while True:
-                busy = False
-                if channel.recv_ready():
-                    out += channel.recv(65536)
-                    busy = True
-                if channel.recv_stderr_ready():
-                    err += channel.recv_stderr(65536)
-                    busy = True
-                drained = not (busy or channel.recv_ready() or channel.recv_stderr_ready())
-                if channel.exit_status_ready() and drained:
-                    break
-                if not transport.is_active():
-                    raise SessionDropped(
-                        f"host {self.host}: session lost while running `{command}`", command
-                    )
-                if time.monotonic() > deadline:
-                    channel.close()
-                    raise RemoteTimeout(
-                        f"host {self.host}: `{command}` did not finish within {timeout:g} s",
-                        command,
-                    )
-                if not busy:
-                    time.sleep(0.02)
-            status = channel.recv_exit_status()
-            channel.close()
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise SessionDropped(
-                f"host {self.host}: session lost while running `{command}` ({_short(exc)})",
-                command,
-            ) from None
-        return CommandResult(
-            command, status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-        )
-
-    def close(self) -> None:
-        if self._transport is not None:
-            with contextlib.suppress(Exception):
-                self._transport.close()
-            self._transport = None
-        if self._sock is not None:
-            with contextlib.suppress(Exception):
-                self._sock.close()
-            self._sock = None

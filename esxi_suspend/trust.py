@@ -29,14 +29,10 @@ from esxi_suspend.config import (
     parse_user_name,
     read_env_values,
 )
-from esxi_suspend.errors import ConfigError, EsxiSuspendError, ExitCode
-from esxi_suspend.remote import (
-    HostKeyInfo,
-    fetch_host_key,
-    host_argument,
-    known_hosts_name,
-    pinned_host_keys,
-)
+from esxi_suspend.errors import BadArgument, ConfigError, ExitCode, KeyChanged, NotConfirmed
+from esxi_suspend.hostkeys import HostKeyInfo, known_hosts_name, pinned_host_keys
+from esxi_suspend.remote import host_argument
+from esxi_suspend.setupssh import fetch_host_key
 
 T = TypeVar("T")
 Say = Callable[[str], None]
@@ -52,24 +48,6 @@ Alt-F1 on the DCUI, or the vSphere client's ESXi Shell), not with another networ
 `dropbearkey -y -f /etc/dropbear/dropbear_{kind}_host_key` prints an older MD5 form.)"""
 
 
-class NotConfirmed(EsxiSuspendError):
-    """The admin did not say yes (or could not be asked): nothing was changed."""
-
-    exit_code = ExitCode.USAGE
-
-
-class BadArgument(EsxiSuspendError):
-    """HOST or --port on the command line is wrong (the env file is not to blame)."""
-
-    exit_code = ExitCode.USAGE
-
-
-class KeyChanged(EsxiSuspendError):
-    """The host shows another key than the pinned one, and --replace was not given."""
-
-    exit_code = ExitCode.CONNECTION
-
-
 @dataclass(frozen=True)
 class Setup:
     """One host to set up (`target`: where it is, as ESXI_HOST says it) and what the setting-up
@@ -82,21 +60,9 @@ class Setup:
     env_values: dict[str, str]
 
     @property
-    def host(self) -> str:
-        return self.target.host
-
-    @property
-    def port(self) -> int:
-        return self.target.port
-
-    @property
-    def user(self) -> str:
-        return self.target.user
-
-    @property
     def name(self) -> str:
         """How known_hosts names it: `host`, or `[host]:port`."""
-        return known_hosts_name(self.host, self.port)
+        return known_hosts_name(self.target.host, self.target.port)
 
     @property
     def default_user(self) -> str:
@@ -109,8 +75,9 @@ class Setup:
     def argument(self, *, user: bool = False) -> str:
         """HOST for another command against this env file: user and port only where they
         differ from ESXI_USER and ESXI_PORT (`user=True`: the user always)."""
-        shown = self.user if user or self.user != self.default_user else None
-        return host_argument(shown, self.host, self.port, self.default_port)
+        target = self.target
+        shown = target.user if user or target.user != self.default_user else None
+        return host_argument(shown, target.host, target.port, self.default_port)
 
 
 def resolve_target(env_file: Path, host: str | None, port: int | None) -> Setup:
@@ -191,11 +158,12 @@ def _checked(
 
 def trust(setup: Setup, *, yes: bool, replace: bool, ask: Ask, say: Say) -> ExitCode:
     """Show the host key; pin it (confirmed), or refuse. Raises on every failure."""
-    pinned = pinned_host_keys(setup.known_hosts, setup.host, setup.port)
+    target = setup.target
+    pinned = pinned_host_keys(setup.known_hosts, target.host, target.port)
     shown = fetch_host_key(
-        setup.host, setup.port, setup.timeout, prefer=[key.key_type for key in pinned]
+        target.host, target.port, setup.timeout, prefer=[key.key_type for key in pinned]
     )
-    say(f"host {setup.host} port {setup.port} shows this host key:")
+    say(f"host {target.host} port {target.port} shows this host key:")
     say(f"  {shown.ssh_keygen_line(setup.name)}")
     say(CONSOLE_HINT.format(kind=shown.label.lower()))
     if any(shown.same_key(key) for key in pinned):
@@ -268,9 +236,10 @@ def _settle_env_host(setup: Setup, confirmed: bool, say: Say) -> None:
                 f"not {setup.argument()}"
             )
         return
-    if "ESXI_PORT" not in setup.env_values and setup.port != 22:
-        user = setup.user if setup.user != setup.default_user else None
-        lines = [f"ESXI_HOST={host_argument(user, setup.host, 22)}", f"ESXI_PORT={setup.port}"]
+    target = setup.target
+    if "ESXI_PORT" not in setup.env_values and target.port != 22:
+        user = target.user if target.user != setup.default_user else None
+        lines = [f"ESXI_HOST={host_argument(user, target.host, 22)}", f"ESXI_PORT={target.port}"]
     else:
         lines = [f"ESXI_HOST={setup.argument()}"]
     if not confirmed:
@@ -288,12 +257,13 @@ def _settle_env_host(setup: Setup, confirmed: bool, say: Say) -> None:
 
 def _names(listed: str, setup: Setup) -> bool:
     """Whether ESXI_HOST=`listed` has an entry for this host and port."""
+    target = setup.target
     for text in listed.split(","):
         try:
             entry = parse_host_entry(text.strip())
         except ValueError:
             continue
-        if entry.host == setup.host and (entry.port or setup.default_port) == setup.port:
+        if entry.host == target.host and (entry.port or setup.default_port) == target.port:
             return True
     return False
 

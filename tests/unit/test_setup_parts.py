@@ -11,19 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from esxi_suspend.config import DEFAULT_ENV_FILE, load_settings, read_env_values
+from esxi_suspend.config import DEFAULT_ENV_FILE, Target, load_settings, read_env_values
 from esxi_suspend.enroll import APPEND_4, append_5, keys_file, parse_version, read_5
-from esxi_suspend.errors import ConfigError
-from esxi_suspend.remote import HostKeyInfo, enroll_command, host_argument, known_hosts_name
-from esxi_suspend.trust import (
-    AGAIN,
-    BadArgument,
-    NotConfirmed,
-    _confirm,
-    entry_names_host,
-    replace_entries,
-    resolve_target,
-)
+from esxi_suspend.errors import BadArgument, ConfigError, NotConfirmed
+from esxi_suspend.hostkeys import HostKeyInfo, known_hosts_name
+from esxi_suspend.remote import enroll_command, host_argument
+from esxi_suspend.trust import AGAIN, _confirm, entry_names_host, replace_entries, resolve_target
 
 KEY = HostKeyInfo("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIFAKE", 256, "SHA256:x")
 
@@ -134,7 +127,7 @@ def test_resolve_target_takes_what_esxi_host_takes(
     tmp_path: Path, host: str | None, port: int | None, file: str, expected: tuple[str, str, int]
 ) -> None:
     setup = resolve_target(env(tmp_path, file), host, port)
-    assert (setup.host, setup.user, setup.port) == expected
+    assert setup.target == Target(*expected)
 
 
 @pytest.mark.parametrize(
