@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from esxi_suspend import __version__, clock, logs, setupcli, wake
-from esxi_suspend.config import DEFAULT_ENV_FILE, ENV_FILE_VARIABLE
 from esxi_suspend.errors import ExitCode
 from esxi_suspend.helptext import DESCRIPTION, EPILOG, WAKE_EPILOG, HelpFormatter
 from esxi_suspend.runner import run
+from esxi_suspend.settings import DEFAULT_ENV_FILE, ENV_FILE_VARIABLE
 
 log = logging.getLogger("esxi_suspend")
 

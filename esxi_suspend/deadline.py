@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from esxi_suspend import clock, ups
-from esxi_suspend.config import KNOWN_KEYS, Settings
+from esxi_suspend.settings import KNOWN_KEYS, Settings
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from esxi_suspend.config import Settings, load_settings
+from esxi_suspend.config import load_settings
 from esxi_suspend.errors import (
     ConfigError,
     EnrollFailed,
@@ -35,6 +35,7 @@ from esxi_suspend.errors import (
 )
 from esxi_suspend.hostkeys import HostKeyInfo, pinned_host_keys, public_key_info
 from esxi_suspend.remote import CommandResult, RemoteHost, host_argument
+from esxi_suspend.settings import Settings
 from esxi_suspend.setupssh import PasswordSession
 from esxi_suspend.trust import Setup, resolve_target
 

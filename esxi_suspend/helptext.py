@@ -8,8 +8,8 @@ import re
 import shutil
 import textwrap
 
-from esxi_suspend.config import DEFAULT_ENV_FILE, DEFAULT_KNOWN_HOSTS, ENV_FILE_VARIABLE
 from esxi_suspend.errors import ExitCode
+from esxi_suspend.settings import DEFAULT_ENV_FILE, DEFAULT_KNOWN_HOSTS, ENV_FILE_VARIABLE
 
 EXIT_CODES_HELP = "\n".join(
     f"  {code.value:>3}  {text}"
@@ -46,7 +46,7 @@ exit codes (the worst outcome wins):
 {EXIT_CODES_HELP}
 """
 
-# Every setting of config.KNOWN_KEYS: (key, default, meaning), as README's Configuration table
+# Every setting of settings.KNOWN_KEYS: (key, default, meaning), as README's Configuration table
 # says; the man page's SETTINGS section is made from it (tools/manpage.py), and a test checks
 # it names every key with config's defaults.
 SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (

@@ -15,8 +15,8 @@ from typing import Any
 
 import paramiko
 
-from esxi_suspend.config import Settings
 from esxi_suspend.errors import ConfigError, HostKeyRejected, first_line
+from esxi_suspend.settings import Settings
 
 _KEY_TYPE_LABELS = {"ssh-ed25519": "ED25519", "ssh-rsa": "RSA", "ssh-dss": "DSA"}
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from esxi_suspend.config import RestartSettings
 from esxi_suspend.errors import LocalRestartFailed
+from esxi_suspend.settings import RestartSettings
 
 log = logging.getLogger(__name__)
 

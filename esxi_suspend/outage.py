@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from esxi_suspend import ups, wake
-from esxi_suspend.config import RestartSettings, Settings, Target
+from esxi_suspend.settings import RestartSettings, Settings, Target
 from esxi_suspend.shutdown import HostResult
 
 log = logging.getLogger("esxi_suspend")

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from esxi_suspend import esxi
-from esxi_suspend.config import Settings
 from esxi_suspend.inventory import Inventory, VmInfo
+from esxi_suspend.settings import Settings
 
 SUSPEND_SECONDS = 20  # what one suspend may take (RAM written to the datastore)
 POWEROFF_SECONDS = 5  # what a hard VM power-off, or the host's own poweroff, may take

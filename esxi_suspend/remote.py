@@ -22,7 +22,6 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
-from esxi_suspend.config import DEFAULT_ENV_FILE, Settings
 from esxi_suspend.errors import (
     ConfigError,
     ConnectionFailed,
@@ -34,6 +33,7 @@ from esxi_suspend.errors import (
     first_line,
 )
 from esxi_suspend.hostkeys import RefuseUnknownHostKey, fingerprint
+from esxi_suspend.settings import DEFAULT_ENV_FILE, Settings
 
 # What the host reports when the channel closes without an exit status.
 NO_EXIT_STATUS = -1

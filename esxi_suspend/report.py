@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from esxi_suspend import esxi
-from esxi_suspend.config import Settings
 from esxi_suspend.hostscript import sequence_script
 from esxi_suspend.inventory import Inventory, VmInfo
 from esxi_suspend.plan import (
@@ -12,6 +11,7 @@ from esxi_suspend.plan import (
     autostop_stops_cleanly,
     self_vm_by_autostop,
 )
+from esxi_suspend.settings import Settings
 
 # What autostop does to this machine's VM when it takes it in its turn (see self_vm_by_autostop).
 _AUTOSTOP_TAKES = {

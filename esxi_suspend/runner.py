@@ -17,19 +17,12 @@ from dataclasses import replace
 from types import FrameType
 
 from esxi_suspend import __version__, deadline, early, lock, remote, ups
-from esxi_suspend.config import (
-    RestartAwareConfigError,
-    RestartSettings,
-    Settings,
-    Validation,
-    env_file_path,
-    load_settings,
-    validate,
-)
+from esxi_suspend.config import RestartAwareConfigError, Validation, load_settings, validate
 from esxi_suspend.errors import EsxiSuspendError, ExitCode, one_line
 from esxi_suspend.local import plan_restart, run_restart
 from esxi_suspend.outage import Outage
 from esxi_suspend.remote import RemoteHost
+from esxi_suspend.settings import RestartSettings, Settings, env_file_path
 from esxi_suspend.shutdown import HostResult, check_host, shutdown_host
 
 log = logging.getLogger("esxi_suspend")

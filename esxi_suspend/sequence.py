@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from esxi_suspend.config import Settings
 from esxi_suspend.errors import ExitCode, RemoteCommandFailed, SessionDropped
 from esxi_suspend.hostscript import (
     HOST_TEXT,
@@ -27,6 +26,7 @@ from esxi_suspend.hostscript import (
 from esxi_suspend.inventory import Inventory, Remote
 from esxi_suspend.plan import ShutdownPlan
 from esxi_suspend.report import printable
+from esxi_suspend.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import logging
 from typing import Any
 
 from esxi_suspend import enroll, trust
-from esxi_suspend.config import DEFAULT_ENV_FILE, DEFAULT_KNOWN_HOSTS, env_file_path
 from esxi_suspend.errors import EsxiSuspendError, ExitCode
+from esxi_suspend.settings import DEFAULT_ENV_FILE, DEFAULT_KNOWN_HOSTS, env_file_path
 
 log = logging.getLogger("esxi_suspend")
 COMMANDS = ("trust", "enroll")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import paramiko
 
-from esxi_suspend.config import Target
 from esxi_suspend.errors import (
     ConnectionFailed,
     HostKeyRejected,
@@ -26,6 +25,7 @@ from esxi_suspend.errors import (
 )
 from esxi_suspend.hostkeys import HostKeyInfo, key_info, known_hosts_name, pinned_host_keys
 from esxi_suspend.remote import CommandResult, open_socket
+from esxi_suspend.settings import Target
 
 
 def _start_transport(

@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass, field
 
 from esxi_suspend import clock, esxi, local
-from esxi_suspend.config import Settings
 from esxi_suspend.errors import (
     ExitCode,
     RemoteCommandFailed,
@@ -22,6 +21,7 @@ from esxi_suspend.inventory import Inventory, Remote, read_inventory
 from esxi_suspend.plan import ShutdownPlan, find_self_vm, make_plan
 from esxi_suspend.report import describe_plan, printable, render_check
 from esxi_suspend.sequence import Reconnect, run_sequence
+from esxi_suspend.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,19 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from esxi_suspend.config import (
-    DEFAULT_KNOWN_HOSTS,
-    HostEntry,
-    Target,
-    integer_in,
-    parse_host_entry,
-    parse_user_name,
-    read_env_values,
-)
+from esxi_suspend.config import read_env_values
 from esxi_suspend.errors import BadArgument, ConfigError, ExitCode, KeyChanged, NotConfirmed
 from esxi_suspend.hostkeys import HostKeyInfo, known_hosts_name, pinned_host_keys
 from esxi_suspend.remote import host_argument
+from esxi_suspend.settings import DEFAULT_KNOWN_HOSTS, Target
 from esxi_suspend.setupssh import fetch_host_key
+from esxi_suspend.values import HostEntry, integer_in, parse_host_entry, parse_user_name
 
 T = TypeVar("T")
 Say = Callable[[str], None]

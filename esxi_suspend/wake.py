@@ -16,16 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from esxi_suspend import __version__
-from esxi_suspend.config import (
-    Settings,
-    Target,
-    WakeOnLan,
-    env_file_path,
-    match_target,
-    validate,
-)
+from esxi_suspend.config import validate
 from esxi_suspend.errors import ConnectionFailed, ExitCode
 from esxi_suspend.remote import open_socket
+from esxi_suspend.settings import Settings, Target, WakeOnLan, env_file_path
+from esxi_suspend.values import match_target
 
 log = logging.getLogger("esxi_suspend")
 

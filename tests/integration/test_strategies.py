@@ -21,10 +21,10 @@ import pytest
 from simhelpers import SimKeys, make_sim_keys, sim_settings
 from test_shutdown import inventory_token
 
-from esxi_suspend.config import Settings, Target
 from esxi_suspend.demo import prepare_env
 from esxi_suspend.errors import ExitCode
 from esxi_suspend.runner import run_hosts
+from esxi_suspend.settings import Settings, Target
 from esxi_suspend.simulator import Fate, SimulatedHost, fleet_from_dict
 
 SCALE = 0.005  # 1 simulated second = 5 ms

@@ -15,19 +15,17 @@ import pytest
 from test_config import write_env
 
 from esxi_suspend import clock, lock, runner, ups
-from esxi_suspend.config import (
+from esxi_suspend.config import RestartAwareConfigError, load_settings, validate
+from esxi_suspend.errors import ExitCode
+from esxi_suspend.settings import (
     KNOWN_KEYS,
     REQUIRED_KEYS,
     VM_ACTIONS,
-    RestartAwareConfigError,
     RestartSettings,
     Settings,
     Target,
     WakeOnLan,
-    load_settings,
-    validate,
 )
-from esxi_suspend.errors import ExitCode
 from esxi_suspend.shutdown import HostResult
 
 FILES = "ESXI_KEY_FILE=@KEY@\nESXI_KNOWN_HOSTS=@KNOWN@\n"

@@ -11,7 +11,8 @@ import pytest
 from test_config import GOOD, write_env
 
 from esxi_suspend import deadline, early, ups
-from esxi_suspend.config import RestartSettings, Settings, load_settings
+from esxi_suspend.config import load_settings
+from esxi_suspend.settings import RestartSettings, Settings
 
 
 def _settings(files: dict[str, Path], body: str = "ESXI_DEADLINE=auto\n") -> Settings:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from esxi_suspend import local
-from esxi_suspend.config import RestartSettings
 from esxi_suspend.errors import LocalRestartFailed
+from esxi_suspend.settings import RestartSettings
 
 
 def test_restart_command_replaces_the_service(tmp_path: Path) -> None:

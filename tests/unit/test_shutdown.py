@@ -11,10 +11,10 @@ import pytest
 from test_esxi import DEFAULTS, GETALLVMS, SEQUENCE
 
 from esxi_suspend import esxi, local
-from esxi_suspend.config import RestartSettings, Settings
 from esxi_suspend.errors import ExitCode, RemoteTimeout, SessionDropped
 from esxi_suspend.inventory import Remote, inventory_command
 from esxi_suspend.remote import CommandResult
+from esxi_suspend.settings import RestartSettings, Settings
 from esxi_suspend.shutdown import HostResult, check_host, plain_shutdown
 
 Outcome = Union[CommandResult, Exception]

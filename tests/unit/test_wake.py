@@ -15,17 +15,10 @@ import pytest
 from test_config import write_env
 
 from esxi_suspend import wake
-from esxi_suspend.config import (
-    RestartAwareConfigError,
-    RestartSettings,
-    Settings,
-    Target,
-    WakeOnLan,
-    load_settings,
-    parse_mac,
-    validate,
-)
+from esxi_suspend.config import RestartAwareConfigError, load_settings, validate
 from esxi_suspend.errors import ExitCode
+from esxi_suspend.settings import RestartSettings, Settings, Target, WakeOnLan
+from esxi_suspend.values import parse_mac
 
 MAC = "aa:bb:cc:dd:ee:01"
 MAC_BYTES = bytes.fromhex("aabbccddee01")
