@@ -12,7 +12,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from esxi_suspend.settings import VM_ACTIONS, Target
 
@@ -137,15 +137,8 @@ def vm_groups(value: str) -> tuple[tuple[str, ...], ...]:
 
 
 def seconds_in(low: float, high: float) -> Callable[[str], float]:
-    def convert(value: str) -> float:
-        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):
-            raise ValueError(f"not a number of seconds; use {low:g} to {high:g}")
-        number = float(value)
-        if not low <= number <= high:
-            raise ValueError(f"out of range; use {low:g} to {high:g} seconds")
-        return number
-
-    return convert
+    """Seconds, fractions allowed (ESXI_POLL_INTERVAL), from `low` to `high`."""
+    return _number_in(low, high, r"[0-9]+(\.[0-9]+)?", float, "a number of seconds", "seconds")
 
 
 def deadline_value(value: str) -> int | None:
@@ -165,12 +158,26 @@ def parse_user_name(value: str) -> str:
 
 
 def integer_in(low: int, high: int) -> Callable[[str], int]:
-    def convert(value: str) -> int:
-        if not re.fullmatch(r"[0-9]+", value):
-            raise ValueError(f"not a whole number; use an integer from {low} to {high}")
-        number = int(value)
+    """A whole number from `low` to `high` (ports, timeouts, limits)."""
+    return _number_in(low, high, r"[0-9]+", int, "a whole number", "integer")
+
+
+N = TypeVar("N", int, float)
+
+
+def _number_in(
+    low: N, high: N, pattern: str, kind: Callable[[str], N], what: str, unit: str
+) -> Callable[[str], N]:
+    """The one number parser: digits only (no sign, no exponent), then the range."""
+    span = f"an integer from {low} to {high}" if unit == "integer" else f"{low:g} to {high:g}"
+    in_range = span if unit == "integer" else f"{span} {unit}"
+
+    def convert(value: str) -> N:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"not {what}; use {span}")
+        number = kind(value)
         if not low <= number <= high:
-            raise ValueError(f"out of range; use an integer from {low} to {high}")
+            raise ValueError(f"out of range; use {in_range}")
         return number
 
     return convert
