@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from esxi_suspend.ups import upsmon_conf_paths
+from esxi_suspend.ups import upsmon_confs
 
 TIMER = "early-shutdown"  # the timer's name in upssched.conf and the script's argument
 _TIMER_RE = re.compile(
@@ -63,11 +63,9 @@ def upsmon_runs_upssched(text: str) -> str:
 def read(paths: Sequence[Path] | None = None) -> EarlyShutdown:
     """The early-shutdown timer NUT's configuration holds (upssched.conf beside upsmon.conf)."""
     looked: list[str] = []
-    for upsmon_conf in paths if paths is not None else upsmon_conf_paths():
-        try:
-            upsmon_text = upsmon_conf.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            looked.append(f"{upsmon_conf}: not readable")
+    for upsmon_conf, upsmon_text, why in upsmon_confs(paths):
+        if upsmon_text is None:
+            looked.append(f"{upsmon_conf}: {why}")
             continue
         conf = upsmon_conf.with_name("upssched.conf")
         try:

@@ -21,7 +21,7 @@ import re
 import shlex
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -109,22 +109,26 @@ def parse_monitor_lines(text: str) -> list[str]:
     return list(dict.fromkeys(feeding or monitored))
 
 
+def upsmon_confs(paths: Sequence[Path] | None = None) -> Iterator[tuple[Path, str | None, str]]:
+    """Each upsmon.conf where upsmon looks (upsmon_conf_paths): its path, its text (None if
+    it cannot be read), and why not."""
+    for path in paths if paths is not None else upsmon_conf_paths():
+        try:
+            yield path, path.read_text(encoding="utf-8", errors="replace"), ""
+        except FileNotFoundError:
+            yield path, None, "not found"
+        except OSError as exc:
+            yield path, None, str(exc.strerror or exc)
+
+
 def monitored_upses(paths: Sequence[Path] | None = None) -> tuple[list[str], str]:
     """The UPSes upsmon.conf's MONITOR lines name, and where they were read (or why none)."""
     tried: list[str] = []
-    for path in paths if paths is not None else upsmon_conf_paths():
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            tried.append(f"{path}: not found")
-            continue
-        except OSError as exc:
-            tried.append(f"{path}: {exc.strerror or exc}")
-            continue
-        names = parse_monitor_lines(text)
+    for path, text, why in upsmon_confs(paths):
+        names = parse_monitor_lines(text) if text is not None else []
         if names:
             return names, str(path)
-        tried.append(f"{path}: no MONITOR line")
+        tried.append(f"{path}: {why or 'no MONITOR line'}")
     return [], "; ".join(tried)
 
 

@@ -333,6 +333,19 @@ old=$(cat /run/nut/upsmon.pid 2>/dev/null)
 """
 
 
+def _restart_monitor(server: SshServer, tmp_path: Path) -> Path:
+    """UPS_RESTART_COMMAND for a chain under `tmp_path / "chain"`: RESTART_MONITOR."""
+    return _write(
+        tmp_path / "restart-monitor",
+        RESTART_MONITOR.format(
+            marker=shlex.quote(str(server.restart_marker)),
+            upsmon=shlex.quote(str(NUT_BIN / "upsmon")),
+            log=shlex.quote(str(tmp_path / "chain" / "nut.log")),
+        ),
+        0o755,
+    )
+
+
 def _upsmon_running(chain: Chain, old: int) -> int | None:
     """The pid of a live upsmon other than `old` that wrote the namespace's pid file."""
     text = _read(chain.run.path(UPSMON_PID)).strip()
@@ -353,15 +366,7 @@ def test_one_shutdown_per_outage_then_the_monitor_is_rearmed(
     the run restarts the monitor (a real stop and start of upsmon), which stays quiet, and
     the outage record is gone."""
     server = openssh_esxi
-    restart = _write(
-        tmp_path / "restart-monitor",
-        RESTART_MONITOR.format(
-            marker=shlex.quote(str(server.restart_marker)),
-            upsmon=shlex.quote(str(NUT_BIN / "upsmon")),
-            log=shlex.quote(str(tmp_path / "chain" / "nut.log")),
-        ),
-        0o755,
-    )
+    restart = _restart_monitor(server, tmp_path)
     settings = {"UPS_RESTART_COMMAND": str(restart)}
     with nut_chain(tmp_path / "chain", server, settings=settings) as chain:
         _status(chain.dev, "OB LB")
@@ -548,15 +553,7 @@ def test_outage_timeline(openssh_esxi: SshServer, tmp_path: Path) -> None:
     """
     server = openssh_esxi
     server.write_fake("poweroff_mode", "halt")
-    restart = _write(
-        tmp_path / "restart-monitor",
-        RESTART_MONITOR.format(
-            marker=shlex.quote(str(server.restart_marker)),
-            upsmon=shlex.quote(str(NUT_BIN / "upsmon")),
-            log=shlex.quote(str(tmp_path / "chain" / "nut.log")),
-        ),
-        0o755,
-    )
+    restart = _restart_monitor(server, tmp_path)
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     listener.bind(("127.0.0.1", 0))  # the only place this test's magic packet goes
     listener.settimeout(0.2)
