@@ -18,8 +18,9 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from esxi_suspend.errors import ConfigError, ExitCode
+from esxi_suspend.problems import NO_HOST, Problem
 from esxi_suspend.settings import ALIASES, ENV_FILE_VARIABLE, RestartSettings, Settings
-from esxi_suspend.validation import NO_HOST, Problem, Reader
+from esxi_suspend.validation import Reader
 
 log = logging.getLogger(__name__)
 
