@@ -13,8 +13,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from esxi_suspend import esxi
+from esxi_suspend.autostart import (
+    AutostartDefaults,
+    AutostartEntry,
+    parse_autostartseq,
+    parse_defaults,
+)
 from esxi_suspend.errors import RemoteCommandFailed
 from esxi_suspend.remote import CommandResult
+from esxi_suspend.vmlist import Vm, parse_getallvms
+from esxi_suspend.vmstate import PowerState, parse_summary
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +92,10 @@ class InventoryError(RemoteCommandFailed):
 
 @dataclass(frozen=True)
 class VmInfo:
-    vm: esxi.Vm
-    state: esxi.PowerState | None
+    vm: Vm
+    state: PowerState | None
     tools_running: bool | None = None
-    autostart: esxi.AutostartEntry | None = None
+    autostart: AutostartEntry | None = None
     bios_uuid: str | None = None
 
     @property
@@ -96,13 +104,13 @@ class VmInfo:
 
     @property
     def running(self) -> bool:
-        return self.state is esxi.PowerState.ON
+        return self.state is PowerState.ON
 
 
 @dataclass(frozen=True)
 class Inventory:
     vms: tuple[VmInfo, ...]
-    defaults: esxi.AutostartDefaults
+    defaults: AutostartDefaults
     poweroff_path: str
     has_nohup: bool
 
@@ -127,17 +135,17 @@ def read_inventory(remote: Remote, timeout: int) -> Inventory:
             int(shown) if str(shown).isdigit() else done.exit_status,
         )
     try:
-        vms = esxi.parse_getallvms(listing)
-        defaults = esxi.parse_defaults(sections.get("defaults", ""))
-        sequence = {e.vmid: e for e in esxi.parse_autostartseq(sections.get("sequence", ""))}
+        vms = parse_getallvms(listing)
+        defaults = parse_defaults(sections.get("defaults", ""))
+        sequence = {e.vmid: e for e in parse_autostartseq(sections.get("sequence", ""))}
     except esxi.ParseError as exc:
         raise InventoryError(
             f"host {remote.name}: unexpected output: {exc}", esxi.GETALLVMS
         ) from None
     infos = []
     for vm in vms:
-        summary = esxi.parse_summary(sections.get(f"summary {vm.vmid}", ""))
-        running = summary.state is esxi.PowerState.ON
+        summary = parse_summary(sections.get(f"summary {vm.vmid}", ""))
+        running = summary.state is PowerState.ON
         tools = summary.tools_running if running else None
         infos.append(VmInfo(vm, summary.state, tools, sequence.get(vm.vmid), summary.bios_uuid))
     return Inventory(

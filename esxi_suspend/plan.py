@@ -13,8 +13,10 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from esxi_suspend import esxi
+from esxi_suspend.autostart import effective_stop
 from esxi_suspend.inventory import Inventory, VmInfo
 from esxi_suspend.settings import Settings
+from esxi_suspend.vmstate import uuid_matches
 
 SUSPEND_SECONDS = 20  # what one suspend may take (RAM written to the datastore)
 POWEROFF_SECONDS = 5  # what a hard VM power-off, or the host's own poweroff, may take
@@ -115,7 +117,7 @@ class ShutdownPlan:
 
 def _stop_delay(info: VmInfo, inventory: Inventory) -> int:
     if info.autostart is not None:
-        return esxi.effective_stop(info.autostart, inventory.defaults)[1]
+        return effective_stop(info.autostart, inventory.defaults)[1]
     return inventory.defaults.stop_delay
 
 
@@ -130,7 +132,7 @@ def choose_step(info: VmInfo, inventory: Inventory, settings: Settings) -> VmSte
     """
     preferred: list[Action] = []
     if info.autostart is not None:
-        esxi_action, _delay = esxi.effective_stop(info.autostart, inventory.defaults)
+        esxi_action, _delay = effective_stop(info.autostart, inventory.defaults)
         mapped = _ESXI_ACTIONS.get(esxi_action.lower())
         if mapped in (Action.SHUTDOWN, Action.SUSPEND):
             preferred.append(mapped)
@@ -158,7 +160,7 @@ def autostop_stops_cleanly(info: VmInfo, inventory: Inventory) -> bool:
     """
     if info.autostart is None:
         return False
-    action = _ESXI_ACTIONS.get(esxi.effective_stop(info.autostart, inventory.defaults)[0].lower())
+    action = _ESXI_ACTIONS.get(effective_stop(info.autostart, inventory.defaults)[0].lower())
     if action is None or action is Action.POWEROFF:
         return False
     return not (action is Action.SHUTDOWN and info.tools_running is False)
@@ -180,7 +182,7 @@ def find_self_vm(
         return None, self_vm_missing(inventory, wanted)
     if smbios_uuid:
         for info in inventory.vms:
-            if info.bios_uuid and esxi.uuid_matches(smbios_uuid, info.bios_uuid):
+            if info.bios_uuid and uuid_matches(smbios_uuid, info.bios_uuid):
                 return info.vmid, "this machine's SMBIOS UUID"
         how = f"no VM here has this machine's SMBIOS UUID {smbios_uuid}"
     else:
@@ -212,7 +214,7 @@ def autostop_action(info: VmInfo, inventory: Inventory) -> Action | None:
     outside the sequence, stop action `none` (or unknown), guest shutdown without Tools."""
     if info.autostart is None:
         return None
-    action = _ESXI_ACTIONS.get(esxi.effective_stop(info.autostart, inventory.defaults)[0].lower())
+    action = _ESXI_ACTIONS.get(effective_stop(info.autostart, inventory.defaults)[0].lower())
     if action is Action.SHUTDOWN and info.tools_running is False:
         return None
     return action

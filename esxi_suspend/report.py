@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from esxi_suspend import esxi
+from esxi_suspend.autostart import effective_stop
 from esxi_suspend.hostscript import sequence_script
 from esxi_suspend.inventory import Inventory, VmInfo
 from esxi_suspend.plan import (
@@ -46,7 +46,7 @@ def vm_fate(info: VmInfo, plan: ShutdownPlan, inventory: Inventory) -> str:
                 where = f"phase {number} ({phase.label})"
                 return f"{chain}, {where}; waits up to {step.seconds} s"
     if info.autostart is not None:
-        action, delay = esxi.effective_stop(info.autostart, inventory.defaults)
+        action, delay = effective_stop(info.autostart, inventory.defaults)
         return f"autostop: {action} (order {info.autostart.start_order}), waits up to {delay} s"
     return "?"
 

@@ -5,6 +5,14 @@ from __future__ import annotations
 import pytest
 
 from esxi_suspend import esxi
+from esxi_suspend.autostart import (
+    AutostartDefaults,
+    effective_stop,
+    parse_autostartseq,
+    parse_defaults,
+)
+from esxi_suspend.vmlist import parse_getallvms
+from esxi_suspend.vmstate import PowerState, parse_power_state
 
 HEADER = (
     "Vmid         Name                                File                                  "
@@ -24,7 +32,7 @@ GETALLVMS = "\n".join(
 
 
 def test_getallvms_real_shape() -> None:
-    vms = esxi.parse_getallvms(GETALLVMS)
+    vms = parse_getallvms(GETALLVMS)
     assert [(vm.vmid, vm.name) for vm in vms] == [
         (1, "nut-client"),
         (12, "Web Server (prod)"),
@@ -50,7 +58,7 @@ def test_getallvms_real_shape() -> None:
     ],
 )
 def test_getallvms_names_are_data(line: str, vmid: int, name: str) -> None:
-    vms = esxi.parse_getallvms(f"{HEADER}\n{line}\n")
+    vms = parse_getallvms(f"{HEADER}\n{line}\n")
     assert [(vm.vmid, vm.name) for vm in vms] == [(vmid, name)]
 
 
@@ -63,40 +71,40 @@ def test_annotation_lines_never_become_vms() -> None:
         "Skipping invalid VM '24'\n"
         "4   app   [ds1] app/app.vmx   otherGuest  vmx-09\n"
     )
-    vms = esxi.parse_getallvms(text)
+    vms = parse_getallvms(text)
     assert [vm.vmid for vm in vms] == [3, 4]
     assert vms[0].annotation == "first line\n42 servers depend on this one\nand a third line"
 
 
 def test_getallvms_empty_host_and_garbage() -> None:
-    assert esxi.parse_getallvms(HEADER + "\n") == []
-    assert esxi.parse_getallvms("") == []
+    assert parse_getallvms(HEADER + "\n") == []
+    assert parse_getallvms("") == []
     with pytest.raises(esxi.ParseError):
-        esxi.parse_getallvms("sh: vim-cmd: not found\n")
+        parse_getallvms("sh: vim-cmd: not found\n")
 
 
 def test_getallvms_duplicate_id_is_refused() -> None:
     line = "5   a   [ds1] a/a.vmx   otherGuest  vmx-09"
     with pytest.raises(esxi.ParseError, match="listed twice"):
-        esxi.parse_getallvms(f"{HEADER}\n{line}\n{line}\n")
+        parse_getallvms(f"{HEADER}\n{line}\n{line}\n")
 
 
 @pytest.mark.parametrize(
     ("text", "state"),
     [
-        ("Retrieved runtime info\nPowered on\n", esxi.PowerState.ON),
-        ("Retrieved runtime info\r\nPowered off\r\n", esxi.PowerState.OFF),
-        ("Retrieved runtime info\n  Suspended  \n\n", esxi.PowerState.SUSPENDED),
+        ("Retrieved runtime info\nPowered on\n", PowerState.ON),
+        ("Retrieved runtime info\r\nPowered off\r\n", PowerState.OFF),
+        ("Retrieved runtime info\n  Suspended  \n\n", PowerState.SUSPENDED),
     ],
 )
-def test_power_state(text: str, state: esxi.PowerState) -> None:
-    assert esxi.parse_power_state(text) is state
+def test_power_state(text: str, state: PowerState) -> None:
+    assert parse_power_state(text) is state
 
 
 @pytest.mark.parametrize("text", ["", "Retrieved runtime info\n", "Powered sideways\n"])
 def test_power_state_unknown(text: str) -> None:
     with pytest.raises(esxi.ParseError):
-        esxi.parse_power_state(text)
+        parse_power_state(text)
 
 
 DEFAULTS = """(vim.host.AutoStartManager.SystemDefaults) {
@@ -132,20 +140,20 @@ SEQUENCE = """(vim.host.AutoStartManager.AutoPowerInfo) [
 
 
 def test_defaults_and_sequence() -> None:
-    defaults = esxi.parse_defaults(DEFAULTS)
-    assert defaults == esxi.AutostartDefaults(stop_delay=120, stop_action="PowerOff", enabled=True)
-    entries = esxi.parse_autostartseq(SEQUENCE)
+    defaults = parse_defaults(DEFAULTS)
+    assert defaults == AutostartDefaults(stop_delay=120, stop_action="PowerOff", enabled=True)
+    entries = parse_autostartseq(SEQUENCE)
     assert [(e.vmid, e.start_order) for e in entries] == [(12, 1), (3, 2)]
-    assert esxi.effective_stop(entries[0], defaults) == ("PowerOff", 120)
-    assert esxi.effective_stop(entries[1], defaults) == ("GuestShutdown", 300)
+    assert effective_stop(entries[0], defaults) == ("PowerOff", 120)
+    assert effective_stop(entries[1], defaults) == ("GuestShutdown", 300)
 
 
 def test_empty_sequence_and_garbage() -> None:
-    assert esxi.parse_autostartseq("(vim.host.AutoStartManager.AutoPowerInfo) []\n") == []
+    assert parse_autostartseq("(vim.host.AutoStartManager.AutoPowerInfo) []\n") == []
     with pytest.raises(esxi.ParseError):
-        esxi.parse_autostartseq("sh: vim-cmd: not found")
+        parse_autostartseq("sh: vim-cmd: not found")
     with pytest.raises(esxi.ParseError):
-        esxi.parse_defaults("(vim.host.AutoStartManager.SystemDefaults) {\n}\n")
+        parse_defaults("(vim.host.AutoStartManager.SystemDefaults) {\n}\n")
 
 
 @pytest.mark.parametrize("bad", [-1, True, "3", 2.0, "1; poweroff"])

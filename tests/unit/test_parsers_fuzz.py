@@ -13,6 +13,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from esxi_suspend import esxi
+from esxi_suspend.autostart import parse_autostartseq, parse_defaults
+from esxi_suspend.vmlist import Vm, parse_getallvms
+from esxi_suspend.vmstate import PowerState, VmSummary, parse_power_state, parse_summary
 
 # Text built from the pieces real output is made of, and from anything at all.
 PIECES = st.sampled_from(
@@ -45,7 +48,7 @@ def _ascii_integers_at_line_starts(text: str) -> set[int]:
 @example("Skipping invalid VM '3'\r\nSkipping invalid VM '4'\r\n")  # a host of invalid VMs
 def test_getallvms_ids_come_from_the_input(text: str) -> None:
     try:
-        vms = esxi.parse_getallvms(text)
+        vms = parse_getallvms(text)
     except esxi.ParseError:
         return
     ids = [vm.vmid for vm in vms]
@@ -55,9 +58,9 @@ def test_getallvms_ids_come_from_the_input(text: str) -> None:
         assert esxi.power_getstate(vm.vmid) == f"vim-cmd vmsvc/power.getstate {vm.vmid}"
 
 
-def _parsed_or_error(text: str) -> list[esxi.Vm] | str:
+def _parsed_or_error(text: str) -> list[Vm] | str:
     try:
-        return esxi.parse_getallvms(text)
+        return parse_getallvms(text)
     except esxi.ParseError as exc:
         return str(exc)
 
@@ -79,7 +82,7 @@ def test_crlf_changes_nothing(text: str) -> None:
 @example("(vim.host.AutoStartManager.AutoPowerInfo) {\n key = 'vim.VirtualMachine:٣',\n}\n")
 def test_autostartseq_ids_come_from_the_input(text: str) -> None:
     try:
-        entries = esxi.parse_autostartseq(text)
+        entries = parse_autostartseq(text)
     except esxi.ParseError:
         return
     written = {int(m) for m in re.findall(r"vim\.VirtualMachine:([0-9]{1,9})", text)}
@@ -91,7 +94,7 @@ def test_autostartseq_ids_come_from_the_input(text: str) -> None:
 @example("stopAction = x\nstopDelay = ١٢٠\n")
 def test_defaults_parse_or_refuse(text: str) -> None:
     try:
-        defaults = esxi.parse_defaults(text)
+        defaults = parse_defaults(text)
     except esxi.ParseError:
         return
     assert str(defaults.stop_delay) in text or str(-defaults.stop_delay) in text
@@ -101,7 +104,7 @@ def test_defaults_parse_or_refuse(text: str) -> None:
 @given(HOSTILE_TEXT)
 def test_power_state_parse_or_refuse(text: str) -> None:
     try:
-        state = esxi.parse_power_state(text)
+        state = parse_power_state(text)
     except esxi.ParseError:
         return
     assert state.value in text
@@ -124,7 +127,7 @@ def test_getallvms_reads_back_what_a_host_lists(vms: list[tuple[int, str]]) -> N
     lines = ["Vmid   Name   File   Guest OS   Version   Annotation"]
     lines += [f"{vmid:<6} {name}   [ds1] v{vmid}/v.vmx   otherGuest   vmx-13" for vmid, name in vms]
     try:
-        parsed = esxi.parse_getallvms("\n".join(lines) + "\n")
+        parsed = parse_getallvms("\n".join(lines) + "\n")
     except esxi.ParseError:
         return
     assert [vm.vmid for vm in parsed] == [vmid for vmid, _name in vms]
@@ -150,9 +153,9 @@ SUMMARY_TEXT = st.one_of(
     HOSTILE_TEXT,
 )
 STATES = {
-    "poweredOn": esxi.PowerState.ON,
-    "poweredOff": esxi.PowerState.OFF,
-    "suspended": esxi.PowerState.SUSPENDED,
+    "poweredOn": PowerState.ON,
+    "poweredOff": PowerState.OFF,
+    "suspended": PowerState.SUSPENDED,
 }
 TOOLS = ["guestToolsRunning", "guestToolsNotRunning", "guestToolsExecutingScripts"]
 
@@ -191,7 +194,7 @@ def summary(state: str, tools: str, uuid: str, name: str, annotation: str, host:
 @example('runtime = (x) {\npowerState = "poweredOn"\n}\nannotation = "\n')
 @example('config = (x) {\nuuid = "ZZZZ564d0000000000000000000000000000"\n}\n')
 def test_summary_never_raises(text: str) -> None:
-    result = esxi.parse_summary(text)
+    result = parse_summary(text)
     if result.state is not None:
         written = next(key for key, value in STATES.items() if value is result.state)
         assert re.search(rf'powerState\s*=\s*"{written}"', text, re.ASCII), text
@@ -220,8 +223,8 @@ def test_summary_reads_back_what_a_host_prints(
 ) -> None:
     """Free text on one line, whatever it imitates, changes nothing."""
     uuid = uuid.upper() if upper else uuid
-    result = esxi.parse_summary(summary(state, tools, uuid, name, annotation, host))
-    assert result == esxi.VmSummary(
+    result = parse_summary(summary(state, tools, uuid, name, annotation, host))
+    assert result == VmSummary(
         STATES[state], tools == "guestToolsRunning", uuid.replace("-", "").lower()
     )
 
@@ -247,7 +250,7 @@ def test_summary_free_text_never_stands_in_for_a_field(
     state: str, tools: str, uuid: str, name: str, annotation: str, host: str
 ) -> None:
     """Free text over several lines may make a field unknown, never give it another value."""
-    result = esxi.parse_summary(summary(state, tools, uuid, name, annotation, host))
+    result = parse_summary(summary(state, tools, uuid, name, annotation, host))
     assert result.state in (STATES[state], None)
     assert result.tools_running in (tools == "guestToolsRunning", None)
     assert result.bios_uuid in (uuid.replace("-", ""), None)

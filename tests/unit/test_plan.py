@@ -7,13 +7,15 @@ from dataclasses import replace
 import pytest
 from test_shutdown import SETTINGS
 
-from esxi_suspend import esxi
+from esxi_suspend.autostart import AutostartDefaults, AutostartEntry
 from esxi_suspend.hostscript import sequence_script
 from esxi_suspend.inventory import Inventory, VmInfo
 from esxi_suspend.plan import MIN_SEQUENCE_SECONDS, Action, find_self_vm, make_plan
 from esxi_suspend.report import describe_plan, vm_fate
+from esxi_suspend.vmlist import Vm
+from esxi_suspend.vmstate import PowerState
 
-DEFAULTS = esxi.AutostartDefaults(stop_delay=120, stop_action="PowerOff", enabled=True)
+DEFAULTS = AutostartDefaults(stop_delay=120, stop_action="PowerOff", enabled=True)
 
 
 def vm(
@@ -27,10 +29,10 @@ def vm(
     delay: int = -1,
     uuid: str | None = None,
 ) -> VmInfo:
-    entry = esxi.AutostartEntry(vmid, order, delay, stop) if order is not None else None
+    entry = AutostartEntry(vmid, order, delay, stop) if order is not None else None
     return VmInfo(
-        esxi.Vm(vmid, name, "ds1", f"{vmid}/{vmid}.vmx", "otherGuest", "vmx-13", ""),
-        esxi.PowerState.ON if on else esxi.PowerState.OFF,
+        Vm(vmid, name, "ds1", f"{vmid}/{vmid}.vmx", "otherGuest", "vmx-13", ""),
+        PowerState.ON if on else PowerState.OFF,
         tools if on else None,
         entry,
         uuid,

@@ -11,9 +11,17 @@ import pytest
 from test_shutdown import SETTINGS
 
 from esxi_suspend import esxi
+from esxi_suspend.autostart import (
+    AutostartDefaults,
+    effective_stop,
+    parse_autostartseq,
+    parse_defaults,
+)
 from esxi_suspend.inventory import Inventory, VmInfo
 from esxi_suspend.plan import make_plan
 from esxi_suspend.report import render_check
+from esxi_suspend.vmlist import Vm, parse_getallvms
+from esxi_suspend.vmstate import PowerState, VmSummary, parse_power_state, parse_summary
 
 Row = tuple[int, str, str, str, str]  # id, name, datastore, vmx path, annotation
 
@@ -213,18 +221,18 @@ GETALLVMS_CASES = [
 ]
 
 
-def rows(vms: list[esxi.Vm]) -> list[Row]:
+def rows(vms: list[Vm]) -> list[Row]:
     return [(vm.vmid, vm.name, vm.datastore, vm.vmx_path, vm.annotation) for vm in vms]
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
 @pytest.mark.parametrize(("text", "expected"), GETALLVMS_CASES)
 def test_getallvms_real_shapes(text: str, expected: list[Row], newline: str) -> None:
-    assert rows(esxi.parse_getallvms(text.replace("\n", newline))) == expected
+    assert rows(parse_getallvms(text.replace("\n", newline))) == expected
 
 
 def test_getallvms_guest_and_version_columns() -> None:
-    vms = esxi.parse_getallvms(SORTED_AS_TEXT + VCLS_EMPTY_DATASTORE.split("\n", 1)[1])
+    vms = parse_getallvms(SORTED_AS_TEXT + VCLS_EMPTY_DATASTORE.split("\n", 1)[1])
     assert [(vm.guest, vm.version) for vm in vms if vm.vmid in (6, 1, 4)] == [
         ("windows2019srv_64Guest", "vmx-15"),
         ("other4xLinux64Guest", "vmx-15"),
@@ -241,18 +249,18 @@ def test_getallvms_guest_and_version_columns() -> None:
 )
 def test_getallvms_stays_strict(text: str) -> None:
     with pytest.raises(esxi.ParseError, match="no header line and no VM line"):
-        esxi.parse_getallvms(text)
+        parse_getallvms(text)
 
 
 def test_getallvms_duplicate_id_after_skipped_lines_is_refused() -> None:
     text = SKIPPED_BEFORE_HEADER + "1      again   [datastore1] a/a.vmx   otherGuest   vmx-13\n"
     with pytest.raises(esxi.ParseError, match="listed twice"):
-        esxi.parse_getallvms(text.replace("\n", "\r\n"))
+        parse_getallvms(text.replace("\n", "\r\n"))
 
 
 def test_getallvms_header_after_a_blank_line() -> None:
     text = "\r\n" + SORTED_AS_TEXT.replace("\n", "\r\n")
-    assert [vm.vmid for vm in esxi.parse_getallvms(text)] == [10, 11, 20, 6, 8, 9]
+    assert [vm.vmid for vm in parse_getallvms(text)] == [10, 11, 20, 6, 8, 9]
 
 
 # vim-cmd vmsvc/get.summary, as a 7.0 host prints it for a running VM (trimmed lists).
@@ -508,37 +516,35 @@ The object 'vim.VirtualMachine:99' has already been deleted or has not been comp
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param(
-            SUMMARY_ON, esxi.VmSummary(esxi.PowerState.ON, True, ON_UUID), id="running-7.0"
-        ),
+        pytest.param(SUMMARY_ON, VmSummary(PowerState.ON, True, ON_UUID), id="running-7.0"),
         pytest.param(
             SUMMARY_OLD_SUSPENDED,
-            esxi.VmSummary(esxi.PowerState.SUSPENDED, False, "564d36cf6988c91d0f5fa62628d46553"),
+            VmSummary(PowerState.SUSPENDED, False, "564d36cf6988c91d0f5fa62628d46553"),
             id="suspended-6.x",
         ),
         pytest.param(
             SUMMARY_OFF_NO_TOOLS,
-            esxi.VmSummary(esxi.PowerState.OFF, False, "420c6ef6eef003ff20f25d2479b2afdc"),
+            VmSummary(PowerState.OFF, False, "420c6ef6eef003ff20f25d2479b2afdc"),
             id="off-no-tools",
         ),
         pytest.param(
             SUMMARY_NO_GUEST_BLOCK,
-            esxi.VmSummary(esxi.PowerState.ON, None, None),
+            VmSummary(PowerState.ON, None, None),
             id="no-guest-block-unset-uuid",
         ),
         pytest.param(
             SUMMARY_HOSTILE,
             # the second powerState makes the state unknown; the tools line is the real one
-            esxi.VmSummary(None, False, ON_UUID),
+            VmSummary(None, False, ON_UUID),
             id="hostile-name-and-annotation",
         ),
-        pytest.param(SUMMARY_FAULT, esxi.VmSummary(None, None, None), id="fault"),
-        pytest.param("", esxi.VmSummary(None, None, None), id="empty"),
-        pytest.param("sh: vim-cmd: not found\n", esxi.VmSummary(None, None, None), id="not-found"),
+        pytest.param(SUMMARY_FAULT, VmSummary(None, None, None), id="fault"),
+        pytest.param("", VmSummary(None, None, None), id="empty"),
+        pytest.param("sh: vim-cmd: not found\n", VmSummary(None, None, None), id="not-found"),
     ],
 )
-def test_summary_real_shapes(text: str, expected: esxi.VmSummary, newline: str) -> None:
-    assert esxi.parse_summary(text.replace("\n", newline)) == expected
+def test_summary_real_shapes(text: str, expected: VmSummary, newline: str) -> None:
+    assert parse_summary(text.replace("\n", newline)) == expected
 
 
 @pytest.mark.parametrize(
@@ -551,7 +557,7 @@ def test_summary_real_shapes(text: str, expected: esxi.VmSummary, newline: str) 
 )
 def test_summary_tools_status(status: str, running: bool) -> None:
     text = SUMMARY_ON.replace('"guestToolsRunning"', f'"{status}"')
-    assert esxi.parse_summary(text).tools_running is running
+    assert parse_summary(text).tools_running is running
 
 
 @pytest.mark.parametrize(
@@ -574,7 +580,7 @@ def test_summary_unknown_fields_are_none(
 ) -> None:
     text = SUMMARY_ON.replace(*change)
     assert change[1] in text
-    assert getattr(esxi.parse_summary(text), field) == expected
+    assert getattr(parse_summary(text), field) == expected
 
 
 def test_summary_command_line() -> None:
@@ -618,27 +624,27 @@ SEQUENCE_CRLF = (
 
 
 def test_autostart_outputs_with_crlf() -> None:
-    defaults = esxi.parse_defaults(DEFAULTS_CRLF)
-    assert defaults == esxi.AutostartDefaults(90, "GuestShutdown", True)
-    entries = esxi.parse_autostartseq(SEQUENCE_CRLF)
+    defaults = parse_defaults(DEFAULTS_CRLF)
+    assert defaults == AutostartDefaults(90, "GuestShutdown", True)
+    entries = parse_autostartseq(SEQUENCE_CRLF)
     assert [(e.vmid, e.start_order, e.stop_delay, e.stop_action) for e in entries] == [
         (10, 1, -1, "systemDefault"),
         (6, 2, 300, "suspend"),
     ]
-    assert esxi.effective_stop(entries[0], defaults) == ("GuestShutdown", 90)
+    assert effective_stop(entries[0], defaults) == ("GuestShutdown", 90)
     empty = "(vim.host.AutoStartManager.AutoPowerInfo) []\r\n"
-    assert esxi.parse_autostartseq(empty) == []
+    assert parse_autostartseq(empty) == []
 
 
 @pytest.mark.parametrize(
     ("text", "state"),
     [
-        ("Retrieved runtime info\r\nPowered on\r\n", esxi.PowerState.ON),
-        ("Retrieved runtime info\r\nSuspended\r\n", esxi.PowerState.SUSPENDED),
+        ("Retrieved runtime info\r\nPowered on\r\n", PowerState.ON),
+        ("Retrieved runtime info\r\nSuspended\r\n", PowerState.SUSPENDED),
     ],
 )
-def test_power_getstate_with_crlf(text: str, state: esxi.PowerState) -> None:
-    assert esxi.parse_power_state(text) is state
+def test_power_getstate_with_crlf(text: str, state: PowerState) -> None:
+    assert parse_power_state(text) is state
 
 
 def inventory_output(newline: str) -> str:
@@ -671,11 +677,11 @@ def test_marked_sections_with_crlf(newline: str) -> None:
         "nohup",
     ]
     assert all("\r" not in section for section in sections.values())
-    assert [vm.vmid for vm in esxi.parse_getallvms(sections["vms"])] == [1, 2]
-    assert esxi.parse_defaults(sections["defaults"]).stop_delay == 90
-    assert [e.vmid for e in esxi.parse_autostartseq(sections["sequence"])] == [10, 6]
-    assert esxi.parse_summary(sections["summary 1"]).state is esxi.PowerState.ON
-    assert esxi.parse_summary(sections["summary 2"]).state is esxi.PowerState.OFF
+    assert [vm.vmid for vm in parse_getallvms(sections["vms"])] == [1, 2]
+    assert parse_defaults(sections["defaults"]).stop_delay == 90
+    assert [e.vmid for e in parse_autostartseq(sections["sequence"])] == [10, 6]
+    assert parse_summary(sections["summary 1"]).state is PowerState.ON
+    assert parse_summary(sections["summary 2"]).state is PowerState.OFF
     assert (sections["poweroff"], sections["nohup"]) == ("/bin/poweroff", "")
 
 
@@ -684,7 +690,7 @@ def test_marked_sections_keep_names_whole() -> None:
     listing = "Vmid   Name   File   Guest OS   Version   Annotation\n"
     listing += "5      a\x85b\u2028c   [ds1] v/v.vmx   otherGuest   vmx-13\n"
     sections = esxi.split_marked(f"@@vms\n{listing}@@nohup\n/bin/nohup\n")
-    assert [vm.name for vm in esxi.parse_getallvms(sections["vms"])] == ["a\x85b\u2028c"]
+    assert [vm.name for vm in parse_getallvms(sections["vms"])] == ["a\x85b\u2028c"]
     assert sections["nohup"] == "/bin/nohup"
 
 
@@ -694,9 +700,9 @@ def test_check_lists_every_name_whole() -> None:
     listing += (
         "50     x" + " very long name" * 12 + "\x1b[2J   [ds1] v/v.vmx   otherGuest   vmx-13\n"
     )
-    vms = esxi.parse_getallvms(listing)
-    infos = tuple(VmInfo(vm, esxi.PowerState.ON, True) for vm in vms)
-    defaults = esxi.AutostartDefaults(stop_delay=120, stop_action="PowerOff", enabled=True)
+    vms = parse_getallvms(listing)
+    infos = tuple(VmInfo(vm, PowerState.ON, True) for vm in vms)
+    defaults = AutostartDefaults(stop_delay=120, stop_action="PowerOff", enabled=True)
     inventory = Inventory(infos, defaults, "/bin/poweroff", has_nohup=True)
     plan = make_plan(inventory, SETTINGS, self_vm=None)
     report = render_check(inventory, plan, SETTINGS, "", 0.3).splitlines()

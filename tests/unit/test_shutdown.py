@@ -16,6 +16,7 @@ from esxi_suspend.inventory import Remote, inventory_command
 from esxi_suspend.remote import CommandResult
 from esxi_suspend.settings import RestartSettings, Settings
 from esxi_suspend.shutdown import HostResult, check_host, plain_shutdown
+from esxi_suspend.vmlist import parse_getallvms
 
 Outcome = Union[CommandResult, Exception]
 
@@ -149,7 +150,7 @@ _POWER = {"Powered on": "poweredOn", "Powered off": "poweredOff", "Suspended": "
 
 def inventory_output(getallvms: str, states: dict[int, str], status: int = 0) -> str:
     """What the host prints for hostscript's INVENTORY: marked sections, a summary per VM."""
-    vms = esxi.parse_getallvms(getallvms)
+    vms = parse_getallvms(getallvms)
     summaries = "".join(
         f"@@TOKEN summary {vm.vmid}\nListsummary:\n\n(vim.vm.Summary) {{\n"
         "   runtime = (vim.vm.RuntimeInfo) {\n"

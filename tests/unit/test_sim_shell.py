@@ -8,11 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from esxi_suspend import esxi
+from esxi_suspend.autostart import parse_autostartseq, parse_defaults
 from esxi_suspend.simulator import Fate, FleetError, VmSpec, fleet_from_dict
 from esxi_suspend.simulator.fleet import Fleet, default_fleet, generated_fleet
 from esxi_suspend.simulator.host import HostDown, HostModel, Interrupted
 from esxi_suspend.simulator.shell import Shell, parse
+from esxi_suspend.vmlist import parse_getallvms
+from esxi_suspend.vmstate import PowerState, parse_power_state
 
 
 class Recorder:
@@ -336,16 +338,16 @@ def test_parse_background_and_lists() -> None:
 
 
 def test_vim_cmd_outputs_parse_with_our_parsers(host: HostModel) -> None:
-    vms = esxi.parse_getallvms(sh(host, "vim-cmd vmsvc/getallvms")[1])
+    vms = parse_getallvms(sh(host, "vim-cmd vmsvc/getallvms")[1])
     assert [vm.vmid for vm in vms] == [spec.vmid for spec in host.fleet.vms]
     assert [vm.name for vm in vms] == [spec.name for spec in host.fleet.vms]
     assert vms[-1].annotation == "scratch box\nsecond line of notes"
-    defaults = esxi.parse_defaults(sh(host, "vim-cmd hostsvc/autostartmanager/get_defaults")[1])
+    defaults = parse_defaults(sh(host, "vim-cmd hostsvc/autostartmanager/get_defaults")[1])
     assert (defaults.stop_action, defaults.stop_delay) == ("PowerOff", 120)
-    seq = esxi.parse_autostartseq(sh(host, "vim-cmd hostsvc/autostartmanager/get_autostartseq")[1])
+    seq = parse_autostartseq(sh(host, "vim-cmd hostsvc/autostartmanager/get_autostartseq")[1])
     assert [e.vmid for e in seq] == [12, 13, 15, 20, 21, 30]
     state = sh(host, "vim-cmd vmsvc/power.getstate 31")[1]
-    assert esxi.parse_power_state(state) is esxi.PowerState.OFF
+    assert parse_power_state(state) is PowerState.OFF
     assert 'toolsRunningStatus = "guestToolsRunning"' in sh(host, "vim-cmd vmsvc/get.guest 12")[1]
     assert 'uuid = "' in sh(host, "vim-cmd vmsvc/get.config 12")[1]
 
@@ -355,7 +357,7 @@ def test_empty_sequence_shape() -> None:
     try:
         out = sh(model, "vim-cmd hostsvc/autostartmanager/get_autostartseq")[1]
         assert out == "(vim.host.AutoStartManager.AutoPowerInfo) []\n"
-        assert esxi.parse_autostartseq(out) == []
+        assert parse_autostartseq(out) == []
     finally:
         model.stop()
 
