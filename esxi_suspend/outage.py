@@ -2,11 +2,11 @@
 
 upsmon ends after its SHUTDOWNCMD, and a monitor restarted while the UPS is still on battery
 calls us again at once. So a shutdown run, before its host steps, leaves out the hosts the
-outage record (ups.py) says this machine already powered off while the UPS is on battery;
-after them, while the UPS is on battery, it writes the record and waits for power (bounded,
-SIGTERM ends it) before the NUT monitor is restarted. When power is back, during the wait or
-already during the host steps, the hosts powered off in this outage are woken (wake.py) and
-the record removed.
+outage record (outagerecord.py) says this machine already powered off while the UPS is on
+battery; after them, while the UPS is on battery, it writes the record and waits for power
+(ups.py; bounded, SIGTERM ends it) before the NUT monitor is restarted. When power is back,
+during the wait or already during the host steps, the hosts powered off in this outage are
+woken (wake.py) and the record removed.
 
 The UPS status at the start is read in the background (a first run loses no time to it): it
 tells a run upsmon started on battery from a shutdown run by hand while on line, whose hosts
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from esxi_suspend import ups, wake
+from esxi_suspend import outagerecord, ups, wake
 from esxi_suspend.settings import RestartSettings, Settings, Target
 from esxi_suspend.shutdown import HostResult
 
@@ -36,7 +36,7 @@ class Outage:
 
     def __init__(self, restart: RestartSettings) -> None:
         self.restart = restart
-        self.record: ups.OutageRecord | None = None
+        self.record: outagerecord.OutageRecord | None = None
         self.left_out: list[str] = []
         self.outcome = ""
         self._at_start: list[ups.UpsStatus] = []
@@ -47,7 +47,7 @@ class Outage:
 
         Without a record, the UPS is only read in the background."""
         try:
-            record = ups.read_record()
+            record = outagerecord.read_record()
         except OSError as exc:  # e.g. not root: no record can exist either
             log.debug("outage record cannot be read: %s", exc)
             record = None
@@ -57,10 +57,10 @@ class Outage:
             return settings
         status = ups.read_status(self.restart.ups_names)
         self._at_start.append(status)
-        path = ups.record_path()
+        path = outagerecord.record_path()
         if not status.on_battery:
             if status.online:
-                ups.remove_record()
+                outagerecord.remove_record()
                 log.info(
                     "ups: %s: on line; outage record %s (%s) is from a past outage: removed",
                     status.describe(),
@@ -128,7 +128,7 @@ class Outage:
 
     def _powered_off(
         self, contacted: Settings | None, results: list[HostResult]
-    ) -> list[ups.PoweredOff]:
+    ) -> list[outagerecord.PoweredOff]:
         """The hosts of this outage: the record's, and those this run powered off."""
         hosts = list(self.record.hosts) if self.record is not None else []
         if contacted is not None:
@@ -136,11 +136,14 @@ class Outage:
                 if _powered_off(result) and not any(
                     h.host == target.host and h.port == target.port for h in hosts
                 ):
-                    hosts.append(ups.PoweredOff(target.host, target.user, target.port))
+                    hosts.append(outagerecord.PoweredOff(target.host, target.user, target.port))
         return hosts
 
     def _wait(
-        self, everything: Settings | None, hosts: list[ups.PoweredOff], stopped: Callable[[], bool]
+        self,
+        everything: Settings | None,
+        hosts: list[outagerecord.PoweredOff],
+        stopped: Callable[[], bool],
     ) -> None:
         restart = self.restart
         status = ups.read_status(restart.ups_names)
@@ -164,12 +167,14 @@ class Outage:
             )
             self.outcome = "power back during the host steps"
             if self.record is not None:
-                ups.claim_record()
+                outagerecord.claim_record()
             _wake(everything, hosts, stopped)
             return
         at = self.record.at if self.record is not None else time.time()
         try:
-            path = ups.write_record(ups.OutageRecord(tuple(hosts), at, os.getpid()))
+            path = outagerecord.write_record(
+                outagerecord.OutageRecord(tuple(hosts), at, os.getpid())
+            )
             where = f"outage record {path}"
         except OSError as exc:
             where = f"outage record not written ({exc.strerror or exc})"
@@ -187,7 +192,7 @@ class Outage:
             restart.ups_poll_interval,
             restart.ups_wait_limit,
             stopped=stopped,
-            on_look=ups.touch_record,
+            on_look=outagerecord.touch_record,
         )
         if waited.outcome == "online":
             log.info(
@@ -196,7 +201,7 @@ class Outage:
                 waited.seconds,
             )
             self.outcome = f"power back after {waited.seconds:.0f} s"
-            claimed = ups.claim_record()
+            claimed = outagerecord.claim_record()
             if claimed is not None:  # a second waiting run of this outage gets none
                 _wake(everything, list(claimed.hosts), stopped)
             return
@@ -224,7 +229,7 @@ def _powered_off(result: HostResult) -> bool:
 
 
 def _wake(
-    settings: Settings | None, hosts: list[ups.PoweredOff], stopped: Callable[[], bool]
+    settings: Settings | None, hosts: list[outagerecord.PoweredOff], stopped: Callable[[], bool]
 ) -> None:
     """Power back on the hosts powered off in this outage (wake.py); never raises."""
     if settings is None or not hosts:
@@ -236,7 +241,7 @@ def _wake(
         log.critical("wake: internal error: %s", exc, exc_info=True)
 
 
-def ups_target(settings: Settings, host: ups.PoweredOff) -> Target:
+def ups_target(settings: Settings, host: outagerecord.PoweredOff) -> Target:
     """The ESXI_HOST entry a recorded host is (its own user and port when no longer listed)."""
     for target in settings.all_targets:
         if target.host == host.host and target.port == host.port:

@@ -117,7 +117,7 @@ def _run(
                 codes.append(ExitCode.CONFIG)
 
     # upsmon calls us again when the monitor is restarted during the outage: hosts this
-    # machine already powered off in it are not contacted again (see ups.py)
+    # machine already powered off in it are not contacted again (see outage.py)
     outage = Outage(restart_settings) if not dry_run else None
     everything = settings
     if outage is not None:

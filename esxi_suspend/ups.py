@@ -1,11 +1,9 @@
-"""NUT's side: which UPSes this machine watches, their status (`upsc`, bounded), the outage record.
+"""NUT's side: which UPSes this machine watches, their status (`upsc`, bounded), the wait for power.
 
 upsmon exits after its SHUTDOWNCMD has run; a monitor restarted while the UPS is still `OB LB`
 calls us again at once. So after the host steps a shutdown run waits, polling the UPS status,
-until the UPS is back on line, and only then restarts the monitor (outage.py). The outage record,
-a small file under /run/esxi-suspend, says which hosts this machine powered off in this outage:
-a run that starts during the same outage (an admin restarting the monitor by hand) leaves them
-alone and waits the same way.
+until the UPS is back on line, and only then restarts the monitor (outage.py; which hosts it
+powered off is in the outage record, outagerecord.py).
 
 Every look at the UPS is one `upsc UPS ups.status`, bounded by UPSC_TIMEOUT; a status that
 cannot be read is an answer too ("unreadable"), never a hang.
@@ -13,8 +11,6 @@ cannot be read is an answer too ("unreadable"), never a hang.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import re
@@ -34,11 +30,6 @@ UPSC_TIMEOUT = 5.0
 UPSMON_CONF_DIRS = (Path("/etc/nut"), Path("/etc/ups"))  # Debian/Fedora, older Fedora
 CONFPATH_VARIABLE = "NUT_CONFPATH"  # NUT's own: where its programs read their *.conf
 MONITOR_TYPES = ("primary", "secondary", "master", "slave")
-STATE_DIR = Path("/run/esxi-suspend")  # lock.LOCK_DIR: root only, gone at reboot
-RECORD_NAME = "outage.json"
-# The waiting run touches the record at every look at the UPS; a record not touched for this
-# long belongs to no outage we still follow (its run was stopped and power came back).
-RECORD_FRESH = 600.0
 UNREADABLE_LIMIT = 3  # looks in a row without a status end a wait
 
 _UPS_RE = re.compile(
@@ -217,129 +208,6 @@ def read_status(
         except UpsUnreadable as exc:
             problems.append(str(exc))
     return UpsStatus(tuple(statuses), tuple(problems))
-
-
-# -- the outage record -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PoweredOff:
-    """A host this machine powered off in the outage (the ESXI_HOST entry's host, user, port)."""
-
-    host: str
-    user: str
-    port: int
-
-
-@dataclass(frozen=True)
-class OutageRecord:
-    """Which hosts this machine powered off in this outage, and when (wall clock, epoch s)."""
-
-    hosts: tuple[PoweredOff, ...]
-    at: float
-    pid: int
-
-    def describe(self) -> str:
-        names = ", ".join(f"{h.host}:{h.port}" for h in self.hosts) or "no host"
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.at))
-        return f"{names} at {when} (pid {self.pid})"
-
-    def covers(self, host: str, port: int) -> bool:
-        return any(h.host == host and h.port == port for h in self.hosts)
-
-
-def record_path(directory: Path = STATE_DIR) -> Path:
-    return directory / RECORD_NAME
-
-
-def write_record(record: OutageRecord, directory: Path = STATE_DIR) -> Path:
-    """Write the record atomically (root only); raise OSError if it cannot be."""
-    directory.mkdir(mode=0o700, exist_ok=True)
-    path = record_path(directory)
-    data = {
-        "hosts": [{"host": h.host, "user": h.user, "port": h.port} for h in record.hosts],
-        "at": record.at,
-        "pid": record.pid,
-    }
-    tmp = directory / f".{RECORD_NAME}.{os.getpid()}"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(tmp, flags, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(data, out)
-        out.write("\n")
-    os.replace(tmp, path)
-    return path
-
-
-def read_record(directory: Path = STATE_DIR, fresh: float = RECORD_FRESH) -> OutageRecord | None:
-    """The record, if there is one and a run touched it within `fresh` seconds; else None.
-
-    A stale, unreadable or malformed record is removed (it describes no outage we follow)."""
-    path = record_path(directory)
-    try:
-        age = time.time() - path.stat().st_mtime
-        data = json.loads(path.read_text(encoding="utf-8"))
-        hosts = tuple(
-            PoweredOff(str(h["host"]), str(h["user"]), int(h["port"])) for h in data["hosts"]
-        )
-        record = OutageRecord(hosts, float(data["at"]), int(data["pid"]))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("outage record %s cannot be read (%s): removed, not used", path, exc)
-        remove_record(directory)
-        return None
-    if age > fresh:
-        log.info(
-            "outage record %s is stale (untouched for %.0f s, over %.0f s): removed, not used",
-            path,
-            age,
-            fresh,
-        )
-        remove_record(directory)
-        return None
-    return record
-
-
-def touch_record(directory: Path = STATE_DIR) -> None:
-    """Mark the record as followed now (the waiting run does it at every look)."""
-    with contextlib.suppress(OSError):
-        os.utime(record_path(directory))
-
-
-def remove_record(directory: Path = STATE_DIR) -> bool:
-    """Remove the record; True if this call removed it."""
-    try:
-        record_path(directory).unlink()
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def claim_record(directory: Path = STATE_DIR) -> OutageRecord | None:
-    """Take the record away (power is back): the one run that gets it wakes the hosts.
-
-    A second waiting run of the same outage gets None."""
-    path = record_path(directory)
-    claimed = directory / f".{RECORD_NAME}.claimed.{os.getpid()}"
-    try:
-        os.rename(path, claimed)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        log.warning("outage record %s cannot be claimed (%s)", path, exc.strerror or exc)
-        return None
-    try:
-        data = json.loads(claimed.read_text(encoding="utf-8"))
-        hosts = tuple(
-            PoweredOff(str(h["host"]), str(h["user"]), int(h["port"])) for h in data["hosts"]
-        )
-        return OutageRecord(hosts, float(data["at"]), int(data["pid"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    finally:
-        with contextlib.suppress(OSError):
-            claimed.unlink()
 
 
 # -- the wait --------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ NOTIFY = (
 )  # fmt: skip
 ALREADY_RUNNING = "A previous upsmon instance is already running"
 WAITING = "on battery: the NUT monitor is restarted once power is back"
-OUTAGE_RECORD = "/run/esxi-suspend/outage.json"  # esxi_suspend.ups.record_path()
+OUTAGE_RECORD = "/run/esxi-suspend/outage.json"  # esxi_suspend.outagerecord.record_path()
 
 
 def _write(path: Path, text: str, mode: int = 0o600) -> Path:

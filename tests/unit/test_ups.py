@@ -1,5 +1,5 @@
 """ups.py: upsmon.conf's MONITOR lines, UPS_NAME, `upsc` (a fake one on PATH: status, failure,
-hang), what several UPSes say together, the outage record, and the wait for power."""
+hang), what several UPSes say together, and the wait for power; outagerecord.py's record."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from esxi_suspend import ups
+from esxi_suspend import outagerecord, ups
 
 MONITOR_CASES = [
     ("MONITOR ups@localhost 1 monuser pass primary\n", ["ups@localhost"]),
@@ -192,16 +192,18 @@ def test_one_unreadable_among_online_is_not_online(fake_upsc: Path) -> None:
 # -- the outage record -----------------------------------------------------------------------
 
 
-def _record(*hosts: str) -> ups.OutageRecord:
-    return ups.OutageRecord(tuple(ups.PoweredOff(h, "root", 22) for h in hosts), 1e9, 4242)
+def _record(*hosts: str) -> outagerecord.OutageRecord:
+    return outagerecord.OutageRecord(
+        tuple(outagerecord.PoweredOff(h, "root", 22) for h in hosts), 1e9, 4242
+    )
 
 
 def test_record_round_trip(tmp_path: Path) -> None:
-    path = ups.write_record(_record("esxi1", "esxi2"), tmp_path / "state")
+    path = outagerecord.write_record(_record("esxi1", "esxi2"), tmp_path / "state")
     assert path == tmp_path / "state" / "outage.json"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert oct((tmp_path / "state").stat().st_mode & 0o777) == "0o700"
-    record = ups.read_record(tmp_path / "state")
+    record = outagerecord.read_record(tmp_path / "state")
     assert record == _record("esxi1", "esxi2")
     assert record.covers("esxi1", 22) and not record.covers("esxi1", 2222)
     assert "esxi1:22, esxi2:22 at " in record.describe() and "(pid 4242)" in record.describe()
@@ -209,43 +211,43 @@ def test_record_round_trip(tmp_path: Path) -> None:
 
 
 def test_stale_record_is_removed(tmp_path: Path) -> None:
-    path = ups.write_record(_record("esxi1"), tmp_path)
-    old = time.time() - ups.RECORD_FRESH - 5
+    path = outagerecord.write_record(_record("esxi1"), tmp_path)
+    old = time.time() - outagerecord.RECORD_FRESH - 5
     os.utime(path, (old, old))
-    assert ups.read_record(tmp_path) is None
+    assert outagerecord.read_record(tmp_path) is None
     assert not path.exists()
 
 
 def test_touch_keeps_a_record_fresh(tmp_path: Path) -> None:
-    path = ups.write_record(_record("esxi1"), tmp_path)
-    old = time.time() - ups.RECORD_FRESH - 5
+    path = outagerecord.write_record(_record("esxi1"), tmp_path)
+    old = time.time() - outagerecord.RECORD_FRESH - 5
     os.utime(path, (old, old))
-    ups.touch_record(tmp_path)
-    assert ups.read_record(tmp_path) == _record("esxi1")
+    outagerecord.touch_record(tmp_path)
+    assert outagerecord.read_record(tmp_path) == _record("esxi1")
 
 
 @pytest.mark.parametrize("text", ["", "{", "[]", '{"hosts": [{"host": "x"}], "at": 1, "pid": 2}'])
 def test_malformed_record_is_removed(tmp_path: Path, text: str) -> None:
     (tmp_path / "outage.json").write_text(text)
-    assert ups.read_record(tmp_path) is None
+    assert outagerecord.read_record(tmp_path) is None
     assert not (tmp_path / "outage.json").exists()
 
 
 def test_no_record(tmp_path: Path) -> None:
-    assert ups.read_record(tmp_path / "nothing") is None
-    assert ups.claim_record(tmp_path / "nothing") is None
-    assert not ups.remove_record(tmp_path / "nothing")
+    assert outagerecord.read_record(tmp_path / "nothing") is None
+    assert outagerecord.claim_record(tmp_path / "nothing") is None
+    assert not outagerecord.remove_record(tmp_path / "nothing")
 
 
 def test_claim_is_had_once(tmp_path: Path) -> None:
-    ups.write_record(_record("esxi1"), tmp_path)
-    assert ups.claim_record(tmp_path) == _record("esxi1")
-    assert ups.claim_record(tmp_path) is None  # a second waiting run: nothing to wake
+    outagerecord.write_record(_record("esxi1"), tmp_path)
+    assert outagerecord.claim_record(tmp_path) == _record("esxi1")
+    assert outagerecord.claim_record(tmp_path) is None  # a second waiting run: nothing to wake
     assert os.listdir(tmp_path) == []
 
 
 def test_record_file_shape(tmp_path: Path) -> None:
-    path = ups.write_record(_record("esxi1"), tmp_path)
+    path = outagerecord.write_record(_record("esxi1"), tmp_path)
     assert json.loads(path.read_text()) == {
         "hosts": [{"host": "esxi1", "user": "root", "port": 22}],
         "at": 1e9,
