@@ -846,6 +846,10 @@ ${known_hosts_comment}ESXI_KNOWN_HOSTS=$known_hosts
 
 # seconds on battery before the shutdown starts (install.sh --configure-upsmon writes it into upssched.conf); 0: only at low battery
 #UPS_EARLY_SHUTDOWN=300
+
+# Power back, but this machine's upsd keeps the FSD flag a primary upsmon set: auto (restart
+# nut-server), none (wait for you to), or a command line that restarts upsd (default auto).
+#UPS_CLEAR_FSD=auto
 EOF
 }
 

@@ -174,6 +174,14 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
         "--configure-upsmon writes it into upssched.conf; `check` compares); `0`: only at low "
         "battery (OB LB)",
     ),
+    (
+        "UPS_CLEAR_FSD",
+        "auto",
+        "when power is back but this machine's upsd keeps the FSD flag a primary upsmon set "
+        "(a monitor restarted then would shut down again): `auto` restarts NUT's server "
+        "(nut-server.service, or `service nut-server restart`), `none` waits for you to, or a "
+        "command line that restarts upsd",
+    ),
 )
 
 WAKE_EPILOG = f"""\

@@ -1,4 +1,5 @@
-"""Local commands: restarting the NUT monitor service that re-arms UPS monitoring.
+"""Local commands: restarting the NUT monitor service that re-arms UPS monitoring, and NUT's
+server when a forced shutdown flag must be cleared.
 
 The one module that starts local processes. upsmon gives us a minimal environment, so programs
 are looked up on a fixed system PATH as well as ours, never through a shell.
@@ -24,6 +25,8 @@ RESTART_TIMEOUT = 60
 # systemd units first (Debian/Ubuntu, Fedora/RHEL), then SysV scripts (Debian, old Fedora).
 SYSTEMD_UNITS = ("nut-monitor.service", "nut-client.service")
 SYSV_SCRIPTS = ("nut-client", "ups")
+SERVER_UNIT = "nut-server.service"  # upsd (Debian/Ubuntu, Fedora/RHEL)
+SERVER_SCRIPT = "nut-server"  # SysV (Debian)
 SYSTEMD_RUNNING = Path("/run/systemd/system")
 INIT_D = Path("/etc/init.d")
 
@@ -97,6 +100,30 @@ def plan_restart(settings: RestartSettings) -> RestartPlan:
     )
 
 
+def plan_clear_fsd(settings: RestartSettings) -> RestartPlan:
+    """How to clear the FSD flag upsd keeps: restart NUT's server (UPS_CLEAR_FSD); raise
+    LocalRestartFailed when nothing fits (says what to set)."""
+    if settings.clear_fsd == ("none",):
+        return RestartPlan(None, "UPS_CLEAR_FSD=none")
+    if settings.clear_fsd != ("auto",):
+        program = which(settings.clear_fsd[0])
+        if program is None:
+            raise LocalRestartFailed(
+                f"UPS_CLEAR_FSD: program {settings.clear_fsd[0]!r} not found or not executable "
+                f"(searched {search_path()}); give its full path"
+            )
+        return RestartPlan((program, *settings.clear_fsd[1:]), "UPS_CLEAR_FSD")
+    systemctl = which("systemctl") if SYSTEMD_RUNNING.is_dir() else None
+    if systemctl and _systemd_has(systemctl, SERVER_UNIT):
+        return RestartPlan((systemctl, "restart", SERVER_UNIT), "systemd")
+    if (INIT_D / SERVER_SCRIPT).exists():
+        return _sysv_plan(SERVER_SCRIPT)
+    raise LocalRestartFailed(
+        f"UPS_CLEAR_FSD=auto: no NUT server service found (systemd {SERVER_UNIT}; SysV "
+        f"{SERVER_SCRIPT}); set UPS_CLEAR_FSD to the command that restarts upsd"
+    )
+
+
 def _sysv_plan(script: str) -> RestartPlan:
     service = which("service")
     if service:
@@ -126,8 +153,12 @@ def run_program(argv: Sequence[str], timeout: float) -> subprocess.CompletedProc
     )
 
 
-def run_restart(plan: RestartPlan) -> str:
-    """Run the restart; return what it did, or raise LocalRestartFailed with its output."""
+def run_restart(
+    plan: RestartPlan,
+    fix: str = "restart the NUT monitor by hand and check UPS_SERVICE / UPS_RESTART_COMMAND",
+) -> str:
+    """Run the restart; return what it did, or raise LocalRestartFailed with its output and
+    `fix`."""
     if plan.argv is None:
         return plan.describe()
     try:
@@ -143,10 +174,7 @@ def run_restart(plan: RestartPlan) -> str:
     if done.returncode != 0:
         output = (done.stderr.strip() or done.stdout.strip()).splitlines()
         tail = output[-1][:200] if output else "no output"
-        raise LocalRestartFailed(
-            f"`{plan.describe()}` exited {done.returncode} ({tail}); restart the NUT monitor "
-            "by hand and check UPS_SERVICE / UPS_RESTART_COMMAND"
-        )
+        raise LocalRestartFailed(f"`{plan.describe()}` exited {done.returncode} ({tail}); {fix}")
     return plan.describe()
 
 

@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from esxi_suspend import outagerecord, ups, wake
+from esxi_suspend import local, outagerecord, ups, wake
+from esxi_suspend.errors import EsxiSuspendError, one_line
 from esxi_suspend.settings import RestartSettings, Settings, Target
 from esxi_suspend.shutdown import HostResult
 
@@ -193,6 +194,7 @@ class Outage:
             restart.ups_wait_limit,
             stopped=stopped,
             on_look=outagerecord.touch_record,
+            on_forced=self._clear_forced,
         )
         if waited.outcome == "online":
             log.info(
@@ -222,6 +224,46 @@ class Outage:
                 "ups: status cannot be read any more (%s): restarting the NUT monitor now",
                 waited.detail,
             )
+
+    def _clear_forced(self, status: ups.UpsStatus) -> None:
+        """Power is back, but upsd keeps the FSD flag a primary upsmon set before it called us:
+        a monitor restarted now would shut everything down again. upsd on this machine:
+        restart it (UPS_CLEAR_FSD); elsewhere: say where, and wait."""
+        forced = [name for name, words in status.statuses if "FSD" in words.split()]
+        elsewhere = sorted({host for host in map(upsd_host, forced) if host})
+        where = ", ".join(elsewhere) or "this machine"
+        intro = (
+            f"ups: {status.describe()}: power is back, but upsd on {where} keeps the FSD "
+            "(forced shutdown) flag a primary upsmon set: a NUT monitor restarted now would "
+            "shut down again"
+        )
+        fix = "restart NUT's server there (systemctl restart nut-server)"
+        if elsewhere:
+            log.warning("%s; waiting until it is cleared: %s", intro, fix)
+            return
+        try:
+            plan = local.plan_clear_fsd(self.restart)
+            if plan.argv is None:
+                log.warning("%s; waiting until it is cleared (%s): %s", intro, plan.why, fix)
+                return
+            log.info("%s; clearing it: %s", intro, plan.describe())
+            local.run_restart(plan, f"{fix}, or set UPS_CLEAR_FSD")
+        except EsxiSuspendError as exc:
+            log.error("ups: FSD not cleared: %s; waiting until it is", one_line(exc))
+            return
+        log.info("ups: NUT's server restarted: FSD cleared; the next look says if power is back")
+
+
+def upsd_host(ups_name: str) -> str:
+    """'' when the upsd serving `ups[@host[:port]]` runs on this machine, else its host."""
+    if "@" not in ups_name:
+        return ""
+    host = ups_name.split("@", 1)[1]
+    if host.startswith("["):
+        host = host[1 : host.index("]")]
+    elif host.count(":") == 1:
+        host = host.split(":")[0]
+    return "" if host in ("localhost", "::1") or host.startswith("127.") else host
 
 
 def _powered_off(result: HostResult) -> bool:

@@ -49,6 +49,7 @@ KNOWN_KEYS: dict[str, str | None] = {
     "UPS_WAIT_LIMIT": "86400",
     "UPS_RUNTIME_MARGIN": "30",
     "UPS_EARLY_SHUTDOWN": "300",
+    "UPS_CLEAR_FSD": "auto",
 }
 
 
@@ -82,6 +83,9 @@ class RestartSettings:
     # UPS_EARLY_SHUTDOWN: seconds on battery before upssched starts the shutdown (0: only at
     # low battery); install.sh writes it into upssched.conf, `check` compares the two.
     early_shutdown: int = 300
+    # UPS_CLEAR_FSD: how to clear the forced-shutdown flag a primary upsmon left in this
+    # machine's upsd once power is back: ("auto",), ("none",), or a command line.
+    clear_fsd: tuple[str, ...] = ("auto",)
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,7 @@ def wait_for_power(
     stopped: Callable[[], bool],
     on_look: Callable[[], None] = lambda: None,
     read: Callable[[tuple[str, ...]], UpsStatus] = read_status,
+    on_forced: Callable[[UpsStatus], None] | None = None,
 ) -> WaitResult:
     """Poll the UPS status every `poll_interval` s until power is back, it cannot be read
     UNREADABLE_LIMIT times in a row, `limit` s pass, or `stopped()` says so (SIGTERM)."""
@@ -258,6 +259,9 @@ def wait_for_power(
             unreadable = 0
             if status.forced and not told:
                 told = True
+                if on_forced is not None:  # e.g. clear it (outage.py)
+                    on_forced(status)
+                    continue
                 log.warning(
                     "ups: %s: power is back but upsd still has FSD (forced shutdown) set: a "
                     "NUT monitor restarted now would shut down again; waiting until it is "

@@ -25,6 +25,7 @@ from esxi_suspend.values import (
     deadline_value,
     existing_file,
     integer_in,
+    keyword_or_command,
     match_target,
     one_of,
     parse_host_entry,
@@ -57,6 +58,7 @@ class Reader(ValueReader):
             ups_poll_interval=self._optional("UPS_POLL_INTERVAL", integer_in(1, 300)),
             ups_wait_limit=self._optional("UPS_WAIT_LIMIT", integer_in(60, 604800)),
             early_shutdown=self._optional("UPS_EARLY_SHUTDOWN", integer_in(0, 86400)),
+            clear_fsd=self._optional("UPS_CLEAR_FSD", keyword_or_command("auto", "none")),
         )
 
     def targets(self) -> tuple[Target, ...]:

@@ -183,6 +183,17 @@ def _number_in(
     return convert
 
 
+def keyword_or_command(*keywords: str) -> Callable[[str], tuple[str, ...]]:
+    """One of `keywords` (as a 1-tuple), or a command line split into words (no shell)."""
+
+    def convert(value: str) -> tuple[str, ...]:
+        if value.strip().lower() in keywords:
+            return (value.strip().lower(),)
+        return command_line(value)
+
+    return convert
+
+
 def existing_file(key: str) -> Callable[[str], Path]:
     def convert(value: str) -> Path:
         path = Path(value)

@@ -173,6 +173,7 @@ class Chain:
     upsmon: subprocess.Popen[bytes]
     monitor: str  # the MONITOR line's UPS: upsmon's UPSNAME
     logger_log: Path  # what the early shutdown's timer script logged (logger), if any
+    upsd: subprocess.Popen[bytes]
 
 
 @contextlib.contextmanager
@@ -182,6 +183,7 @@ def nut_chain(
     outside: PrivateRun | None = None,
     settings: dict[str, str] | None = None,
     early_shutdown: int | None = None,
+    role: str = "secondary",
 ) -> Iterator[Chain]:
     """Driver, upsd and upsmon running in a private namespace (made inside `outside` if
     given); yields once upsmon has written its pid file there and sees the UPS on line.
@@ -189,7 +191,8 @@ def nut_chain(
     esxi-suspend finds the UPS as upsmon does (NUT_CONFPATH's upsmon.conf, its MONITOR line);
     `settings` go into its env file. `early_shutdown` (seconds): the early shutdown as
     install.sh --configure-upsmon sets it, NUT's real upssched with our upssched.conf.sample
-    and timer script; a `logger` first on the PATH writes to `Chain.logger_log`."""
+    and timer script; a `logger` first on the PATH writes to `Chain.logger_log`. `role`: upsmon's
+    (a primary sets FSD before its SHUTDOWNCMD)."""
     _require_nut()
     if early_shutdown is not None and not os.access(UPSSCHED, os.X_OK):
         unavailable(f"{UPSSCHED} not found (apt-get install nut-client)")
@@ -218,12 +221,12 @@ def nut_chain(
     _write(conf / "nut.conf", "MODE=standalone\n")
     _write(conf / "ups.conf", f'[dummy]\n  driver = dummy-ups\n  port = {dev}\n  desc = "test"\n')
     _write(conf / "upsd.conf", f"LISTEN 127.0.0.1 {port}\n")
-    # a secondary, as on a VM watching the UPS through another machine's upsd: a primary
-    # sets FSD, which upsd keeps after power is back (esxi-suspend then waits on: ups.py)
-    _write(conf / "upsd.users", "[monuser]\n  password = monpass\n  upsmon secondary\n")
+    # by default a secondary, as on a VM watching the UPS through another machine's upsd: a
+    # primary sets FSD, which upsd keeps after power is back (UPS_CLEAR_FSD: outage.py)
+    _write(conf / "upsd.users", f"[monuser]\n  password = monpass\n  upsmon {role}\n")
     monitor = f"dummy@127.0.0.1:{port}"
     early = early_shutdown is not None
-    _write(conf / "upsmon.conf", _upsmon_conf(monitor, wrapper, tmp, "secondary", early))
+    _write(conf / "upsmon.conf", _upsmon_conf(monitor, wrapper, tmp, role, early))
     path = "/usr/sbin:/usr/bin:/sbin:/bin"
     logger_log = tmp / "logger.log"
     if early_shutdown is not None:
@@ -243,7 +246,7 @@ def nut_chain(
         try:
             programs.start(str(NUT_BIN / "dummy-ups"), "-a", "dummy", "-u", "root", "-F")
             _wait(lambda: any(state.iterdir()), 10, "the driver's socket", nut_log)
-            programs.start(str(NUT_BIN / "upsd"), "-u", "root", "-F")
+            upsd = programs.start(str(NUT_BIN / "upsd"), "-u", "root", "-F")
             _wait(lambda: _listening(port), 10, "upsd", nut_log)
             upsmon = programs.start(str(NUT_BIN / "upsmon"), "-p", "-F")
             pid_file = run.path(UPSMON_PID)
@@ -251,7 +254,7 @@ def nut_chain(
             # each runs in the namespace, upsmon's pid file is its own /run/nut/upsmon.pid
             assert all(run.contains(process.pid) for process in programs.started)
             time.sleep(2)  # upsmon logs in and sees OL
-            yield Chain(dev, log, nut_log, run, upsmon, monitor, logger_log)
+            yield Chain(dev, log, nut_log, run, upsmon, monitor, logger_log, upsd)
         finally:
             programs.close()
 
@@ -625,3 +628,74 @@ def test_outage_timeline(openssh_esxi: SshServer, tmp_path: Path) -> None:
     assert len(server.restarts()) == 1
     order = [what for _, what in stamps]
     assert order.index("host off (SSH port closed)") < order.index("power back (OL)")
+
+
+CLEAR_FSD = """\
+#!/bin/sh
+# What `systemctl restart nut-server` does for FSD: upsd stopped, started again, ready when
+# this returns. It runs inside the chain's namespace (as esxi-suspend's child).
+echo "clear-fsd $*" >>{marker}
+old=$(cat {pid_file})
+kill -TERM "$old"
+i=0
+while [ -d "/proc/$old" ] && ! grep -q '^State:.*Z' "/proc/$old/status" && [ "$i" -lt 100 ]; do
+    sleep 0.1; i=$((i + 1))
+done
+( exec {upsd} -u root -F ) </dev/null >>{log} 2>&1 &
+i=0
+until upsc {ups} ups.status >/dev/null 2>&1 || [ "$i" -ge 100 ]; do sleep 0.1; i=$((i + 1)); done
+"""
+
+
+def test_a_primarys_fsd_is_cleared_when_power_is_back(
+    openssh_esxi: SshServer, tmp_path: Path
+) -> None:
+    """upsmon as a primary sets FSD before it calls us, and upsd keeps it after power is back:
+    a monitor restarted then would shut down again. The run restarts NUT's server (here
+    upsd, by UPS_CLEAR_FSD) once power is back, then re-arms the monitor, which stays quiet."""
+    server = openssh_esxi
+    marker = tmp_path / "clear-fsd.log"
+    pid_file = tmp_path / "upsd.pid"
+    chain_dir = tmp_path / "chain"
+    restart = _restart_monitor(server, tmp_path)
+    settings = {"UPS_RESTART_COMMAND": str(restart)}
+    with nut_chain(chain_dir, server, settings=settings, role="primary") as chain:
+        clear = _write(
+            tmp_path / "clear-fsd",
+            CLEAR_FSD.format(
+                marker=shlex.quote(str(marker)),
+                pid_file=shlex.quote(str(pid_file)),
+                upsd=shlex.quote(str(NUT_BIN / "upsd")),
+                log=shlex.quote(str(chain.nut_log)),
+                ups=shlex.quote(chain.monitor),
+            ),
+            0o755,
+        )
+        env_file = chain_dir / "esxi-suspend.env"
+        env_file.write_text(env_file.read_text() + f"UPS_CLEAR_FSD={clear}\n")
+        pid_file.write_text(f"{chain.upsd.pid}\n")
+        _status(chain.dev, "OB LB")
+        _wait(lambda: WAITING in _read(chain.log), CHAIN_BOUND, "the run's wait", chain.nut_log)
+        assert "FSD" in _read(chain.log), _read(chain.log)  # the primary set it
+        _status(chain.dev, "OL")
+        _wait(lambda: "esxi-suspend exit" in _read(chain.log), 30, "power back", chain.nut_log)
+        _wait(
+            lambda: _upsmon_running(chain, chain.upsmon.pid) is not None,
+            25,
+            "a fresh upsmon",
+            chain.nut_log,
+        )
+        fresh = _upsmon_running(chain, chain.upsmon.pid)
+        time.sleep(3)  # the fresh primary sees OL without FSD: it calls nobody
+        assert _upsmon_running(chain, chain.upsmon.pid) == fresh
+        text = _read(chain.log)
+
+    outputs.record("nut chain: a primary's FSD cleared", text)
+    assert text.count("esxi-suspend exit 0") == 1, text
+    assert "Traceback" not in text
+    assert _read(marker).count("clear-fsd") == 1
+    assert "keeps the FSD (forced shutdown) flag a primary upsmon set" in text, text
+    assert "ups: NUT's server restarted: FSD cleared" in text, text
+    assert "ups: power is back (dummy@127.0.0.1:" in text, text
+    assert server.commands().count("poweroff") == 1
+    assert len(server.restarts()) == 1

@@ -138,6 +138,12 @@ OPTIONAL = [
         "uses the default UPS_EARLY_SHUTDOWN=300",
     ),
     (
+        GOOD + 'UPS_CLEAR_FSD="a \'b"\n',
+        ("restart.clear_fsd", ("auto",)),
+        'UPS_CLEAR_FSD="a \'b": cannot be split into words',
+        "uses the default UPS_CLEAR_FSD=auto",
+    ),
+    (
         GOOD + "UPS_NAME=none\nESXI_DEADLINE=auto\n",
         ("deadline_auto", False),
         "ESXI_DEADLINE='auto': needs a UPS to read battery.runtime from, but UPS_NAME=none",

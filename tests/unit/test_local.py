@@ -51,3 +51,23 @@ def test_auto_finds_systemd_unit_or_sysv_script(
     (init_d / "nut-client").write_text("#!/bin/sh\n")
     plan = local.plan_restart(RestartSettings())
     assert plan.argv is not None and plan.argv[-2:] == ("nut-client", "restart")
+
+
+def test_clearing_fsd_restarts_nuts_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """UPS_CLEAR_FSD: none does nothing, a command is found on PATH, auto finds nut-server."""
+    assert local.plan_clear_fsd(RestartSettings(clear_fsd=("none",))).argv is None
+    plan = local.plan_clear_fsd(RestartSettings(clear_fsd=("sh", "-c", "exit 4")))
+    assert plan.argv is not None and plan.argv[0].endswith("/sh")
+    with pytest.raises(LocalRestartFailed, match=r"exited 4 .*; restart upsd"):
+        local.run_restart(plan, "restart upsd")
+    with pytest.raises(LocalRestartFailed, match="UPS_CLEAR_FSD: program 'nope' not found"):
+        local.plan_clear_fsd(RestartSettings(clear_fsd=("nope",)))
+    init_d = tmp_path / "init.d"
+    init_d.mkdir()
+    monkeypatch.setattr(local, "SYSTEMD_RUNNING", tmp_path / "no-systemd")
+    monkeypatch.setattr(local, "INIT_D", init_d)
+    with pytest.raises(LocalRestartFailed, match="no NUT server service found"):
+        local.plan_clear_fsd(RestartSettings())
+    (init_d / "nut-server").write_text("#!/bin/sh\n")
+    plan = local.plan_clear_fsd(RestartSettings())
+    assert plan.argv is not None and plan.argv[-2:] == ("nut-server", "restart")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from esxi_suspend import outagerecord, ups
+from esxi_suspend.outage import upsd_host
 
 MONITOR_CASES = [
     ("MONITOR ups@localhost 1 monuser pass primary\n", ["ups@localhost"]),
@@ -321,3 +322,21 @@ def test_sigterm_ends_the_wait_soon() -> None:
     assert result.outcome == "stopped"
     assert time.monotonic() - started < 1
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("name", "host"),
+    [
+        ("ups", ""),
+        ("ups@localhost", ""),
+        ("ups@localhost:3493", ""),
+        ("ups@127.0.0.1:40000", ""),
+        ("ups@[::1]:3493", ""),
+        ("ups@nut-server.lan", "nut-server.lan"),
+        ("ups@10.0.0.2:3493", "10.0.0.2"),
+        ("ups@[fe80::1]:3493", "fe80::1"),
+    ],
+)
+def test_whose_upsd_keeps_the_fsd_flag(name: str, host: str) -> None:
+    """Only a upsd on this machine is restarted to clear FSD (outage.py)."""
+    assert upsd_host(name) == host
