@@ -11,17 +11,23 @@ the validated user name only; the key line travels on stdin.
 from __future__ import annotations
 
 import getpass
-import io
-import re
-import shlex
-import tarfile
-import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from esxi_suspend.authkeys import (
+    APPEND_4,
+    READ_4,
+    EsxiVersion,
+    append_5,
+    keys_file,
+    oem_tgz,
+    only_root_on_4x,
+    parse_version,
+    persists,
+    read_5,
+)
 from esxi_suspend.config import load_settings
 from esxi_suspend.errors import (
     ConfigError,
@@ -31,13 +37,12 @@ from esxi_suspend.errors import (
     KeyRefused,
     NoTerminal,
     RemoteCommandFailed,
-    UserNotSupported,
 )
 from esxi_suspend.hostkeys import HostKeyInfo, pinned_host_keys, public_key_info
 from esxi_suspend.remote import CommandResult, RemoteHost, host_argument
 from esxi_suspend.settings import Settings
 from esxi_suspend.setupssh import PasswordSession
-from esxi_suspend.trust import Setup, resolve_target
+from esxi_suspend.setuptarget import Setup, resolve_target
 
 Say = Callable[[str], None]
 AskPassword = Callable[[str], "str | None"]  # None: no terminal
@@ -45,76 +50,11 @@ AskPassword = Callable[[str], "str | None"]  # None: no terminal
 COMMAND_TIMEOUT = 30
 VERSION_COMMAND = "vmware -v"
 
-# Appends the key line read from stdin to $f unless a line of $f already holds its key
-# (second field); prints `added` or `present`. Busybox sh/awk on ESXi, any POSIX sh here.
-_APPEND_TEMPLATE = r"""umask 077
-f=@FILE@
-IFS= read -r line || { echo "no key line on stdin" >&2; exit 3; }
-set -f; set -- $line; set +f
-mkdir -p "${f%/*}" && touch "$f" || exit 4
-if awk -v k="$2" '{ for (i = 1; i <= NF; i++) if ($i == k) found = 1 } END { exit !found }' "$f"
-then
-    echo present
-else
-    if [ -s "$f" ] && [ -n "$(tail -c 1 "$f")" ]; then echo >>"$f"; fi
-    printf '%s\n' "$line" >>"$f" && echo added
-fi"""
-
-# ESXi 4.x: root's home is /, so this is /.ssh/authorized_keys there; lost at reboot unless in
-# /bootbank/oem.tgz, which the host unpacks over / when it boots.
-APPEND_4 = _APPEND_TEMPLATE.replace("@FILE@", '"${HOME%/}/.ssh/authorized_keys"')
-READ_4 = (
-    'echo "${HOME:-/}"; if [ -e /bootbank/oem.tgz ]; then echo oem=yes; else echo oem=no; fi; '
-    'cat "${HOME%/}/.ssh/authorized_keys"'
-)
-
-_VERSION_RE = re.compile(r"VMware ESXi? (\d+)\.(\d+)(?:\.(\d+))?")
-NEW_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
-
-
-def keys_file(user: str) -> str:
-    """ESXi 5.x and later: where sshd reads `user`'s authorized keys (root's persists)."""
-    return f"/etc/ssh/keys-{user}/authorized_keys"
-
-
-def append_5(user: str) -> str:
-    """The append script for `user`'s keys file (`user` is a validated ESXI_USER name)."""
-    return _APPEND_TEMPLATE.replace("@FILE@", shlex.quote(keys_file(user)))
-
-
-def read_5(user: str) -> str:
-    return f"cat {shlex.quote(keys_file(user))}"
-
 
 class Runner(Protocol):
     """A logged-in session: PasswordSession, or RemoteHost once our key works."""
 
     def run(self, command: str, timeout: int) -> CommandResult: ...
-
-
-@dataclass(frozen=True)
-class EsxiVersion:
-    major: int
-    minor: int
-    text: str
-
-    @property
-    def accepted_key_types(self) -> tuple[str, ...]:
-        """Key types authorized_keys works with on this release.
-
-        4.x (dropbear) and 5.x (OpenSSH 5.x) predate ed25519 and ecdsa; 6.0 and later run an
-        OpenSSH that has both. DSA is refused from 6.5 on and weak before: never offered.
-        """
-        if self.major >= 6:
-            return (*NEW_KEY_TYPES, "ssh-rsa")
-        return ("ssh-rsa",)
-
-
-def parse_version(text: str) -> EsxiVersion | None:
-    match = _VERSION_RE.search(text)
-    if not match:
-        return None
-    return EsxiVersion(int(match.group(1)), int(match.group(2)), match.group(0))
 
 
 def ask_password(prompt: str) -> str | None:
@@ -187,15 +127,15 @@ def enroll(
                 ],
             )
         if version.major < 5:
-            _only_root_on_4x(version, setup, public_path)
+            only_root_on_4x(version, setup, public_path)
             commands = APPEND_4, READ_4
         else:
             commands = append_5(user), read_5(user)
         where, text = _append(session, *commands, key_line, public, setup, public_path)
     if version.major < 5:
-        _oem_tgz(env_file.parent / "oem.tgz", text, setup, where, say)
+        oem_tgz(env_file.parent / "oem.tgz", text, setup, where, say)
     else:
-        say(f"{where}: {keys_file(user)} {_persists(user)}")
+        say(f"{where}: {keys_file(user)} {persists(user)}")
     _verify_key_login(settings, setup, say)
     return ExitCode.OK
 
@@ -204,12 +144,6 @@ def _login(setup: Setup) -> str:
     """`user@host:port`, whole, for the log."""
     target = setup.target
     return host_argument(target.user, target.host, target.port)
-
-
-def _persists(user: str) -> str:
-    if user == "root":
-        return "(persists across reboots)"
-    return f"(root's persists; for {user}, run `esxi-suspend check` after the next reboot)"
 
 
 def _key_already_works(settings: Settings, setup: Setup, say: Say) -> bool:
@@ -239,7 +173,7 @@ def _key_already_works(settings: Settings, setup: Setup, say: Say) -> bool:
         remote.close()
     if not back.ok:
         raise EnrollFailed(f"host {setup.name}: cannot read authorized_keys ({back.error_tail()})")
-    _oem_tgz(setup.env_file.parent / "oem.tgz", back.stdout, setup, "our key is in", say)
+    oem_tgz(setup.env_file.parent / "oem.tgz", back.stdout, setup, "our key is in", say)
     return True
 
 
@@ -254,22 +188,6 @@ def _version(session: Runner, name: str) -> EsxiVersion:
             result.exit_status,
         )
     return version
-
-
-def _only_root_on_4x(version: EsxiVersion, setup: Setup, public_path: Path) -> None:
-    """ESXi 4.x: enroll knows where root's key goes and how it survives a reboot (oem.tgz);
-    for other users it cannot find out, so it changes nothing."""
-    user = setup.target.user
-    if user == "root":
-        return
-    root = host_argument("root", setup.target.host, setup.target.port, setup.default_port)
-    raise UserNotSupported(
-        f"host {setup.name}: ESXi {version.major}.{version.minor} keeps only what "
-        "/bootbank/oem.tgz restores at boot, and enroll cannot find out where a key for "
-        f"{user} would survive a reboot: on 4.x it sets up root only; nothing was "
-        f"changed. Use root (esxi-suspend enroll {root}), or add {public_path} to "
-        f"~{user}/.ssh/authorized_keys on the host by hand and keep it in oem.tgz"
-    )
 
 
 def _append(
@@ -309,34 +227,6 @@ def _append(
     if count > 1:
         what += f" (note: {count} lines hold it; only one was ours to add)"
     return what, back.stdout
-
-
-def _oem_tgz(path: Path, text: str, setup: Setup, what: str, say: Say) -> None:
-    """ESXi 4.x: build oem.tgz holding root's authorized_keys, and explain where it goes."""
-    home, oem, *lines = text.splitlines()
-    relative = f"{home.strip('/')}/.ssh".lstrip("/")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        now = time.time()
-        directory = tarfile.TarInfo(relative)
-        directory.type, directory.mode, directory.mtime = tarfile.DIRTYPE, 0o700, now
-        archive.addfile(directory)
-        data = "".join(f"{line}\n" for line in lines).encode()
-        member = tarfile.TarInfo(f"{relative}/authorized_keys")
-        member.size, member.mode, member.mtime = len(data), 0o600, now
-        archive.addfile(member, io.BytesIO(data))
-    path.write_bytes(buffer.getvalue())
-    path.chmod(0o600)
-    say(f"{what}: {home.rstrip('/')}/.ssh/authorized_keys (ESXi 4.x: lost at the next reboot)")
-    say(f"built {path}: {relative}/authorized_keys as it is on the host now")
-    say("ESXi 4.x unpacks /bootbank/oem.tgz over / at boot; to keep the key across reboots:")
-    if oem == "oem=yes":
-        say("  the host already HAS a /bootbank/oem.tgz (drivers?): do not overwrite it; merge:")
-        say(f"  unpack it here, add {relative}/ from {path}, pack it again, copy it back")
-    else:
-        scp_host = host_argument(None, setup.target.host, 22)
-        say(f"  scp -P {setup.target.port} {path} root@{scp_host}:/bootbank/oem.tgz")
-    say("  (then reboot once when convenient, and run `esxi-suspend check` after it)")
 
 
 def _verify_key_login(settings: Settings, setup: Setup, say: Say) -> None:

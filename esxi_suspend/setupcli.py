@@ -11,7 +11,7 @@ import argparse
 import logging
 from typing import Any
 
-from esxi_suspend import enroll, trust
+from esxi_suspend import enroll, setuptarget, trust
 from esxi_suspend.errors import EsxiSuspendError, ExitCode
 from esxi_suspend.settings import DEFAULT_ENV_FILE, DEFAULT_KNOWN_HOSTS, env_file_path
 
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> ExitCode:
     path = env_file_path(args.env_file)
     try:
         if args.command == "trust":
-            setup = trust.resolve_target(path, args.host, args.port)
+            setup = setuptarget.resolve_target(path, args.host, args.port)
             return trust.trust(
                 setup, yes=args.yes, replace=args.replace, ask=trust.ask_on_terminal, say=print
             )

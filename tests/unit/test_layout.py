@@ -9,7 +9,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "esxi_suspend"
-SETUP = ("setupcli", "enroll", "trust", "setupssh")  # README: never on upsmon's path
+# README: never on upsmon's path
+SETUP = ("setupcli", "enroll", "authkeys", "trust", "setuptarget", "setupssh")
 
 
 def _imports(path: Path) -> set[str]:
