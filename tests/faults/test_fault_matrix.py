@@ -394,9 +394,30 @@ def _leak_run(ctx: Ctx) -> Run:
         assert last.returncode == 0, last.output
         assert "Traceback" not in last.output
     assert last is not None
-    _wait_for(lambda: _server_state(listener) == before, 30, "the server's state to settle")
+    try:
+        _wait_for(lambda: _server_state(listener) == before, 60, "the server's state to settle")
+    except BaseException:
+        left = [
+            f"{pid}: {_cmdline(pid)}"
+            for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if _descends_from(pid, listener)
+        ]
+        fds = sorted(
+            os.readlink(f"/proc/{listener}/fd/{fd}") for fd in os.listdir(f"/proc/{listener}/fd")
+        )
+        pytest.fail(
+            f"server state {_server_state(listener)}, before {before}; under the listener: "
+            f"{left}; its descriptors: {fds}\n{ctx.server.log()[-3000:]}"
+        )
     assert not _our_processes(ctx), _our_processes(ctx)
     return last
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return "(gone)"
 
 
 def _server_state(pid: int) -> tuple[int, int]:
