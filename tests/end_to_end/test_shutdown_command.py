@@ -380,3 +380,11 @@ def test_host_finishes_the_sequence_after_we_are_killed(fake_esxi: SshServer) ->
     commands = changing_commands(fake_esxi)
     assert commands.index(AUTOSTOP) < commands.index(POWEROFF)
     assert commands.count(POWEROFF) == 1
+
+
+def test_python_dash_m_is_the_same_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "esxi_suspend"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2  # usage
+    assert "usage: esxi-suspend" in done.stderr

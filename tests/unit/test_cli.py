@@ -57,17 +57,6 @@ def test_internal_error_is_one_line(
     assert "internal error" in err and "Traceback" not in err
 
 
-def test_python_dash_m_is_the_same_command() -> None:
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "esxi_suspend"], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == ExitCode.USAGE
-    assert "usage: esxi-suspend" in done.stderr
-
-
 def test_demo_verbose_reaches_demo_run(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, object]] = []
 
