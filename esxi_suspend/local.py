@@ -71,13 +71,7 @@ def _systemd_has(systemctl: str, unit: str) -> bool:
 def plan_restart(settings: RestartSettings) -> RestartPlan:
     """Pick the restart command; raise LocalRestartFailed when nothing fits (says what to set)."""
     if settings.command:
-        program = which(settings.command[0])
-        if program is None:
-            raise LocalRestartFailed(
-                f"UPS_RESTART_COMMAND: program {settings.command[0]!r} not found or not "
-                f"executable (searched {search_path()}); give its full path"
-            )
-        return RestartPlan((program, *settings.command[1:]), "UPS_RESTART_COMMAND")
+        return _given_command(settings.command, "UPS_RESTART_COMMAND")
     if settings.service == "none":
         return RestartPlan(None, "UPS_SERVICE=none")
     systemctl = which("systemctl") if SYSTEMD_RUNNING.is_dir() else None
@@ -106,13 +100,7 @@ def plan_clear_fsd(settings: RestartSettings) -> RestartPlan:
     if settings.clear_fsd == ("none",):
         return RestartPlan(None, "UPS_CLEAR_FSD=none")
     if settings.clear_fsd != ("auto",):
-        program = which(settings.clear_fsd[0])
-        if program is None:
-            raise LocalRestartFailed(
-                f"UPS_CLEAR_FSD: program {settings.clear_fsd[0]!r} not found or not executable "
-                f"(searched {search_path()}); give its full path"
-            )
-        return RestartPlan((program, *settings.clear_fsd[1:]), "UPS_CLEAR_FSD")
+        return _given_command(settings.clear_fsd, "UPS_CLEAR_FSD")
     systemctl = which("systemctl") if SYSTEMD_RUNNING.is_dir() else None
     if systemctl and _systemd_has(systemctl, SERVER_UNIT):
         return RestartPlan((systemctl, "restart", SERVER_UNIT), "systemd")
@@ -122,6 +110,17 @@ def plan_clear_fsd(settings: RestartSettings) -> RestartPlan:
         f"UPS_CLEAR_FSD=auto: no NUT server service found (systemd {SERVER_UNIT}; SysV "
         f"{SERVER_SCRIPT}); set UPS_CLEAR_FSD to the command that restarts upsd"
     )
+
+
+def _given_command(argv: tuple[str, ...], setting: str) -> RestartPlan:
+    """A command line a setting gives: its program found on our PATH, or the error saying so."""
+    program = which(argv[0])
+    if program is None:
+        raise LocalRestartFailed(
+            f"{setting}: program {argv[0]!r} not found or not executable (searched "
+            f"{search_path()}); give its full path"
+        )
+    return RestartPlan((program, *argv[1:]), setting)
 
 
 def _sysv_plan(script: str) -> RestartPlan:

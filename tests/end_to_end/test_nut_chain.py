@@ -336,6 +336,19 @@ old=$(cat /run/nut/upsmon.pid 2>/dev/null)
 """
 
 
+def _fresh_upsmon(chain: Chain) -> int:
+    """Wait (25 s at most) for the upsmon our restart command started; its pid."""
+    _wait(
+        lambda: _upsmon_running(chain, chain.upsmon.pid) is not None,
+        25,
+        "a fresh upsmon",
+        chain.nut_log,
+    )
+    fresh = _upsmon_running(chain, chain.upsmon.pid)
+    assert fresh is not None
+    return fresh
+
+
 def _restart_monitor(server: SshServer, tmp_path: Path) -> Path:
     """UPS_RESTART_COMMAND for a chain under `tmp_path / "chain"`: RESTART_MONITOR."""
     return _write(
@@ -386,13 +399,7 @@ def test_one_shutdown_per_outage_then_the_monitor_is_rearmed(
 
         _status(chain.dev, "OL")
         _wait(lambda: "esxi-suspend exit" in _read(chain.log), 15, "power back", chain.nut_log)
-        _wait(
-            lambda: _upsmon_running(chain, chain.upsmon.pid) is not None,
-            25,
-            "a fresh upsmon",
-            chain.nut_log,
-        )
-        fresh = _upsmon_running(chain, chain.upsmon.pid)
+        fresh = _fresh_upsmon(chain)
         assert chain.upsmon.poll() is not None  # the old one ended
         time.sleep(3)  # the fresh upsmon logs in and sees OL: it calls nobody
         assert _upsmon_running(chain, chain.upsmon.pid) == fresh
@@ -679,13 +686,7 @@ def test_a_primarys_fsd_is_cleared_when_power_is_back(
         assert "FSD" in _read(chain.log), _read(chain.log)  # the primary set it
         _status(chain.dev, "OL")
         _wait(lambda: "esxi-suspend exit" in _read(chain.log), 30, "power back", chain.nut_log)
-        _wait(
-            lambda: _upsmon_running(chain, chain.upsmon.pid) is not None,
-            25,
-            "a fresh upsmon",
-            chain.nut_log,
-        )
-        fresh = _upsmon_running(chain, chain.upsmon.pid)
+        fresh = _fresh_upsmon(chain)
         time.sleep(3)  # the fresh primary sees OL without FSD: it calls nobody
         assert _upsmon_running(chain, chain.upsmon.pid) == fresh
         text = _read(chain.log)

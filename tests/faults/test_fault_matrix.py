@@ -387,6 +387,8 @@ def _leak_run(ctx: Ctx) -> Run:
     ctx.server.write_fake("getallvms.txt", "Vmid   Name   File   Guest OS   Version   Annotation")
     ctx.argv = ["shutdown", "--dry-run"]
     listener = ctx.server.process.pid
+    # at rest: the fixture's readiness probe leaves a session process for a moment
+    _wait_for(lambda: _server_state(listener)[0] == 0, 30, "the listener at rest")
     before = _server_state(listener)
     last: Run | None = None
     for _ in range(100):

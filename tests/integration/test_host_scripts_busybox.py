@@ -208,7 +208,9 @@ def follow(server: SshServer, timeout: float) -> set[str]:
     deadline = time.monotonic() + timeout
     launcher = str(FAKEHOST_DIR / "sh").encode()
     executables: set[str] = set()
-    while pids := host_processes(server.fake_dir):
+    # A look at /proc can fall between the session's end and the detached script's first
+    # process (a loaded machine): no process is only an answer once the script was seen.
+    while (pids := host_processes(server.fake_dir)) or not executables:
         if time.monotonic() > deadline:
             raise AssertionError(f"host sequence still running after {timeout} s: {pids}")
         for pid in pids:
