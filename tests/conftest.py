@@ -28,6 +28,7 @@ from sshservers import (
     make_client_keys,
     running_server,
 )
+from wol import Listener, listening
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -178,3 +179,10 @@ def files(tmp_path: Path) -> dict[str, Path]:
     known = tmp_path / "known_hosts"
     known.write_text("")
     return {"key": key, "known": known, "dir": tmp_path}
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    """A Wake-on-LAN listener on 127.0.0.1 (wol.py): where a test's magic packets go."""
+    with listening() as udp:
+        yield udp

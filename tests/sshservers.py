@@ -423,7 +423,8 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, log_file: Path) -> 
     )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to its process group, SIGKILL after 5 s; reaped either way."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
@@ -502,7 +503,7 @@ def running_server(kind: ServerKind, root: Path, keys: ClientKeys) -> Iterator[S
         try:
             banner = _wait_ready(process, port, log_file)
         except ServerFailed as error:
-            _stop(process)
+            stop_process(process)
             last_error = error
             if kind == "dropbear" and ("unshare:" in str(error) or "mount:" in str(error)):
                 raise ServerUnavailable(
@@ -524,7 +525,7 @@ def running_server(kind: ServerKind, root: Path, keys: ClientKeys) -> Iterator[S
         try:
             yield server
         finally:
-            _stop(process)
+            stop_process(process)
             kill_leftovers(fake_dir)
         return
     assert last_error is not None
@@ -673,7 +674,7 @@ ForceCommand {forced}
         try:
             banner = _wait_ready(process, port, log_file)
         except ServerFailed as error:
-            _stop(process)
+            stop_process(process)
             if "mount:" in str(error) or "unshare:" in str(error):
                 raise ServerUnavailable(f"cannot run sshd in a mount namespace: {error}") from error
             continue
@@ -694,7 +695,7 @@ ForceCommand {forced}
         try:
             yield server
         finally:
-            _stop(process)
+            stop_process(process)
             kill_leftovers(fake_dir)
         return
     raise ServerFailed(f"enroll server did not start:\n{log_file.read_text(errors='replace')}")

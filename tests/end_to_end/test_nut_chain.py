@@ -18,7 +18,6 @@ import contextlib
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +31,8 @@ import outputs
 import pytest
 from conftest import unavailable
 from privaterun import PrivateRun, Unavailable, private_run
-from sshservers import SshServer, free_port
+from sshservers import SshServer, free_port, stop_process
+from wol import Listener, magic
 
 COMMAND = Path(sys.executable).parent / "esxi-suspend"
 SOURCE = Path(__file__).resolve().parents[2]
@@ -152,15 +152,7 @@ class Programs:
 
     def close(self) -> None:
         for process in reversed(self.started):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.started:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+            stop_process(process)
         self.log.close()
 
 
@@ -553,7 +545,7 @@ WOL_MAC = "aa:bb:cc:dd:ee:10"
 RUNTIME = 200  # dummy-ups's battery.runtime while on battery: ESXI_DEADLINE=auto reads it
 
 
-def test_outage_timeline(openssh_esxi: SshServer, tmp_path: Path) -> None:
+def test_outage_timeline(openssh_esxi: SshServer, tmp_path: Path, listener: Listener) -> None:
     """The whole outage, every part real but the host: ONBATT → upssched's timer → upsmon -c
     fsd → esxi-suspend shutdown (ESXI_DEADLINE=auto from dummy-ups's battery.runtime) → the
     host off (its SSH port closes) → the run waits → OL → the host's magic packet (to a
@@ -564,63 +556,58 @@ def test_outage_timeline(openssh_esxi: SshServer, tmp_path: Path) -> None:
     server = openssh_esxi
     server.write_fake("poweroff_mode", "halt")
     restart = _restart_monitor(server, tmp_path)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    listener.bind(("127.0.0.1", 0))  # the only place this test's magic packet goes
-    listener.settimeout(0.2)
     settings = {
         "UPS_RESTART_COMMAND": str(restart),
         "ESXI_DEADLINE": "auto",
         "ESXI_WOL_MAC": f"127.0.0.1={WOL_MAC}",
         "ESXI_WOL_BROADCAST": "127.0.0.1",
-        "ESXI_WOL_PORT": str(listener.getsockname()[1]),
+        "ESXI_WOL_PORT": str(listener.port),
     }
     stamps: list[tuple[float, str]] = []
     packets: list[bytes] = []
-    try:
-        with nut_chain(tmp_path / "chain", server, settings=settings, early_shutdown=EARLY) as c:
-            t0 = time.monotonic()
+    with nut_chain(tmp_path / "chain", server, settings=settings, early_shutdown=EARLY) as c:
+        t0 = time.monotonic()
 
-            def stamp(what: str) -> None:
-                stamps.append((time.monotonic() - t0, what))
+        def stamp(what: str) -> None:
+            stamps.append((time.monotonic() - t0, what))
 
-            def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-                _wait(condition, seconds, what, c.nut_log)
-                stamp(what)
+        def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+            _wait(condition, seconds, what, c.nut_log)
+            stamp(what)
 
-            _status(c.dev, "OB", RUNTIME)
-            stamp(f"UPS on battery (OB, battery.runtime {RUNTIME} s): upsmon → upssched ONBATT")
-            until(lambda: _read(c.logger_log) != "", EARLY + 15, "timer fired: upsmon -c fsd")
-            until(lambda: _read(c.log) != "", 15, "upsmon runs SHUTDOWNCMD: esxi-suspend")
-            until(
-                lambda: "sequence: started on the host" in _read(c.log),
-                CHAIN_BOUND,
-                "host sequence started, detached",
-            )
-            until(lambda: "poweroff" in server.commands(), CHAIN_BOUND, "host poweroff")
-            until(lambda: WAITING in _read(c.log), CHAIN_BOUND, "run waits for power")
-            until(lambda: server.process.poll() is not None, 30, "host off (SSH port closed)")
-            time.sleep(2)
-            _status(c.dev, "OL")
-            stamp("power back (OL)")
+        _status(c.dev, "OB", RUNTIME)
+        stamp(f"UPS on battery (OB, battery.runtime {RUNTIME} s): upsmon → upssched ONBATT")
+        until(lambda: _read(c.logger_log) != "", EARLY + 15, "timer fired: upsmon -c fsd")
+        until(lambda: _read(c.log) != "", 15, "upsmon runs SHUTDOWNCMD: esxi-suspend")
+        until(
+            lambda: "sequence: started on the host" in _read(c.log),
+            CHAIN_BOUND,
+            "host sequence started, detached",
+        )
+        until(lambda: "poweroff" in server.commands(), CHAIN_BOUND, "host poweroff")
+        until(lambda: WAITING in _read(c.log), CHAIN_BOUND, "run waits for power")
+        until(lambda: server.process.poll() is not None, 30, "host off (SSH port closed)")
+        time.sleep(2)
+        _status(c.dev, "OL")
+        stamp("power back (OL)")
 
-            def packet() -> bool:
-                with contextlib.suppress(socket.timeout):
-                    packets.append(listener.recv(2048))
-                return bool(packets)
+        def packet() -> bool:
+            got = listener.poll()
+            if got is not None:
+                packets.append(got)
+            return bool(packets)
 
-            until(packet, 20, "magic packet received (127.0.0.1)")
-            until(lambda: "esxi-suspend exit" in _read(c.log), 20, "esxi-suspend exits")
-            until(
-                lambda: _upsmon_running(c, c.upsmon.pid) is not None,
-                25,
-                "a fresh upsmon: monitoring re-armed",
-            )
-            fresh = _upsmon_running(c, c.upsmon.pid)
-            time.sleep(3)  # the fresh upsmon sees OL: it calls nobody
-            assert _upsmon_running(c, c.upsmon.pid) == fresh
-            text = _read(c.log)
-    finally:
-        listener.close()
+        until(packet, 20, "magic packet received (127.0.0.1)")
+        until(lambda: "esxi-suspend exit" in _read(c.log), 20, "esxi-suspend exits")
+        until(
+            lambda: _upsmon_running(c, c.upsmon.pid) is not None,
+            25,
+            "a fresh upsmon: monitoring re-armed",
+        )
+        fresh = _upsmon_running(c, c.upsmon.pid)
+        time.sleep(3)  # the fresh upsmon sees OL: it calls nobody
+        assert _upsmon_running(c, c.upsmon.pid) == fresh
+        text = _read(c.log)
 
     timeline = "\n".join(f"t+{at:5.1f} s  {what}" for at, what in stamps)
     outputs.record("nut chain: outage timeline", timeline + "\n\n" + text)
@@ -630,7 +617,7 @@ def test_outage_timeline(openssh_esxi: SshServer, tmp_path: Path) -> None:
     assert text.count("esxi-suspend exit 0") == 1, text
     assert "Traceback" not in text and "connect FAILED" not in text, text
     assert re.search(rf"deadline: ESXI_DEADLINE=auto: \d+ s = battery.runtime {RUNTIME} s", text)
-    assert packets[0] == b"\xff" * 6 + bytes.fromhex(WOL_MAC.replace(":", "")) * 16
+    assert packets[0] == magic(WOL_MAC)
     assert server.commands().count("poweroff") == 1
     assert len(server.restarts()) == 1
     order = [what for _, what in stamps]

@@ -26,6 +26,7 @@ from pathlib import Path
 import outputs
 import pytest
 from sshservers import CLIENT_PASSPHRASE, SshServer, free_port
+from wol import listening, magic
 
 COMMAND = Path(sys.executable).parent / "esxi-suspend"
 UPSMON_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -552,17 +553,6 @@ def _runtime_fallback_used(ctx: Ctx, run: Run) -> None:
     assert "of ESXI_DEADLINE=240 s left for the host sequence" in run.stderr, run.stderr
 
 
-@contextlib.contextmanager
-def _wol_listener() -> Iterator[socket.socket]:
-    """A UDP listener on 127.0.0.1: the only place a magic packet of a test goes."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
 WOL_MAC = "aa:bb:cc:dd:ee:21"
 
 
@@ -573,23 +563,18 @@ def _power_back_during_sequence(ctx: Ctx) -> Run:
     status = _fake_upsc(ctx, "OB")
     ctx.server.set_latency(1.0)  # time to switch the UPS back on line mid-sequence
     ctx.server.write_fake("poweroff_mode", "halt")
-    with _wol_listener() as listener:
+    with listening() as listener:
         ctx.settings.update(
             ESXI_WOL_MAC=f"{ctx.server.env_settings()['ESXI_HOST']}={WOL_MAC}",
             ESXI_WOL_BROADCAST="127.0.0.1",
-            ESXI_WOL_PORT=str(listener.getsockname()[1]),
+            ESXI_WOL_PORT=str(listener.port),
         )
         run = ctx.start()
         _wait_for_sleeping(lambda: AUTOSTOP in ctx.server.commands(), 30, "autostop")
         status.write_text("OL\n")
         run.finish(timeout=120)
-        listener.settimeout(0.5)
-        packets = []
-        with contextlib.suppress(socket.timeout):
-            while True:
-                packets.append(listener.recv(2048))
-    magic = b"\xff" * 6 + bytes.fromhex(WOL_MAC.replace(":", "")) * 16
-    assert packets and set(packets) == {magic}, packets
+        packets = listener.received()
+    assert packets and set(packets) == {magic(WOL_MAC)}, packets
     text = run.stderr
     assert "no longer answers on port" in text and "magic packet for" in text, text
     assert text.index("no longer answers on port") < text.index("magic packet for"), text

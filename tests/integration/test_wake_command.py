@@ -7,49 +7,17 @@ listener's port, a port the kernel picked); never to a broadcast or LAN address.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from wol import Listener, magic
 
 from esxi_suspend.errors import ExitCode
 
 COMMAND = Path(sys.executable).with_name("esxi-suspend")  # .venv/bin/esxi-suspend
 MACS = {"esxi1": "aa:bb:cc:dd:ee:01", "esxi2": "AA-BB-CC-DD-EE-02"}
-
-
-def magic(mac: str) -> bytes:
-    """Written out here, not wake.magic_packet: 6 x 0xFF, then the MAC's 6 bytes 16 times."""
-    return b"\xff" * 6 + bytes.fromhex(mac.replace(":", "").replace("-", "")) * 16
-
-
-class Listener:
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port: int = self.sock.getsockname()[1]
-
-    def received(self) -> list[bytes]:
-        """Every datagram that arrived (the command has exited: they are all queued)."""
-        self.sock.settimeout(0.3)
-        packets = []
-        while True:
-            try:
-                packets.append(self.sock.recv(2048))
-            except socket.timeout:
-                return packets
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    udp = Listener()
-    try:
-        yield udp
-    finally:
-        udp.sock.close()
 
 
 def env_file(tmp_path: Path, port: int, wol_mac: str) -> Path:

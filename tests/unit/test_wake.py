@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_config import write_env
+from wol import Listener
 
 from esxi_suspend import wake
 from esxi_suspend.config import RestartAwareConfigError, load_settings, validate
@@ -22,36 +22,6 @@ from esxi_suspend.values import parse_mac
 
 MAC = "aa:bb:cc:dd:ee:01"
 MAC_BYTES = bytes.fromhex("aabbccddee01")
-
-
-class Listener:
-    """A real UDP socket on 127.0.0.1, on a port the kernel picked."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(2.0)
-        self.port: int = self.sock.getsockname()[1]
-
-    def packets(self, count: int) -> list[bytes]:
-        return [self.sock.recv(1024) for _ in range(count)]
-
-    def nothing_more(self) -> bool:
-        self.sock.settimeout(0.2)
-        try:
-            self.sock.recv(1024)
-        except socket.timeout:
-            return True
-        return False
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    udp = Listener()
-    try:
-        yield udp
-    finally:
-        udp.sock.close()
 
 
 HOSTS = "ESXI_HOST=esxi1, root@esxi2:2222, esxi3\nESXI_KEY_FILE=@KEY@\nESXI_KNOWN_HOSTS=@KNOWN@\n"
