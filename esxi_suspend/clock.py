@@ -44,3 +44,11 @@ def process_started() -> float:
     except (OSError, ValueError, IndexError):
         return now
     return now - min(max(0.0, age), 60.0)
+
+
+def pause(seconds: float, stopped: Callable[[], bool], step: float = 0.25) -> None:
+    """Sleep `seconds` (real time) in slices of `step`, cut short once `stopped()` (SIGTERM):
+    a wait that a signal ends soon, without a busy loop."""
+    end = time.monotonic() + seconds
+    while not stopped() and time.monotonic() < end:
+        time.sleep(min(step, max(0.0, end - time.monotonic())))

@@ -40,19 +40,9 @@ def battery_runtime(
 ) -> tuple[int | None, str, list[str]]:
     """The smallest `battery.runtime` of the UPSes, which UPS said it, and one line per UPS
     that did not (no UPS known, upsd silent, variable not reported)."""
-    upsc = upsc or ups.upsc
-    try:
-        names = ups.ups_names(configured)
-    except ups.UpsUnreadable as exc:
-        return None, "", [str(exc)]
+    read, missing = ups.read_values(configured, "battery.runtime", RUNTIME_TIMEOUT, upsc)
     best: tuple[int, str] | None = None
-    missing: list[str] = []
-    for name in names:
-        try:
-            text = upsc(name, "battery.runtime", RUNTIME_TIMEOUT)
-        except ups.UpsUnreadable as exc:
-            missing.append(str(exc))
-            continue
+    for name, text in read:
         if not _NUMBER.fullmatch(text.strip()):
             missing.append(f"{name}: battery.runtime is {text.strip()[:40]!r}, not seconds")
             continue

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from esxi_suspend import clock
 from esxi_suspend.local import run_program, search_path, which
 
 log = logging.getLogger(__name__)
@@ -192,22 +193,38 @@ class UpsStatus:
         return "; ".join(parts) or "no UPS"
 
 
-def read_status(
-    configured: tuple[str, ...], timeout: float = UPSC_TIMEOUT, upsc_: Callable[..., str] = upsc
-) -> UpsStatus:
-    """Every UPS's `ups.status`, each bounded by `timeout`; never raises."""
+def read_values(
+    configured: tuple[str, ...],
+    variable: str,
+    timeout: float = UPSC_TIMEOUT,
+    upsc_: Callable[..., str] | None = None,
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """`variable` of every UPS, each bounded by `timeout`: (ups, value) for those read, one
+    line per one that could not be; never raises."""
+    ask = upsc_ or upsc
     try:
         names = ups_names(configured)
     except UpsUnreadable as exc:
-        return UpsStatus((), (str(exc),))
-    statuses: list[tuple[str, str]] = []
+        return [], [str(exc)]
+    values: list[tuple[str, str]] = []
     problems: list[str] = []
     for name in names:
         try:
-            statuses.append((name, " ".join(upsc_(name, "ups.status", timeout).split())))
+            values.append((name, ask(name, variable, timeout)))
         except UpsUnreadable as exc:
             problems.append(str(exc))
-    return UpsStatus(tuple(statuses), tuple(problems))
+    return values, problems
+
+
+def read_status(
+    configured: tuple[str, ...],
+    timeout: float = UPSC_TIMEOUT,
+    upsc_: Callable[..., str] | None = None,
+) -> UpsStatus:
+    """Every UPS's `ups.status`, each bounded by `timeout`; never raises."""
+    values, problems = read_values(configured, "ups.status", timeout, upsc_)
+    statuses = tuple((name, " ".join(value.split())) for name, value in values)
+    return UpsStatus(statuses, tuple(problems))
 
 
 # -- the wait --------------------------------------------------------------------------------
@@ -245,9 +262,7 @@ def wait_for_power(
             return WaitResult("stopped", elapsed, "SIGTERM received")
         if elapsed >= limit:
             return WaitResult("limit", elapsed, f"still on battery after {elapsed:.0f} s")
-        next_look = time.monotonic() + poll_interval
-        while time.monotonic() < next_look and not stopped():
-            time.sleep(min(STEP, max(0.0, next_look - time.monotonic())))
+        clock.pause(poll_interval, stopped, STEP)
         if stopped():
             continue
         status = read(configured)

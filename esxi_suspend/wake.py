@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from esxi_suspend import __version__
+from esxi_suspend import __version__, clock
 from esxi_suspend.config import validate
 from esxi_suspend.errors import ConnectionFailed, ExitCode
 from esxi_suspend.remote import open_socket
@@ -110,12 +110,6 @@ def answers(target: Target, timeout: float = PROBE_TIMEOUT) -> bool:
     return True
 
 
-def _sleep(seconds: float, stopped: Callable[[], bool]) -> None:
-    end = time.monotonic() + seconds
-    while not stopped() and time.monotonic() < end:
-        time.sleep(min(0.25, max(0.0, end - time.monotonic())))
-
-
 def wait_until_down(
     targets: list[Target],
     stopped: Callable[[], bool],
@@ -135,7 +129,7 @@ def wait_until_down(
         )
     going = list(up)
     while up and not stopped() and time.monotonic() - started < limit:
-        _sleep(PROBE_EVERY, stopped)
+        clock.pause(PROBE_EVERY, stopped)
         for target in list(up):
             if not probe(target):
                 up.remove(target)
@@ -171,10 +165,10 @@ def wake_powered_off(
             target.host,
         )
     if going:
-        _sleep(DOWN_SETTLE, stopped)
+        clock.pause(DOWN_SETTLE, stopped)
     worst = max(worst, wake_targets(settings, wakeable))
     if going and not stopped():
-        _sleep(RESEND_AFTER, stopped)
+        clock.pause(RESEND_AFTER, stopped)
         if not stopped():
             log.info("wake: sending again, for a host that was still shutting down")
             worst = max(worst, wake_targets(settings, going))
