@@ -167,8 +167,10 @@ class Outage:
                 status.describe(),
             )
             self.outcome = "power back during the host steps"
-            if self.record is not None:
-                outagerecord.claim_record()
+            if self.record is not None and outagerecord.claim_record() is None:
+                # another run of this outage claimed the record: it wakes the record's hosts
+                record = self.record
+                hosts = [h for h in hosts if not record.covers(h.host, h.port)]
             _wake(everything, hosts, stopped)
             return
         at = self.record.at if self.record is not None else time.time()
