@@ -10,12 +10,11 @@ UPS_EARLY_SHUTDOWN gives; this module only reads NUT's files to tell whether tha
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from esxi_suspend.ups import upsmon_confs
+from esxi_suspend.ups import conf_lines, upsmon_confs
 
 TIMER = "early-shutdown"  # the timer's name in upssched.conf and the script's argument
 _TIMER_RE = re.compile(
@@ -33,21 +32,9 @@ class EarlyShutdown:
     problem: str = ""  # upsmon.conf does not run upssched on ONBATT: the timer never starts
 
 
-def _words(text: str) -> list[list[str]]:
-    lines: list[list[str]] = []
-    for line in text.splitlines():
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError:
-            continue
-        if words:
-            lines.append(words)
-    return lines
-
-
 def upsmon_runs_upssched(text: str) -> str:
     """'' if upsmon.conf's NOTIFYCMD is upssched and ONBATT and ONLINE carry EXEC; else why not."""
-    lines = _words(text)
+    lines = conf_lines(text)
     command = next((w[1] for w in lines if w[0].upper() == "NOTIFYCMD" and len(w) > 1), None)
     if command is None or Path(command).name != "upssched":
         return f"upsmon.conf's NOTIFYCMD is {command or 'not set'}, not upssched"

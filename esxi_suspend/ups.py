@@ -73,6 +73,21 @@ def upsmon_conf_paths() -> list[Path]:
     return [directory / "upsmon.conf" for directory in UPSMON_CONF_DIRS]
 
 
+def conf_lines(text: str) -> list[list[str]]:
+    """A NUT .conf file's lines as upsmon reads them: words, quotes and `#` comments
+    understood; blank lines and lines with an unbalanced quote (upsmon would not read them
+    either) left out."""
+    lines: list[list[str]] = []
+    for line in text.splitlines():
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        if words:
+            lines.append(words)
+    return lines
+
+
 def parse_monitor_lines(text: str) -> list[str]:
     """The UPSes of `MONITOR ups@host[:port] powervalue user password type` lines.
 
@@ -81,11 +96,7 @@ def parse_monitor_lines(text: str) -> list[str]:
     """
     feeding: list[str] = []
     monitored: list[str] = []
-    for line in text.splitlines():
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError:  # an unbalanced quote: upsmon would not read it either
-            continue
+    for words in conf_lines(text):
         if len(words) < 6 or words[0].upper() != "MONITOR":
             continue
         system, power, kind = words[1], words[2], words[5].lower()
