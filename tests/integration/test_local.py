@@ -36,13 +36,17 @@ def test_failing_command_reports_its_exit_and_output() -> None:
         local.run_restart(plan)
 
 
-def test_auto_finds_systemd_unit_or_sysv_script(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    init_d = tmp_path / "init.d"
-    init_d.mkdir()
+@pytest.fixture
+def init_d(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A machine without systemd, its SysV scripts in an empty directory of the test's."""
+    scripts = tmp_path / "init.d"
+    scripts.mkdir()
     monkeypatch.setattr(local, "SYSTEMD_RUNNING", tmp_path / "no-systemd")
-    monkeypatch.setattr(local, "INIT_D", init_d)
+    monkeypatch.setattr(local, "INIT_D", scripts)
+    return scripts
+
+
+def test_auto_finds_systemd_unit_or_sysv_script(init_d: Path) -> None:
     with pytest.raises(LocalRestartFailed, match="no NUT monitor service found"):
         local.plan_restart(RestartSettings())
     (init_d / "ups").write_text("#!/bin/sh\n")
@@ -53,7 +57,7 @@ def test_auto_finds_systemd_unit_or_sysv_script(
     assert plan.argv is not None and plan.argv[-2:] == ("nut-client", "restart")
 
 
-def test_clearing_fsd_restarts_nuts_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clearing_fsd_restarts_nuts_server(init_d: Path) -> None:
     """UPS_CLEAR_FSD: none does nothing, a command is found on PATH, auto finds nut-server."""
     assert local.plan_clear_fsd(RestartSettings(clear_fsd=("none",))).argv is None
     plan = local.plan_clear_fsd(RestartSettings(clear_fsd=("sh", "-c", "exit 4")))
@@ -62,10 +66,6 @@ def test_clearing_fsd_restarts_nuts_server(tmp_path: Path, monkeypatch: pytest.M
         local.run_restart(plan, "restart upsd")
     with pytest.raises(LocalRestartFailed, match="UPS_CLEAR_FSD: program 'nope' not found"):
         local.plan_clear_fsd(RestartSettings(clear_fsd=("nope",)))
-    init_d = tmp_path / "init.d"
-    init_d.mkdir()
-    monkeypatch.setattr(local, "SYSTEMD_RUNNING", tmp_path / "no-systemd")
-    monkeypatch.setattr(local, "INIT_D", init_d)
     with pytest.raises(LocalRestartFailed, match="no NUT server service found"):
         local.plan_clear_fsd(RestartSettings())
     (init_d / "nut-server").write_text("#!/bin/sh\n")
