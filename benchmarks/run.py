@@ -37,6 +37,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+import leftovers  # noqa: E402
 from sshservers import ServerUnavailable, make_client_keys, running_server  # noqa: E402
 
 from esxi_suspend import runner  # noqa: E402
@@ -368,14 +369,18 @@ def main() -> int:
     parser.add_argument("--only", choices=["p1", "p2", "p3", "p4"], help="run one benchmark")
     args = parser.parse_args()
     print(f"Measured {datetime.date.today().isoformat()} on {machine()}.\n")
-    if args.only in (None, "p1"):
-        print("\n".join(p1(args.runs)) + "\n")
-    if args.only in (None, "p2"):
-        print("\n".join(p2(args.time_scale)) + "\n")
-    if args.only in (None, "p3"):
-        print("\n".join(p3(args.time_scale)) + "\n")
-    if args.only in (None, "p4"):
-        print("\n".join(p4()))
+    before = leftovers.snapshot(ROOT)
+    try:
+        if args.only in (None, "p1"):
+            print("\n".join(p1(args.runs)) + "\n")
+        if args.only in (None, "p2"):
+            print("\n".join(p2(args.time_scale)) + "\n")
+        if args.only in (None, "p3"):
+            print("\n".join(p3(args.time_scale)) + "\n")
+        if args.only in (None, "p4"):
+            print("\n".join(p4()))
+    finally:  # the shutdown runs leave their HOST:PORT.lock files (as the tests' do)
+        leftovers.clean(before)
     return 0
 
 
