@@ -13,6 +13,7 @@ import contextlib
 import shlex
 import socket
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from types import TracebackType
@@ -20,7 +21,6 @@ from typing import Any
 
 import paramiko
 from fabric import Config, Connection
-from invoke.exceptions import CommandTimedOut
 
 from esxi_suspend.errors import (
     ConfigError,
@@ -128,6 +128,9 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
     for family, kind, proto, _name, address in addresses:
         sock = socket.socket(family, kind, proto)
         sock.settimeout(timeout)
+        # Each command is a few small packets that wait on the last one's answer: without
+        # this, Nagle's algorithm holds them for the host's delayed ACK (~40 ms a command).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.connect(address)
         except socket.timeout:
@@ -255,10 +258,8 @@ class RemoteHost:
                 f"host {self.name}: not sent: this run was told to stop", command
             )
         try:
-            result = self._connection.run(
-                command, hide=True, warn=True, in_stream=False, pty=False, timeout=timeout
-            )
-        except CommandTimedOut:
+            status, stdout, stderr = _exec(self._connection, command, timeout)
+        except socket.timeout:
             raise RemoteTimeout(
                 f"host {self.name}: `{command}` did not finish within "
                 f"ESXI_COMMAND_TIMEOUT={timeout} s",
@@ -269,18 +270,54 @@ class RemoteHost:
                 f"host {self.name}: session lost while running `{command}` ({first_line(exc)})",
                 command,
             ) from None
-        status = int(result.exited) if result.exited is not None else NO_EXIT_STATUS
         if status == NO_EXIT_STATUS:
             raise SessionDropped(
                 f"host {self.name}: session closed before `{command}` reported an exit status",
                 command,
             )
-        return CommandResult(command, status, str(result.stdout), str(result.stderr))
+        return CommandResult(command, status, stdout, stderr)
 
     def close(self) -> None:
         if self._connection is not None:
             _close_quietly(self._connection, None)
             self._connection = None
+
+
+def _exec(connection: Connection, command: str, timeout: float) -> tuple[int, str, str]:
+    """One command on its own channel: exit status (NO_EXIT_STATUS if the channel closed
+    without one), stdout, stderr. Raises socket.timeout past `timeout` seconds.
+
+    Read here, not with Fabric's runner: its threads and 10 ms polls cost tens of
+    milliseconds a command, and a command's output is a few kilobytes.
+    """
+    deadline = time.monotonic() + timeout
+    transport = connection.client.get_transport()
+    if transport is None:
+        raise EOFError("not connected")
+    channel = transport.open_session(timeout=timeout)
+    try:
+        channel.exec_command(command)
+        channel.shutdown_write()  # nothing on its stdin
+        stdout, stderr = bytearray(), bytearray()
+        while True:
+            channel.settimeout(max(0.001, deadline - time.monotonic()))
+            data = channel.recv(65536)  # b"" at end of file, or when the session is gone
+            while channel.recv_stderr_ready():
+                stderr += channel.recv_stderr(65536)
+            if not data:
+                break
+            stdout += data
+        if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
+            raise socket.timeout("no exit status")
+        while channel.recv_stderr_ready():
+            stderr += channel.recv_stderr(65536)
+        return (
+            channel.exit_status,
+            stdout.decode("utf-8", "replace"),
+            stderr.decode("utf-8", "replace"),
+        )
+    finally:
+        channel.close()
 
 
 def _close_quietly(connection: Connection, sock: socket.socket | None) -> None:

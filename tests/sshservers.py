@@ -365,7 +365,27 @@ def _openssh_argv(root: Path, port: int, fake_dir: Path, keys: ClientKeys) -> tu
         ssh_keygen(host_key, comment="fake-esxi-openssh")
     (root / "authorized_keys").write_text(keys.authorized_keys)
     config = _sshd_config(root, port, host_key, fake_dir)
-    return [sshd, "-D", "-e", "-f", str(config)], Path(f"{host_key}.pub").read_text()
+    home = root / "home"
+    home.mkdir(mode=0o700, exist_ok=True)
+    argv = _with_own_root_home(home, [sshd, "-D", "-e", "-f", str(config)])
+    return argv, Path(f"{host_key}.pub").read_text()
+
+
+def _with_own_root_home(home: Path, argv: list[str]) -> list[str]:
+    """`argv` in a mount namespace of its own where /root is `home`.
+
+    The servers run the forced command through root's login shell, and Debian's bash sources
+    ~/.bashrc when sshd runs it: this machine's /root/.bashrc (a pyenv init costs ~80 ms a
+    command) would run on every command of the fake ESXi host, whose root shell is busybox.
+    """
+    unshare = shutil.which("unshare")
+    if not unshare:
+        raise ServerUnavailable("unshare not found (util-linux)")
+    if os.geteuid() != 0:
+        raise ServerUnavailable("the fake hosts need root (a mount namespace over /root)")
+    inner = " ".join(shlex.quote(arg) for arg in argv)
+    script = f"mount -n --bind {shlex.quote(str(home))} /root && exec {inner}"
+    return [unshare, "--mount", "--propagation", "private", "sh", "-c", script]
 
 
 def _dropbear_argv(
@@ -373,13 +393,8 @@ def _dropbear_argv(
 ) -> tuple[list[str], str]:
     dropbear = shutil.which("dropbear") or shutil.which("dropbear", path="/usr/sbin:/sbin")
     dropbearkey = shutil.which("dropbearkey") or shutil.which("dropbearkey", path="/usr/sbin")
-    unshare = shutil.which("unshare")
     if not (dropbear and dropbearkey):
         raise ServerUnavailable("dropbear not found (apt-get install dropbear-bin)")
-    if not unshare:
-        raise ServerUnavailable("unshare not found (util-linux)")
-    if os.geteuid() != 0:
-        raise ServerUnavailable("dropbear fixture needs root (mount namespace over /root)")
     host_key = root / "dropbear_ed25519_host_key"
     if not host_key.exists():
         _run([dropbearkey, "-t", "ed25519", "-f", str(host_key)])
@@ -391,18 +406,14 @@ def _dropbear_argv(
     authorized.chmod(0o600)
     home.chmod(0o700)
     forced = f"{shlex.quote(str(WRAPPER))} {shlex.quote(str(fake_dir))}"
-    inner = " ".join(
-        shlex.quote(arg)
-        for arg in [
-            dropbear, "-F", "-E", "-s", "-j", "-k",
-            "-p", f"{HOST}:{port}",
-            "-r", str(host_key),
-            "-P", str(root / "dropbear.pid"),
-            "-c", forced,
-        ]
-    )  # fmt: skip
-    script = f"mount -n --bind {shlex.quote(str(home))} /root && exec {inner}"
-    return [unshare, "--mount", "--propagation", "private", "sh", "-c", script], pub
+    argv = [
+        dropbear, "-F", "-E", "-s", "-j", "-k",
+        "-p", f"{HOST}:{port}",
+        "-r", str(host_key),
+        "-P", str(root / "dropbear.pid"),
+        "-c", forced,
+    ]  # fmt: skip
+    return _with_own_root_home(home, argv), pub
 
 
 def _wait_ready(process: subprocess.Popen[bytes], port: int, log_file: Path) -> str:
