@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
@@ -38,13 +39,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import leftovers  # noqa: E402
+from simhelpers import sequence_started  # noqa: E402
 from sshservers import ServerUnavailable, make_client_keys, running_server  # noqa: E402
 
 from esxi_suspend import runner  # noqa: E402
 from esxi_suspend.config import load_settings  # noqa: E402
 from esxi_suspend.demo import prepare_env  # noqa: E402
 from esxi_suspend.errors import RemoteCommandFailed, SessionDropped  # noqa: E402
-from esxi_suspend.remote import CommandResult, RemoteHost  # noqa: E402
+from esxi_suspend.hostscript import STARTED  # noqa: E402
+from esxi_suspend.remote import CommandResult, Exchange, RemoteHost  # noqa: E402
 from esxi_suspend.shutdown import HostResult, shutdown_host  # noqa: E402
 from esxi_suspend.simulator import (  # noqa: E402
     Fate,
@@ -158,19 +161,44 @@ def strategy(name: str) -> Callable[[SimulatedHost, Path, str], None]:
 
 
 class _LostAfterStart:
-    """Our session to the host, lost for good once the host sequence has been started."""
+    """Our session to the host, lost for good once the host sequence has been started: the
+    shutdown command's channel is closed as soon as the host says it started the script."""
 
     def __init__(self, remote: RemoteHost) -> None:
         self.remote = remote
         self.name = remote.name
-        self.commands = 0
 
     def run(self, command: str, timeout: int) -> CommandResult:
-        self.commands += 1
-        if self.commands > 2:  # the inventory, then the start
-            raise SessionDropped("benchmark: session lost after the start", command)
-        result: CommandResult = self.remote.run(command, timeout)
-        return result
+        return self.remote.run(command, timeout)
+
+    @contextlib.contextmanager
+    def exchange(self, command: str, timeout: int, label: str = "") -> Iterator[_CutTalk]:
+        with self.remote.exchange(command, timeout, label) as talk:
+            yield _CutTalk(talk)
+
+
+class _CutTalk:
+    def __init__(self, talk: Exchange) -> None:
+        self.talk = talk
+        self.started = False
+
+    def read_until(self, marker: str, deadline: float) -> str:
+        text = self.talk.read_until(marker, deadline)
+        self.started = marker.endswith(f" {STARTED}")
+        return text
+
+    def lines(self, deadline: float) -> Iterator[str]:
+        if self.started:
+            self.talk.close()
+            raise SessionDropped("benchmark: session lost after the start", "shutdown command")
+        yield from self.talk.lines(deadline)
+
+    def send(self, text: str) -> None:
+        self.talk.send(text)
+
+    @property
+    def exited(self) -> bool:
+        return self.talk.exited
 
 
 def parallel_session_lost(host: SimulatedHost, directory: Path, private_key: str) -> None:
@@ -337,13 +365,12 @@ def p4(runs: int = 3) -> list[str]:
 
 
 def _wait_for_sequence(host: SimulatedHost, timeout: float) -> float | None:
-    """Simulated time of the exec that started the detached host sequence."""
+    """Simulated time at which the host sequence's log said it started."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for event in host.events:
-            if event.kind == "exec" and "nohup sh -c" in event.text:
-                return event.at
-        time.sleep(0.01)
+        if sequence_started(host):
+            return host.simulated_now()
+        time.sleep(0.005)
     return None
 
 

@@ -11,7 +11,7 @@ with LOG_PREFIX; what a host command printed is marked HOST_TEXT after it.
 from __future__ import annotations
 
 from esxi_suspend import esxi
-from esxi_suspend.inventory import HOST_TMP
+from esxi_suspend.inventory import HOST_TMP, inventory_command
 from esxi_suspend.plan import Phase, ShutdownPlan
 
 LOG_PREFIX = "esxi-suspend:"
@@ -123,24 +123,57 @@ def sequence_script(plan: ShutdownPlan) -> str:
     return "\n".join(lines)
 
 
-def detached(script: str, log_path: str, has_nohup: bool, wait: bool = False) -> str:
-    """Run `script` on the host in the background, surviving our session, output to its log.
+# What the shutdown command prints after the inventory's sections, each on a marker line.
+READY = "ready"  # the inventory is out: the host waits for the script on the command's input
+STARTED = "started"  # the host sequence runs, detached; its log follows
 
-    `wait`: for a script that only powers the host off, the same command waits for it and
-    prints its log, which saves the round trip of a poll.
+
+def shutdown_command(token: int, log: str) -> str:
+    """The one command of a shutdown: the inventory; then the script we make of it, read
+    from the command's input, started detached (a child of init, as `( ... & )` leaves it);
+    then the script's log, line by line as the host writes it (`tail -f`). With `wait` (a
+    script that only powers the host off) the script runs in the command itself, and its log
+    is printed once it is over.
+
+    The script runs only if it arrived whole (its length is sent first): a session lost in the
+    middle of sending it must never run half of it.
     """
-    if "'" in script or not log_path.startswith(HOST_LOG_PREFIX):
-        raise ValueError("refusing to build a detached command from unexpected parts")
-    runner = "nohup sh -c" if has_nohup else "sh -c"
-    line = f"{runner} '{script}' >> \"{log_path}\" 2>&1 < /dev/null &"
-    return f"{line} wait $!; {read_log(log_path)}" if wait else line
+    path = _checked(log)
+    return f"""{inventory_command(token)}
+echo "$m {READY}"
+read -r mode size || exit 0
+s=$(cat)
+[ "${{#s}}" = "$size" ] || {{ echo "$m incomplete"; exit 1; }}
+: >> "{path}"
+n=
+if command -v nohup >/dev/null 2>&1; then n=nohup; fi
+echo "$m {STARTED}"
+if [ "$mode" = wait ]; then
+  $n sh -c "$s" >> "{path}" 2>&1 < /dev/null
+  cat "{path}"
+else
+  ( $n sh -c "$s" >> "{path}" 2>&1 < /dev/null & )
+  {follow_log(path)}
+fi"""
 
 
-def read_log(log_path: str) -> str:
-    """The one command of each follow-up poll."""
-    if not log_path.startswith(HOST_LOG_PREFIX):
-        raise ValueError("refusing to read an unexpected path")
-    return f'cat "{log_path}"'
+def start_request(script: str, wait: bool) -> str:
+    """What the shutdown command reads on its input: how to follow, the length, the script."""
+    return f"{'wait' if wait else 'follow'} {len(script)}\n{script}"
+
+
+def follow_log(log: str) -> str:
+    """The host's log from its first line, then each line as it is written (a new session's
+    one command, after ours was lost)."""
+    return f'tail -n 100000 -f "{_checked(log)}"'
+
+
+def _checked(log: str) -> str:
+    if not log.startswith(HOST_LOG_PREFIX) or not log.endswith(".log"):
+        raise ValueError("refusing an unexpected log path")
+    if not all(ch.isalnum() or ch in "${}:-/_." for ch in log):
+        raise ValueError("refusing an unexpected log path")
+    return log
 
 
 def log_path(stamp: int, pid: int) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -78,12 +80,29 @@ def inventory_command(token: int) -> str:
     return _INVENTORY.replace("TOKEN", str(token))
 
 
+class Talk(Protocol):
+    """One command we talk with while it runs (remote.Exchange, or a fake in unit tests)."""
+
+    def read_until(self, marker: str, deadline: float) -> str: ...
+
+    def lines(self, deadline: float) -> Iterator[str]: ...
+
+    def send(self, text: str) -> None: ...
+
+    @property
+    def exited(self) -> bool: ...
+
+
 class Remote(Protocol):
     """What we need from a connected host (remote.RemoteHost, or a fake in unit tests)."""
 
     name: str
 
     def run(self, command: str, timeout: int) -> CommandResult: ...
+
+    def exchange(
+        self, command: str, timeout: int, label: str = ""
+    ) -> AbstractContextManager[Talk]: ...
 
 
 class InventoryError(RemoteCommandFailed):
@@ -121,27 +140,38 @@ class Inventory:
 def read_inventory(remote: Remote, timeout: int) -> Inventory:
     """The host's VMs with state, tools and autostart entry, in one round trip (the host runs
     the per-VM queries concurrently); raise InventoryError when it cannot be read."""
-    token = secrets.randbelow(10**9)
+    token = new_token()
     done = remote.run(inventory_command(token), timeout)
-    sections = esxi.split_marked(done.stdout, token)
+    return parse_inventory(remote.name, done.stdout, token, done.exit_status, done.error_tail())
+
+
+def new_token() -> int:
+    """A marker token: a number of ours the host's text cannot know in advance."""
+    return secrets.randbelow(10**9)
+
+
+def parse_inventory(
+    host: str, stdout: str, token: int, exit_status: int, error_tail: str
+) -> Inventory:
+    """The inventory command's output; `exit_status` and `error_tail` say how the command
+    ended, for the message when the listing itself tells nothing."""
+    sections = esxi.split_marked(stdout, token)
     status = next((key.split()[1] for key in sections if key.startswith("status ")), None)
     listing = sections.get("vms", "")
     if status != "0":
-        shown = status if status is not None else done.exit_status
-        tail = _tail(listing) or done.error_tail()
+        shown = status if status is not None else exit_status
+        tail = _tail(listing) or error_tail
         raise InventoryError(
-            f"host {remote.name}: `{esxi.GETALLVMS}` exited {shown} ({tail})",
+            f"host {host}: `{esxi.GETALLVMS}` exited {shown} ({tail})",
             esxi.GETALLVMS,
-            int(shown) if str(shown).isdigit() else done.exit_status,
+            int(shown) if str(shown).isdigit() else exit_status,
         )
     try:
         vms = parse_getallvms(listing)
         defaults = parse_defaults(sections.get("defaults", ""))
         sequence = {e.vmid: e for e in parse_autostartseq(sections.get("sequence", ""))}
     except esxi.ParseError as exc:
-        raise InventoryError(
-            f"host {remote.name}: unexpected output: {exc}", esxi.GETALLVMS
-        ) from None
+        raise InventoryError(f"host {host}: unexpected output: {exc}", esxi.GETALLVMS) from None
     infos = []
     for vm in vms:
         summary = parse_summary(sections.get(f"summary {vm.vmid}", ""))

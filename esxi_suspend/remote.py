@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -251,31 +252,42 @@ class RemoteHost:
 
     def run(self, command: str, timeout: int) -> CommandResult:
         """Run one command; raise RemoteTimeout or SessionDropped, else return how it ended."""
+        deadline = time.monotonic() + timeout
+        with self.exchange(command, timeout) as talk:
+            talk.send("")
+            stdout = talk.rest(deadline)
+            status = talk.wait_status(deadline)
+            if status == NO_EXIT_STATUS:
+                raise SessionDropped(
+                    f"host {self.name}: session closed before `{command}` reported an exit status",
+                    command,
+                )
+            return CommandResult(command, status, stdout, talk.stderr)
+
+    @contextlib.contextmanager
+    def exchange(self, command: str, timeout: int, label: str = "") -> Iterator[Exchange]:
+        """One command we talk with: its output read as it comes, its input written once.
+        `label`: what messages call it (default: the command itself)."""
         if self._connection is None:
             raise RemoteCommandFailed(f"host {self.name}: not connected", command)
         if _Abort.requested:
             raise RemoteCommandFailed(
                 f"host {self.name}: not sent: this run was told to stop", command
             )
+        talk = Exchange(self.name, label or f"`{command}`", timeout)
         try:
-            status, stdout, stderr = _exec(self._connection, command, timeout)
-        except socket.timeout:
-            raise RemoteTimeout(
-                f"host {self.name}: `{command}` did not finish within "
-                f"ESXI_COMMAND_TIMEOUT={timeout} s",
-                command,
-            ) from None
+            transport = self._connection.client.get_transport()
+            if transport is None:
+                raise EOFError("not connected")
+            channel = transport.open_session(timeout=timeout)
+            talk.channel = channel
+            channel.exec_command(command)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise SessionDropped(
-                f"host {self.name}: session lost while running `{command}` ({first_line(exc)})",
-                command,
-            ) from None
-        if status == NO_EXIT_STATUS:
-            raise SessionDropped(
-                f"host {self.name}: session closed before `{command}` reported an exit status",
-                command,
-            )
-        return CommandResult(command, status, stdout, stderr)
+            raise talk.dropped(exc) from None
+        try:
+            yield talk
+        finally:
+            talk.close()
 
     def close(self) -> None:
         if self._connection is not None:
@@ -283,41 +295,123 @@ class RemoteHost:
             self._connection = None
 
 
-def _exec(connection: Connection, command: str, timeout: float) -> tuple[int, str, str]:
-    """One command on its own channel: exit status (NO_EXIT_STATUS if the channel closed
-    without one), stdout, stderr. Raises socket.timeout past `timeout` seconds.
+class Exchange:
+    """One command on its own channel: output read line by line as it comes, input sent once.
 
-    Read here, not with Fabric's runner: its threads and 10 ms polls cost tens of
-    milliseconds a command, and a command's output is a few kilobytes.
+    Read here, not with Fabric's runner (its threads and 10 ms polls cost tens of milliseconds
+    a command), so that one command can print the host's inventory, take the script we make
+    of it on its input, and go on printing the host's log while the host works.
     """
-    deadline = time.monotonic() + timeout
-    transport = connection.client.get_transport()
-    if transport is None:
-        raise EOFError("not connected")
-    channel = transport.open_session(timeout=timeout)
-    try:
-        channel.exec_command(command)
-        channel.shutdown_write()  # nothing on its stdin
-        stdout, stderr = bytearray(), bytearray()
-        while True:
-            channel.settimeout(max(0.001, deadline - time.monotonic()))
-            data = channel.recv(65536)  # b"" at end of file, or when the session is gone
-            while channel.recv_stderr_ready():
-                stderr += channel.recv_stderr(65536)
-            if not data:
-                break
-            stdout += data
-        if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
-            raise socket.timeout("no exit status")
-        while channel.recv_stderr_ready():
-            stderr += channel.recv_stderr(65536)
-        return (
-            channel.exit_status,
-            stdout.decode("utf-8", "replace"),
-            stderr.decode("utf-8", "replace"),
+
+    def __init__(self, host: str, label: str, timeout: int) -> None:
+        self.host = host
+        self.label = label
+        self.timeout = timeout
+        self.channel: paramiko.Channel | None = None
+        self.stderr = ""
+        self._buffer = b""
+        self._eof = False
+
+    def dropped(self, exc: BaseException | str) -> SessionDropped:
+        why = exc if isinstance(exc, str) else first_line(exc)
+        return SessionDropped(
+            f"host {self.host}: session lost while running {self.label} ({why})", self.label
         )
-    finally:
-        channel.close()
+
+    def timed_out(self) -> RemoteTimeout:
+        return RemoteTimeout(
+            f"host {self.host}: {self.label} did not finish within "
+            f"ESXI_COMMAND_TIMEOUT={self.timeout} s",
+            self.label,
+        )
+
+    def _fill(self, deadline: float) -> bool:
+        """More output into the buffer; False at end of file (or the session gone)."""
+        if self._eof or self.channel is None:
+            return False
+        try:
+            self.channel.settimeout(max(0.001, deadline - time.monotonic()))
+            data = self.channel.recv(65536)
+            while self.channel.recv_stderr_ready():
+                self.stderr += self.channel.recv_stderr(65536).decode("utf-8", "replace")
+        except socket.timeout:
+            raise self.timed_out() from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self.dropped(exc) from None
+        if not data:
+            self._eof = True
+            return False
+        self._buffer += data
+        return True
+
+    def read_until(self, marker: str, deadline: float) -> str:
+        """The output before the line `marker` (that line is taken too); SessionDropped when
+        the output ends first, RemoteTimeout past `deadline` (time.monotonic)."""
+        needle = f"{marker}\n".encode()
+        while True:
+            at = self._buffer.find(needle)
+            while at > 0 and self._buffer[at - 1 : at] != b"\n":
+                at = self._buffer.find(needle, at + 1)
+            if at >= 0:
+                text, self._buffer = self._buffer[:at], self._buffer[at + len(needle) :]
+                return text.decode("utf-8", "replace")
+            if not self._fill(deadline):
+                raise self.dropped(f"its output ended before `{marker}`")
+
+    def lines(self, deadline: float) -> Iterator[str]:
+        """Each output line as it comes, until the output ends; RemoteTimeout past
+        `deadline` (time.monotonic)."""
+        while True:
+            while b"\n" in self._buffer:
+                line, _, self._buffer = self._buffer.partition(b"\n")
+                yield line.decode("utf-8", "replace")
+            if not self._fill(deadline):
+                break
+        if self._buffer:
+            yield self.rest(deadline)
+
+    def rest(self, deadline: float) -> str:
+        """All the output still to come, once it has ended."""
+        while self._fill(deadline):
+            pass
+        text, self._buffer = self._buffer.decode("utf-8", "replace"), b""
+        return text
+
+    def send(self, text: str) -> None:
+        """All of the command's input, then end of file."""
+        if self.channel is None:
+            raise self.dropped("not started")
+        try:
+            if text:
+                self.channel.sendall(text.encode())
+            self.channel.shutdown_write()
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self.dropped(exc) from None
+
+    def wait_status(self, deadline: float) -> int:
+        """The exit status, once the output has ended; NO_EXIT_STATUS if the channel closed
+        without one."""
+        if self.channel is None:
+            return NO_EXIT_STATUS
+        if not self.channel.status_event.wait(max(0.0, deadline - time.monotonic())):
+            raise self.timed_out()
+        while self.channel.recv_stderr_ready():
+            self.stderr += self.channel.recv_stderr(65536).decode("utf-8", "replace")
+        return int(self.channel.exit_status)
+
+    @property
+    def exited(self) -> bool:
+        """The command reported an exit status (the session is still there)."""
+        return (
+            self.channel is not None
+            and self.channel.exit_status_ready()
+            and (self.channel.exit_status != NO_EXIT_STATUS)
+        )
+
+    def close(self) -> None:
+        if self.channel is not None:
+            with contextlib.suppress(Exception):  # closing a dead channel must never raise
+                self.channel.close()
 
 
 def _close_quietly(connection: Connection, sock: socket.socket | None) -> None:

@@ -2,28 +2,29 @@
 
 The host script (hostscript.sequence_script) drives itself: it moves to its next phase as
 soon as that phase's VMs are down and powers the host off by the deadline whatever happens to
-us. Our side starts it, then reads its log, one round trip per poll, and copies it to ours:
+us. Our side sends it on the input of the command that printed the inventory, then reads the
+host's log from that same command as the host writes it, and copies it to ours: no poll, and
 losing our session never makes the host slower.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from esxi_suspend.errors import ExitCode, RemoteCommandFailed, SessionDropped
+from esxi_suspend.errors import ExitCode, RemoteCommandFailed, RemoteTimeout
 from esxi_suspend.hostscript import (
     HOST_TEXT,
     LOG_PREFIX,
-    detached,
-    log_path,
-    read_log,
+    STARTED,
+    follow_log,
     sequence_script,
+    start_request,
 )
-from esxi_suspend.inventory import Inventory, Remote
+from esxi_suspend.inventory import Inventory, Remote, Talk
 from esxi_suspend.plan import ShutdownPlan
 from esxi_suspend.report import printable
 from esxi_suspend.settings import Settings
@@ -33,9 +34,6 @@ log = logging.getLogger(__name__)
 # Opens a fresh session to the same host (after ours was lost); None if that fails.
 Reconnect = Callable[[], "Remote | None"]
 Record = Callable[[str, ExitCode, str], None]
-# The first looks come quickly (a host with nothing to stop is off in a second), then every
-# ESXI_POLL_INTERVAL.
-FIRST_POLL = 0.1
 
 
 @dataclass
@@ -56,32 +54,36 @@ class Follow:
 
 
 def run_sequence(
+    talk: Talk,
     remote: Remote,
+    marker: str,
     inventory: Inventory,
     plan: ShutdownPlan,
     settings: Settings,
     reconnect: Reconnect,
     record: Record,
+    log_path: str,
 ) -> None:
-    """Start the host script, then follow it until the host goes down or contact is lost."""
+    """Send the host script to the shutdown command (`talk`, past its inventory), then
+    follow the host's log until the host goes down or contact is lost.
+
+    `marker`: the shutdown command's marker prefix (`@@TOKEN`), for its STARTED line.
+    """
     follow = Follow(
         plan=plan,
         names={info.vmid: info.vm.name for info in inventory.vms},
-        log_path=log_path(int(time.time()), os.getpid()),
+        log_path=log_path,
     )
     timeout = settings.command_timeout
     start = time.monotonic()
     quick = plan.stops_nothing  # the script only powers the host off: wait for it at once
-    command = detached(sequence_script(plan), follow.log_path, inventory.has_nohup, quick)
     try:
-        started = remote.run(command, timeout)
-    except SessionDropped as exc:
-        if quick:  # the host went down under the command that powers it off
+        talk.send(start_request(sequence_script(plan), quick))
+        talk.read_until(f"{marker} {STARTED}", start + timeout)
+    except RemoteCommandFailed as exc:
+        if quick and not isinstance(exc, RemoteTimeout):  # gone under the poweroff
             record("poweroff", ExitCode.OK, "host closed the session: it is going down")
             return
-        record("sequence", exc.exit_code, f"could not start the host sequence: {exc}")
-        return
-    except RemoteCommandFailed as exc:
         record("sequence", exc.exit_code, f"could not start the host sequence: {exc}")
         return
     record(
@@ -90,52 +92,67 @@ def run_sequence(
         f"started on the host, detached (log {follow.log_path}); it powers the host off "
         f"within {plan.deadline} s even without us",
     )
-    if quick:
-        _read(remote.name, follow, started.stdout)
     # Real seconds we follow at most: the host's deadline plus room for slow commands.
     bound = start + plan.deadline + 2 * timeout + 30
-    current: Remote | None = None if follow.poweroff_seen else remote
-    if follow.poweroff_seen:
-        record("poweroff", ExitCode.OK, "the host sequence ran poweroff: it is going down")
-    pause = min(FIRST_POLL, settings.poll_interval)
-    while current is not None:
-        try:
-            _poll(current, follow, timeout)
-        except RemoteCommandFailed as exc:
-            if follow.poweroff_seen or follow.final_started:
+    with contextlib.ExitStack() as opened:
+        current: Remote | None = remote
+        while current is not None:
+            dropped = _read_stream(remote.name, follow, talk, bound)
+            if dropped is None:
+                record(
+                    "follow", ExitCode.REMOTE_COMMAND, "the host sequence did not finish in time"
+                )
+                break
+            if follow.poweroff_seen:
+                record("poweroff", ExitCode.OK, "the host sequence ran poweroff: it is going down")
+                break
+            if follow.final_started or quick:
                 record("poweroff", ExitCode.OK, "host closed the session: it is going down")
                 break
-            log.warning("host %s: lost the session (%s); reconnecting", remote.name, exc)
-            current = reconnect()
-            if current is None:
+            if time.monotonic() > bound:
                 record(
-                    "follow",
-                    ExitCode.CONNECTION,
-                    "lost contact with the host; its sequence goes on without us and powers "
-                    f"it off within {plan.deadline} s of its start",
+                    "follow", ExitCode.REMOTE_COMMAND, "the host sequence did not finish in time"
                 )
-            continue
-        if follow.poweroff_seen:
-            record("poweroff", ExitCode.OK, "the host sequence ran poweroff: it is going down")
-            break
-        if time.monotonic() > bound:
-            record("follow", ExitCode.REMOTE_COMMAND, "the host sequence did not finish in time")
-            break
-        time.sleep(pause)
-        pause = min(settings.poll_interval, pause * 2)
+                break
+            if dropped:
+                log.warning("host %s: lost the session; reconnecting", remote.name)
+                current = reconnect()
+                if current is None:
+                    record(
+                        "follow",
+                        ExitCode.CONNECTION,
+                        "lost contact with the host; its sequence goes on without us and "
+                        f"powers it off within {plan.deadline} s of its start",
+                    )
+                    break
+            else:  # the log's reader ended on its own: look again in a moment
+                time.sleep(settings.poll_interval)
+            try:
+                talk = opened.enter_context(current.exchange(follow_log(log_path), timeout))
+                talk.send("")
+            except RemoteCommandFailed as exc:
+                log.warning("host %s: cannot read the host's log (%s)", remote.name, exc)
     _report_fates(follow, record)
 
 
-def _poll(remote: Remote, follow: Follow, timeout: int) -> None:
-    """One round trip: the new lines of the host's log."""
-    _read(remote.name, follow, remote.run(read_log(follow.log_path), timeout).stdout)
-
-
-def _read(host: str, follow: Follow, log_text: str) -> None:
-    lines = log_text.splitlines()
-    for line in lines[follow.lines_seen :]:
-        _host_line(host, follow, line)
-    follow.lines_seen = max(follow.lines_seen, len(lines))
+def _read_stream(host: str, follow: Follow, talk: Talk, bound: float) -> bool | None:
+    """The log lines one command prints, the ones seen before skipped (each reader starts
+    at the log's first line). True: the session was lost; False: the command ended; None:
+    past `bound`."""
+    index = 0
+    try:
+        for line in talk.lines(bound):
+            index += 1
+            if index > follow.lines_seen:
+                follow.lines_seen = index
+                _host_line(host, follow, line)
+                if follow.poweroff_seen:
+                    return False
+    except RemoteTimeout:
+        return None
+    except RemoteCommandFailed:
+        return True
+    return not talk.exited
 
 
 def _host_line(host: str, follow: Follow, line: str) -> None:

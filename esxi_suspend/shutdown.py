@@ -6,7 +6,10 @@ A step that fails is recorded and the next one still runs: the battery decides, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import time
 from dataclasses import dataclass, field
 
 from esxi_suspend import clock, esxi, local
@@ -17,13 +20,17 @@ from esxi_suspend.errors import (
     SessionDropped,
     one_line,
 )
-from esxi_suspend.inventory import Inventory, Remote, read_inventory
+from esxi_suspend.hostscript import READY, log_path, shutdown_command
+from esxi_suspend.inventory import Inventory, Remote, new_token, parse_inventory, read_inventory
 from esxi_suspend.plan import ShutdownPlan, find_self_vm, make_plan
+from esxi_suspend.remote import NO_EXIT_STATUS
 from esxi_suspend.report import describe_plan, printable, render_check
 from esxi_suspend.sequence import Reconnect, run_sequence
 from esxi_suspend.settings import Settings
 
 log = logging.getLogger(__name__)
+# What messages call the one command of a shutdown.
+SHUTDOWN_LABEL = "the shutdown command (inventory, then the host sequence)"
 
 
 @dataclass
@@ -65,19 +72,40 @@ class HostResult:
 def shutdown_host(
     remote: Remote, settings: Settings, result: HostResult, reconnect: Reconnect
 ) -> None:
-    """Read the host, plan, and run the plan detached on the host; plain path if unreadable."""
+    """Read the host, plan, and run the plan detached on the host; plain path if unreadable.
+
+    One command does it all (hostscript.shutdown_command): it prints the inventory, takes
+    the script we make of it on its input, starts it and prints its log as it grows.
+    """
+    timeout = settings.command_timeout
+    token = new_token()
+    marker = f"@@{token}"
+    path = log_path(int(time.time()), os.getpid())
     try:
-        inventory = read_inventory(remote, settings.command_timeout)
-    except RemoteCommandFailed as exc:
-        result.add("inventory", exc.exit_code, f"{one_line(exc)}; falling back to autostop")
+        command = shutdown_command(token, path)
+        with remote.exchange(command, timeout, SHUTDOWN_LABEL) as talk:
+            try:
+                text = talk.read_until(f"{marker} {READY}", time.monotonic() + timeout)
+                inventory = parse_inventory(remote.name, text, token, NO_EXIT_STATUS, "")
+            except RemoteCommandFailed as exc:
+                with contextlib.suppress(RemoteCommandFailed):
+                    talk.send("")  # the host command ends without running anything
+                failed: RemoteCommandFailed | None = exc
+            else:
+                failed = None
+                self_vm, why = find_self_vm(inventory, settings, local.smbios_uuid())
+                plan = make_plan(inventory, settings, self_vm, clock.now() - settings.called_at)
+                result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings))
+                for line in describe_plan(inventory, plan, why):
+                    log.info("host %s: plan: %s", remote.name, line)
+                run_sequence(
+                    talk, remote, marker, inventory, plan, settings, reconnect, result.add, path
+                )
+    except RemoteCommandFailed as exc:  # the command could not even be sent
+        failed = exc
+    if failed is not None:
+        result.add("inventory", failed.exit_code, f"{one_line(failed)}; falling back to autostop")
         plain_shutdown(remote, settings, result, reconnect)
-        return
-    self_vm, why = find_self_vm(inventory, settings, local.smbios_uuid())
-    plan = make_plan(inventory, settings, self_vm, clock.now() - settings.called_at)
-    result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings))
-    for line in describe_plan(inventory, plan, why):
-        log.info("host %s: plan: %s", remote.name, line)
-    run_sequence(remote, inventory, plan, settings, reconnect, result.add)
 
 
 def _inventory_text(

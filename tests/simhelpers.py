@@ -49,3 +49,9 @@ def sim_settings(
         poll_interval=0.02,  # real seconds: a few simulated seconds at the tests' time scale
     )
     return replace(settings, **overrides)
+
+
+def sequence_started(host: SimulatedHost) -> bool:
+    """The host sequence runs: its log on the host says so (it is the one command we send
+    that the host's own events do not name)."""
+    return any("host sequence started" in text for text in host.files.values())

@@ -12,12 +12,13 @@ import contextlib
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import paramiko
 
 from esxi_suspend.simulator.host import HostDown, HostModel, Interrupted
 from esxi_suspend.simulator.shell import Shell
+from esxi_suspend.simulator.shell_state import Source
 
 # Real seconds before a channel's first byte: paramiko answers the exec request only after our
 # callback returns, and a client must see that answer before the command's output.
@@ -49,6 +50,10 @@ class ChannelTerminal:
             else:
                 self.channel.sendall(data)
 
+    @property
+    def closed(self) -> bool:
+        return bool(self.channel.closed)
+
     def hold(self) -> None:
         with self.lock:
             self.holders += 1
@@ -70,6 +75,36 @@ class ChannelTerminal:
         with contextlib.suppress(Exception):
             self.channel.shutdown_write()
             self.channel.close()
+
+
+class ChannelSource(Source):
+    """The exec channel's input, as the client sends it, up to its end of file (`read -r`,
+    `cat` and `$(cat)` of the command line wait for it, as on a real host)."""
+
+    def __init__(self, channel: Any, model: HostModel) -> None:
+        super().__init__()
+        self.channel = channel
+        self.model = model
+        self.ended = False
+
+    def _wait_for(self, enough: Callable[[str], bool]) -> None:
+        while not self.ended:
+            with self._lock:
+                if enough(self._text[self._pos :]):
+                    return
+            self.model.check(None)  # HostDown once the host is off
+            try:
+                self.channel.settimeout(0.1)
+                data = self.channel.recv(65536)
+            except socket.timeout:
+                continue
+            except Exception:  # a closed channel: no more input
+                data = b""
+            with self._lock:
+                if data:
+                    self._text += data.decode("utf-8", "replace")
+                else:
+                    self.ended = True
 
 
 class Connection:
@@ -163,7 +198,7 @@ def execute(model: HostModel, connection: Connection, channel: Any, command: str
     terminal = ChannelTerminal(channel)
     shell = Shell(model, connection.number)
     try:
-        status = shell.run(command, terminal)
+        status = shell.run(command, terminal, ChannelSource(channel, model))
     except HostDown:
         return  # the host is gone: the session was closed under the client
     except Interrupted:

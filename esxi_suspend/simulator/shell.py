@@ -80,14 +80,15 @@ class Shell:
         self._started: list[Child] = []  # the `&` jobs the exec request's own shell started
 
     # -- entry points -------------------------------------------------------------------------
-    def run(self, command: str, term: Terminal | None) -> int:
-        """Run `command` as `sh -c` does; raises HostDown (no exit status) or Interrupted."""
+    def run(self, command: str, term: Terminal | None, stdin: Source | None = None) -> int:
+        """Run `command` as `sh -c` does, reading `stdin` (the channel's input: none by
+        default); raises HostDown (no exit status) or Interrupted."""
         job = self.host.new_job(_describe(command), self.session, background=False)
         self._foreground = job
         fds: dict[int, Sink] = {1: NullSink(), 2: NullSink()}
         if term is not None:
             fds = {1: TerminalSink(term, 1), 2: TerminalSink(term, 2)}
-        ctx = Context(self, self.host, job, Frame(job.jid), fds, Source())
+        ctx = Context(self, self.host, job, Frame(job.jid), fds, stdin or Source())
         try:
             return self.run_script(command, ctx)
         finally:

@@ -4,8 +4,7 @@ own programs (vimcmd.py). Each takes its arguments and the Context it runs in, r
     :  true  false  echo [-n]  trap (accepted, does nothing)  exit [N]  return [N]  break
     read -r NAME...  test / [ ] (-z -n = != -eq -ne -lt -le -gt -ge, a leading !)
     command -v NAME  wait [ID...]  kill -0 ID...  sh -c STRING [NAME [ARG...]]
-    nohup / setsid PROGRAM...  sleep N  cat [FILE...]  rm [-f] FILE...  date +%s
-    grep [-q] [-e PATTERN]... [PATTERN] [FILE]
+    nohup / setsid PROGRAM...  and the busybox applets of shell_applets.py
     vim-cmd  vmware  poweroff  shutdown.sh
 
 Any other form of these, and the ash builtins in UNSUPPORTED, exit 2 saying so; any other
@@ -20,7 +19,7 @@ from dataclasses import replace
 from typing import Callable
 
 from esxi_suspend.simulator import vimcmd
-from esxi_suspend.simulator.shell_expand import basic_regex
+from esxi_suspend.simulator.shell_applets import APPLETS
 from esxi_suspend.simulator.shell_state import (
     BreakSignal,
     Child,
@@ -28,7 +27,7 @@ from esxi_suspend.simulator.shell_state import (
     Frame,
     ReturnSignal,
     ShellExit,
-    host_path,
+    command_line,
     refuse,
 )
 from esxi_suspend.simulator.shell_syntax import is_name
@@ -48,6 +47,7 @@ COMMANDS = {
     "rm": "/bin/rm",
     "grep": "/bin/grep",
     "date": "/bin/date",
+    "tail": "/usr/bin/tail",
 }
 BUILTINS = (
     "echo", "true", "false", ":", "trap", "command", "exit", "return", "break", "read", "test",
@@ -86,10 +86,6 @@ def run_program(argv: list[str], ctx: Context) -> int:
     return 127
 
 
-def _line(name: str, args: list[str]) -> str:
-    return " ".join([name, *args])
-
-
 # -- the shell's own ----------------------------------------------------------------------------
 def _echo(args: list[str], ctx: Context) -> int:
     newline = "\n"
@@ -103,7 +99,7 @@ def _number(args: list[str], ctx: Context, name: str) -> int:
     if not args:
         return ctx.frame.status
     if len(args) > 1 or not args[0].isdigit():
-        raise ShellExit(refuse(ctx, _line(name, args), f"{name} [N]"))
+        raise ShellExit(refuse(ctx, command_line(name, args), f"{name} [N]"))
     return int(args[0]) & 255
 
 
@@ -117,14 +113,14 @@ def _return(args: list[str], ctx: Context) -> int:
 
 def _break(args: list[str], ctx: Context) -> int:
     if args not in ([], ["1"]):
-        return refuse(ctx, _line("break", args), "break")
+        return refuse(ctx, command_line("break", args), "break")
     raise BreakSignal
 
 
 def _read(args: list[str], ctx: Context) -> int:
     names = args[1:]
     if not args or args[0] != "-r" or not names or not all(is_name(n) for n in names):
-        return refuse(ctx, _line("read", args), "read -r NAME...")
+        return refuse(ctx, command_line("read", args), "read -r NAME...")
     line = ctx.stdin.readline()
     status = 0 if line is not None and line.endswith("\n") else 1
     rest = (line or "").rstrip("\n").lstrip(_BLANKS)
@@ -162,7 +158,7 @@ def _test(args: list[str], ctx: Context) -> int:
                 return 2
         result = _INTEGER_TESTS[terms[1]](int(terms[0]), int(terms[2]))
     else:
-        return refuse(ctx, _line("test", args), "[ ! ] -z -n = != -eq -ne -lt -le -gt -ge")
+        return refuse(ctx, command_line("test", args), "[ ! ] -z -n = != -eq -ne -lt -le -gt -ge")
     return 0 if result != negate else 1
 
 
@@ -175,7 +171,7 @@ def _bracket(args: list[str], ctx: Context) -> int:
 
 def _command_v(args: list[str], ctx: Context) -> int:
     if len(args) != 2 or args[0] != "-v":
-        return refuse(ctx, _line("command", args), "command -v NAME")
+        return refuse(ctx, command_line("command", args), "command -v NAME")
     if args[1] in ctx.frame.functions:
         ctx.out(1, f"{args[1]}\n")
         return 0
@@ -190,7 +186,7 @@ def _wait(args: list[str], ctx: Context) -> int:
     """No ID: every child of this shell, status 0. IDs: each; the last one's status (127 for
     an ID that is no child of this shell)."""
     if not all(a.isdigit() for a in args):
-        return refuse(ctx, _line("wait", args), "wait [ID...]")
+        return refuse(ctx, command_line("wait", args), "wait [ID...]")
     children = ctx.frame.children
     if not args:
         for child in list(children.values()):
@@ -211,7 +207,7 @@ def _wait_for(child: Child, ctx: Context) -> int:
 def _kill(args: list[str], ctx: Context) -> int:
     """`kill -0 ID...`: 0 while every one of those host jobs runs."""
     if len(args) < 2 or args[0] != "-0" or not all(a.isdigit() for a in args[1:]):
-        return refuse(ctx, _line("kill", args), "kill -0 ID...")
+        return refuse(ctx, command_line("kill", args), "kill -0 ID...")
     status = 0
     for arg in args[1:]:
         with ctx.host.cond:
@@ -225,7 +221,7 @@ def _kill(args: list[str], ctx: Context) -> int:
 def _sh(args: list[str], ctx: Context) -> int:
     """`sh -c STRING [NAME [ARG...]]`: a new shell process; no variable of ours is exported."""
     if len(args) < 2 or args[0] != "-c":
-        return refuse(ctx, _line("sh", args), "sh -c STRING")
+        return refuse(ctx, command_line("sh", args), "sh -c STRING")
     frame = Frame(ctx.job.jid, name=args[2] if len(args) > 2 else "sh", args=args[3:])
     return ctx.shell.run_script(args[1], replace(ctx, frame=frame))
 
@@ -240,93 +236,6 @@ def _wrapper(name: str) -> Handler:
     return run
 
 
-# -- busybox applets ----------------------------------------------------------------------------
-def _sleep(args: list[str], ctx: Context) -> int:
-    try:
-        seconds = sum(float(a) for a in args) if args else None
-    except ValueError:
-        seconds = None
-    if seconds is None or not math.isfinite(seconds):
-        ctx.out(2, f"sleep: invalid number '{' '.join(args)}'\n")
-        return 1
-    ctx.host.sleep(seconds, ctx.job)
-    return 0
-
-
-def _cat(args: list[str], ctx: Context) -> int:
-    status = 0
-    for name in args or ["-"]:
-        if name == "-":
-            ctx.out(1, ctx.stdin.read())
-            continue
-        text = "" if name == "/dev/null" else ctx.host.read_file(host_path(name))
-        if text is None:
-            ctx.out(2, f"cat: can't open '{name}': No such file or directory\n")
-            status = 1
-        else:
-            ctx.out(1, text)
-    return status
-
-
-def _rm(args: list[str], ctx: Context) -> int:
-    force = any(a.startswith("-") and "f" in a for a in args)
-    status = 0
-    for name in (a for a in args if not a.startswith("-")):
-        with ctx.host.cond:
-            if ctx.host.files.pop(host_path(name), None) is None and not force:
-                ctx.out(2, f"rm: can't remove '{name}': No such file or directory\n")
-                status = 1
-    return status
-
-
-def _date(args: list[str], ctx: Context) -> int:
-    if args != ["+%s"]:
-        return refuse(ctx, _line("date", args), "date +%s")
-    ctx.out(1, f"{ctx.host.wall_clock()}\n")
-    return 0
-
-
-def _grep(args: list[str], ctx: Context) -> int:
-    quiet, patterns, operands = False, [], []
-    usage = "grep [-q] [-e PATTERN]... [PATTERN] [FILE]"
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "-q":
-            quiet = True
-        elif arg == "-e" and i + 1 < len(args):
-            patterns.append(args[i + 1])
-            i += 1
-        elif arg.startswith("-") and arg != "-":
-            return refuse(ctx, f"grep {arg}", usage)
-        else:
-            operands.append(arg)
-        i += 1
-    if not patterns and operands:
-        patterns.append(operands.pop(0))
-    if not patterns or len(operands) > 1:
-        return refuse(ctx, _line("grep", args), usage)
-    if operands and operands[0] != "-":
-        text = ctx.host.read_file(host_path(operands[0]))
-        if text is None:
-            ctx.out(2, f"grep: {operands[0]}: No such file or directory\n")
-            return 2
-    else:
-        text = ctx.stdin.read()
-    regexes = [re.compile(basic_regex(p)) for p in patterns]
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    matched = False
-    for line in lines:
-        if any(r.search(line) for r in regexes):
-            if quiet:
-                return 0
-            matched = True
-            ctx.out(1, line + "\n")
-    return 0 if matched else 1
-
-
 HANDLERS: dict[str, Handler] = {
     "vim-cmd": lambda a, c: vimcmd.vim_cmd(c.host, c.job, a, c.out),
     "vmware": lambda a, c: vimcmd.vmware(c.host, a, c.out, c.job),
@@ -335,11 +244,6 @@ HANDLERS: dict[str, Handler] = {
     "sh": _sh,
     "nohup": _wrapper("nohup"),
     "setsid": _wrapper("setsid"),
-    "sleep": _sleep,
-    "cat": _cat,
-    "rm": _rm,
-    "grep": _grep,
-    "date": _date,
     "echo": _echo,
     "true": lambda a, c: 0,
     ":": lambda a, c: 0,
@@ -354,4 +258,5 @@ HANDLERS: dict[str, Handler] = {
     "[": _bracket,
     "wait": _wait,
     "kill": _kill,
+    **APPLETS,
 }

@@ -1,6 +1,7 @@
 """The simulated `sh`'s expansions: words to fields, `$(( ))`, `case` and `grep` patterns.
 
-- parameters: `$NAME`, `${NAME}`, `${NAME:-word}` (word if unset or empty), `$1`..., `$#`,
+- parameters: `$NAME`, `${NAME}`, `${NAME:-word}` (word if unset or empty), `${#NAME}`
+  (the value's length), `$1`..., `$#`,
   `$@` (`"$@"`: one field per parameter), `$?`, `$$`, `$!`, `$0`;
 - `$(...)`: its output, trailing newlines stripped (run by the interpreter);
 - `$(( ))`: decimal integers, variables by `$x` or bare name (unset or empty: 0), `+ - * / %`
@@ -69,6 +70,8 @@ def segments(parts: Iterable[Part], ctx: Context) -> list[Segment]:
                     out.append((arg, part.quoted, True))
                 continue
             value = parameter(part.name, ctx)
+            if part.length:
+                value = str(len(value))
             if part.default is not None and value == "":  # unquoted, the word is split too
                 out.extend(
                     s if s is None or s[1] else (s[0], False, True)

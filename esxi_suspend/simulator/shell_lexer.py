@@ -5,7 +5,8 @@ A pull lexer: the parser asks for one token at a time, so that `$(...)` can hand
 the text to a nested parser (the `substitute` callback) and go on after its `)`. Quoting is
 kept in the parts of a word (a quoted part is never split nor used as a pattern); reserved
 words are the parser's business. What busybox ash has but this shell does not (here-documents,
-backquotes, `${#x}` and the other `${...}` forms, `$*`) is a ShellSyntaxError naming it.
+backquotes, the `${...}` forms but `${NAME}`, `${#NAME}` and `${NAME:-word}`, `$*`) is a
+ShellSyntaxError naming it.
 """
 
 from __future__ import annotations
@@ -192,6 +193,13 @@ class Lexer:
 
     def _braced(self, i: int, quoted: bool) -> tuple[Part, int]:
         text = self.text
+        if text.startswith("#", i) and text[i + 1 : i + 2] and text[i + 1] in NAME_START:
+            j = i + 1
+            while j < len(text) and text[j] in NAME_CHARS:
+                j += 1
+            if not text.startswith("}", j):
+                raise ShellSyntaxError("missing }")
+            return Param(text[i + 1 : j], quoted, length=True), j + 1
         j = i
         chars = "0123456789" if text[j : j + 1].isdigit() else NAME_CHARS
         if text[j : j + 1] and text[j] in SPECIAL_PARAMS and not text[j].isdigit():
@@ -207,7 +215,7 @@ class Lexer:
         if not name or not text.startswith(":-", j):
             close = text.find("}", i)
             what = text[i - 2 : close + 1] if close >= 0 else text[i - 2 :]
-            raise unsupported(f"{what} (only ${{NAME}} and ${{NAME:-word}}) is")
+            raise unsupported(f"{what} (only ${{NAME}}, ${{#NAME}} and ${{NAME:-word}}) is")
         default, end = self.parts(j + 2, "}", quoted)
         if end >= len(text):
             raise ShellSyntaxError("missing }")

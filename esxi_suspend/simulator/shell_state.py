@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from esxi_suspend.simulator.host import HostModel, Job
 
@@ -26,6 +26,9 @@ class Terminal(Protocol):
     def hold(self) -> None: ...  # a background job keeps the channel's stdout open
 
     def release(self) -> None: ...
+
+    @property
+    def closed(self) -> bool: ...  # the client is gone: what is written goes nowhere
 
 
 # -- signals --------------------------------------------------------------------------------
@@ -107,8 +110,12 @@ class Source:
         self._pos = 0
         self._lock = threading.Lock()
 
+    def _wait_for(self, enough: Callable[[str], bool]) -> None:
+        """A file's text is all there from the start; ChannelSource reads more here."""
+
     def readline(self) -> str | None:
         """The next line with its newline (without one at the end of the text), None at EOF."""
+        self._wait_for(lambda rest: "\n" in rest)
         with self._lock:
             if self._pos >= len(self._text):
                 return None
@@ -118,6 +125,7 @@ class Source:
             return line
 
     def read(self) -> str:
+        self._wait_for(lambda rest: False)
         with self._lock:
             rest, self._pos = self._text[self._pos :], len(self._text)
             return rest
@@ -190,6 +198,11 @@ class Context:
 def host_path(path: str) -> str:
     """A path in the host's in-memory files: relative ones are from `/` (the cwd)."""
     return path if path.startswith("/") else "/" + path
+
+
+def command_line(name: str, args: list[str]) -> str:
+    """A command as a message quotes it."""
+    return " ".join([name, *args])
 
 
 def refuse(ctx: Context, what: str, supported: str = "") -> int:

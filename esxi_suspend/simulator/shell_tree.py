@@ -17,11 +17,13 @@ class Lit:
 
 @dataclass(frozen=True)
 class Param:
-    """`$NAME`, `${NAME}`, `$1`, `$?`...; `${NAME:-word}` has a default."""
+    """`$NAME`, `${NAME}`, `$1`, `$?`...; `${NAME:-word}` has a default; `${#NAME}` is the
+    length of the value."""
 
     name: str
     quoted: bool
     default: tuple[Part, ...] | None = None
+    length: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ ESXi runs command lines with busybox `ash`; the fake hosts do too (`busybox sh -
 their PATH is busybox). The inventory is `inventory_command(TOKEN)` and the host sequence is
 `sequence_script(plan)` for a ShutdownPlan built here (phase 1 "before autostop": VM 12 guest
 shutdown else suspend, VM 15 suspend; phase 2 autostop; our own VM 1 last; deadline and budgets
-short for real seconds), started with `detached(...)` to its `log_path(...)` exactly as the
+short for real seconds), started with tests/detached.py's line to its `log_path(...)` exactly as the
 package sends them, with the plain OpenSSH client: if they pass here, the text the package
 builds is busybox-ash clean.
 """
@@ -20,10 +20,20 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from detached import detached
 from sshservers import FAKEHOST_DATA, FAKEHOST_DIR, SshServer, host_processes
 
 from esxi_suspend import esxi
-from esxi_suspend.hostscript import HOST_TEXT, LOG_PREFIX, detached, log_path, sequence_script
+from esxi_suspend.hostscript import (
+    HOST_TEXT,
+    LOG_PREFIX,
+    READY,
+    STARTED,
+    log_path,
+    sequence_script,
+    shutdown_command,
+    start_request,
+)
 from esxi_suspend.inventory import inventory_command
 from esxi_suspend.plan import Action, Phase, ShutdownPlan, VmStep
 
@@ -194,7 +204,7 @@ def start_sequence(
     script = sequence_script(
         plan(deadline=deadline, vm_budget=vm_budget, autostop_budget=autostop_budget)
     )
-    command = detached(script, LOG, has_nohup=True)
+    command = detached(script, LOG)
     assert command.startswith("nohup sh -c ")
     started = time.monotonic()
     result = ssh(server, command)
@@ -395,3 +405,69 @@ def test_host_sequence_deadline_powers_the_host_off(fake_esxi: SshServer) -> Non
     lines = (fake_esxi.host_tmp / LOG_NAME).read_text().splitlines()
     # vim-cmd's own output lands in the log, relayed as host text
     assert f"{HOST_LINE}(vim.fault.ToolsUnavailable) {{" in lines
+
+
+# -- the shutdown command: inventory, the script on its input, the log as it grows -------------
+
+
+def talk_to_shutdown_command(server: SshServer, request: str) -> tuple[str, list[str], int]:
+    """Run shutdown_command through ssh: read up to its READY line, send `request`, read the
+    rest. Returns the inventory's output, the lines after READY, and the exit status."""
+    with subprocess.Popen(
+        [*server.ssh_argv(), shutdown_command(TOKEN, LOG)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as child:
+        assert child.stdin is not None and child.stdout is not None
+        inventory = []
+        for line in child.stdout:
+            if line == f"{MARK}{READY}\n":
+                break
+            inventory.append(line)
+        child.stdin.write(request)
+        child.stdin.close()
+        rest = [line.rstrip("\n") for line in child.stdout]
+        return "".join(inventory), rest, child.wait(timeout=30)
+
+
+def test_shutdown_command_starts_the_script_it_reads_and_prints_its_log(
+    fake_esxi: SshServer,
+) -> None:
+    """One SSH command: the inventory, then the script from its input, started detached under
+    busybox, then the host's log line by line until the host goes down (the fake poweroff ends
+    the `tail -f` that prints it)."""
+    script = sequence_script(plan(deadline=20, vm_budget=3, autostop_budget=3))
+    inventory, rest, _status = talk_to_shutdown_command(
+        fake_esxi, start_request(script, wait=False)
+    )
+    assert [name for name, _ in sections(inventory)][:3] == ["status 0", "vms", "defaults"]
+    assert rest[0] == f"{MARK}{STARTED}"
+    logged = rest[1:]
+    assert logged and all(line.startswith(PREFIX) for line in logged), logged
+    assert logged[0] == f"{PREFIX}host sequence started: strategy autostop, poweroff within 20 s"
+    assert fake_esxi.commands()[-1] == "poweroff"
+    assert logged == (fake_esxi.host_tmp / LOG_NAME).read_text().splitlines()[: len(logged)]
+
+
+def test_shutdown_command_with_nothing_to_stop_waits_then_prints_the_log(
+    fake_esxi: SshServer,
+) -> None:
+    """`wait`: the same command waits for the script (it only powers off), then prints it."""
+    script = f'echo "{PREFIX}host poweroff"; poweroff'
+    _inventory, rest, status = talk_to_shutdown_command(fake_esxi, start_request(script, wait=True))
+    assert (rest, status) == ([f"{MARK}{STARTED}", f"{PREFIX}host poweroff"], 0)
+    assert fake_esxi.commands()[-1] == "poweroff"
+
+
+def test_shutdown_command_never_runs_half_a_script(fake_esxi: SshServer) -> None:
+    script = sequence_script(plan(deadline=20, vm_budget=3, autostop_budget=3))
+    request = start_request(script, wait=False)
+    _inventory, rest, status = talk_to_shutdown_command(fake_esxi, request[: len(request) // 2])
+    assert (rest, status) == ([f"{MARK}incomplete"], 1)
+    _inventory, rest, status = talk_to_shutdown_command(fake_esxi, "")  # no script: nothing
+    assert (rest, status) == ([], 0)
+    commands = fake_esxi.commands()
+    assert not [c for c in commands if "power." in c or "autostop" in c or c == "poweroff"]
+    assert not (fake_esxi.host_tmp / LOG_NAME).exists()

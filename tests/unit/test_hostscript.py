@@ -14,7 +14,13 @@ from test_plan import FLEET, inventory, vm
 from test_shutdown import SETTINGS
 
 from esxi_suspend import esxi
-from esxi_suspend.hostscript import detached, log_path, read_log, sequence_script
+from esxi_suspend.hostscript import (
+    follow_log,
+    log_path,
+    sequence_script,
+    shutdown_command,
+    start_request,
+)
 from esxi_suspend.inventory import CONCURRENT_CALLS, inventory_command
 from esxi_suspend.plan import make_plan
 
@@ -115,16 +121,24 @@ def test_a_marker_in_an_annotation_stays_text() -> None:
     assert sections["nohup"] == "/bin/nohup"
 
 
-def test_detached_command_survives_the_session() -> None:
+def test_one_shutdown_command_reads_the_script_whole_then_follows_its_log() -> None:
     path = log_path(1700000000, 42)
     assert path == "${TMPDIR:-/tmp}/esxi-suspend-1700000000-42.log"
-    line = detached("echo hi; poweroff", path, has_nohup=True)
-    assert line == f"nohup sh -c 'echo hi; poweroff' >> \"{path}\" 2>&1 < /dev/null &"
-    assert detached("true", path, has_nohup=False).startswith("sh -c 'true'")
-    assert read_log(path) == f'cat "{path}"'
-    with pytest.raises(ValueError):
-        detached("echo 'quoted'", path, has_nohup=True)
-    with pytest.raises(ValueError):
-        detached("true", "/etc/passwd", has_nohup=True)
-    with pytest.raises(ValueError):
-        read_log("/etc/shadow")
+    command = shutdown_command(123456789, path)
+    assert command.startswith(inventory_command(123456789) + '\necho "$m ready"\n')
+    assert "'" not in command  # nothing to quote: the script comes on the command's input
+    # half a script (a session lost while sending it) never runs
+    assert '[ "${#s}" = "$size" ] || { echo "$m incomplete"; exit 1; }' in command
+    assert "if command -v nohup >/dev/null 2>&1; then n=nohup; fi" in command
+    assert f'  ( $n sh -c "$s" >> "{path}" 2>&1 < /dev/null & )\n  {follow_log(path)}\nfi' in (
+        command
+    )
+    assert f'  $n sh -c "$s" >> "{path}" 2>&1 < /dev/null\n  cat "{path}"\nelse' in command
+    assert follow_log(path) == f'tail -n 100000 -f "{path}"'
+    assert start_request("echo a\npoweroff", wait=True) == "wait 15\necho a\npoweroff"
+    assert start_request("x", wait=False) == "follow 1\nx"
+    for bad in ("/etc/passwd", "${TMPDIR:-/tmp}/esxi-suspend-1.log; rm -rf /", "/tmp/x.log"):
+        with pytest.raises(ValueError):
+            shutdown_command(1, bad)
+        with pytest.raises(ValueError):
+            follow_log(bad)

@@ -1,8 +1,10 @@
-"""Following the host sequence: what we send (a start, then only reads of its log), and what
-we make of the log, against a fake remote of our own."""
+"""Following the host sequence: what we send (the script, on the input of the command that
+printed the inventory), and what we make of the log it prints, against fakes of our own."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
@@ -10,72 +12,144 @@ from test_plan import inventory, vm
 from test_shutdown import SETTINGS, no_reconnect
 
 from esxi_suspend.errors import ExitCode, SessionDropped
+from esxi_suspend.hostscript import follow_log, log_path
+from esxi_suspend.inventory import Inventory
 from esxi_suspend.plan import make_plan
 from esxi_suspend.remote import CommandResult
-from esxi_suspend.sequence import run_sequence
+from esxi_suspend.sequence import Reconnect, run_sequence
 from esxi_suspend.shutdown import HostResult
 
 FAST = replace(SETTINGS, strategy="parallel", poll_interval=0.01)
+LOG = log_path(1, 2)
+MARKER = "@@7"
+STARTED = "esxi-suspend: host sequence started: strategy parallel, poweroff within 230 s"
+POWEROFF = "esxi-suspend: host poweroff"
+
+
+class LogTalk:
+    """One command's output after its STARTED line: `lines`, then its end (an exit status,
+    or the session `dropped`); `started=False`: the session is lost before STARTED."""
+
+    def __init__(self, lines: list[str], dropped: bool = False, started: bool = True) -> None:
+        self._lines = lines
+        self.dropped = dropped
+        self.started = started
+        self.sent: list[str] = []
+        self.asked: list[str] = []
+
+    def read_until(self, marker: str, deadline: float) -> str:
+        self.asked.append(marker)
+        if not self.started:
+            raise SessionDropped("gone", "shutdown command")
+        return ""
+
+    def lines(self, deadline: float) -> Iterator[str]:
+        yield from self._lines
+        if self.dropped:
+            raise SessionDropped("gone", "shutdown command")
+
+    def send(self, text: str) -> None:
+        self.sent.append(text)
+
+    @property
+    def exited(self) -> bool:
+        return not self.dropped
 
 
 class LogHost:
-    """Answers the start, then each read of the log with the next of `logs`."""
+    """A host whose commands (each a follow of the log) print the next of `talks`."""
 
-    def __init__(self, logs: list[str], start_output: str = "") -> None:
+    def __init__(self, talks: list[LogTalk]) -> None:
         self.name = "esxi1"
-        self.logs = logs
-        self.start_output = start_output
+        self.talks = talks
         self.ran: list[str] = []
 
     def run(self, command: str, timeout: int) -> CommandResult:
+        pytest.fail(f"unexpected command: {command}")
+
+    @contextmanager
+    def exchange(self, command: str, timeout: int, label: str = "") -> Iterator[LogTalk]:
         self.ran.append(command)
-        if len(self.ran) == 1:
-            return CommandResult(command, 0, self.start_output, "")
-        if not self.logs:
+        if not self.talks:
             raise SessionDropped("gone", command)
-        return CommandResult(command, 0, self.logs.pop(0), "")
+        yield self.talks.pop(0)
 
 
-def test_we_start_once_then_only_read_the_log() -> None:
-    fleet = inventory(vm(2, "web"), vm(3, "db"))
-    plan = make_plan(fleet, FAST, None)
-    first = "esxi-suspend: host sequence started\nesxi-suspend: VM 2 down after 4 s\n"
-    last = (
-        first + "esxi-suspend: > VM 3 down\n"  # host text: never taken for our event
-        "esxi-suspend: final: suspending the VMs still running\n"
-        "esxi-suspend: VM 3 still running: suspending it\nesxi-suspend: host poweroff\n"
-    )
-    host = LogHost([first, last])
+def follow(
+    talk: LogTalk, fleet: Inventory, reconnect: Reconnect = no_reconnect, own: int | None = None
+) -> HostResult:
     result = HostResult("esxi1")
-    run_sequence(host, fleet, plan, FAST, no_reconnect, result.add)
-    start, *reads = host.ran
-    assert start.startswith("nohup sh -c '") and start.endswith("< /dev/null &")
-    assert reads and all(r.startswith('cat "${TMPDIR:-/tmp}/esxi-suspend-') for r in reads)
+    plan = make_plan(fleet, FAST, own)
+    run_sequence(talk, LogHost([]), MARKER, fleet, plan, FAST, reconnect, result.add, LOG)
+    return result
+
+
+def test_the_script_goes_on_the_same_command_whose_log_we_then_read() -> None:
+    fleet = inventory(vm(2, "web"), vm(3, "db"))
+    talk = LogTalk(
+        [
+            STARTED,
+            "esxi-suspend: VM 2 down after 4 s",
+            "esxi-suspend: > VM 3 down",  # host text: never taken for our event
+            "esxi-suspend: final: suspending the VMs still running",
+            "esxi-suspend: VM 3 still running: suspending it",
+            POWEROFF,
+        ]
+    )
+    result = follow(talk, fleet)
+    (request,) = talk.sent
+    assert request.startswith("follow ") and 'trap "" HUP' in request
+    assert talk.asked == [f"{MARKER} started"]
     assert result.exit_code == ExitCode.OK, result.steps
     assert [s.name for s in result.steps] == ["sequence", "poweroff", "VMs"]
     assert result.steps[-1].detail == "1 of 2 seen down before the final step; 1 suspended by it"
 
 
+def test_a_lost_session_is_followed_again_from_where_it_was() -> None:
+    fleet = inventory(vm(2, "web"), vm(3, "db"))
+    first = LogTalk([STARTED, "esxi-suspend: VM 2 down after 4 s"], dropped=True)
+    again = LogTalk(
+        [
+            STARTED,
+            "esxi-suspend: VM 2 down after 4 s",
+            "esxi-suspend: VM 3 down after 9 s",
+            POWEROFF,
+        ]
+    )
+    other = LogHost([again])
+    result = follow(first, fleet, reconnect=lambda: other)
+    assert other.ran == [follow_log(LOG)] and again.sent == [""]
+    assert result.exit_code == ExitCode.OK, result.steps
+    assert result.steps[-1].detail == "2 of 2 seen down before the final step"
+
+
 def test_a_host_with_nothing_to_stop_is_one_command() -> None:
     idle = inventory(vm(6, "off", on=False))
-    plan = make_plan(idle, FAST, None)
-    assert plan.stops_nothing and plan.phases == ()
-    host = LogHost([], start_output="esxi-suspend: host poweroff\n")
-    result = HostResult("esxi1")
-    run_sequence(host, idle, plan, FAST, no_reconnect, result.add)
-    (start,) = host.ran
-    assert "< /dev/null & wait $!; cat " in start
+    talk = LogTalk([POWEROFF])
+    result = follow(talk, idle)
+    assert talk.sent[0].startswith("wait ")
     assert result.exit_code == ExitCode.OK
     assert result.steps[1].detail == "the host sequence ran poweroff: it is going down"
+    # the host may take the session down under its poweroff before the log is printed
+    for gone in (LogTalk([], dropped=True), LogTalk([], started=False)):
+        result = follow(gone, idle)
+        assert result.exit_code == ExitCode.OK, result.steps
+        poweroff = next(step for step in result.steps if step.name == "poweroff")
+        assert poweroff.detail == "host closed the session: it is going down"
 
 
 def test_session_lost_for_good_is_reported_and_the_host_goes_on() -> None:
     fleet = inventory(vm(2, "web"))
-    host = LogHost(["esxi-suspend: host sequence started\n"])
-    result = HostResult("esxi1")
-    run_sequence(host, fleet, make_plan(fleet, FAST, None), FAST, lambda: None, result.add)
+    result = follow(LogTalk([STARTED], dropped=True), fleet, reconnect=lambda: None)
     assert result.exit_code == ExitCode.CONNECTION
     assert "its sequence goes on without us" in result.steps[1].detail
+
+
+def test_a_start_that_fails_is_reported() -> None:
+    fleet = inventory(vm(2, "web"))
+    result = follow(LogTalk([], started=False), fleet)
+    assert result.exit_code == ExitCode.REMOTE_COMMAND
+    assert result.steps[0].detail.startswith("could not start the host sequence")
 
 
 @pytest.mark.parametrize("own_vm", [1, None])

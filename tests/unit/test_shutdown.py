@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Union
@@ -15,7 +17,7 @@ from esxi_suspend.errors import ExitCode, RemoteTimeout, SessionDropped
 from esxi_suspend.inventory import Remote, inventory_command
 from esxi_suspend.remote import CommandResult
 from esxi_suspend.settings import RestartSettings, Settings
-from esxi_suspend.shutdown import HostResult, check_host, plain_shutdown
+from esxi_suspend.shutdown import HostResult, check_host, plain_shutdown, shutdown_host
 from esxi_suspend.vmlist import parse_getallvms
 
 Outcome = Union[CommandResult, Exception]
@@ -48,8 +50,44 @@ class FakeRemote:
             raise outcome
         return outcome
 
+    @contextmanager
+    def exchange(self, command: str, timeout: int, label: str = "") -> Iterator[CannedTalk]:
+        """The shutdown command: the INVENTORY outcome's text, then nothing more."""
+        self.ran.append(SHUTDOWN)
+        outcome = self.outcomes.get(SHUTDOWN, self.outcomes.get(INVENTORY))
+        if outcome is None:
+            pytest.fail(f"unexpected remote command: {command}")
+        if isinstance(outcome, Exception):
+            raise outcome
+        token = re.match(r'm="@@(\d+)"\n', command)
+        assert token is not None
+        yield CannedTalk(outcome.stdout.replace("@@TOKEN ", f"@@{token.group(1)} "))
+
+
+class CannedTalk:
+    """The shutdown command's output, all there from the start; what we send, recorded."""
+
+    def __init__(self, stdout: str) -> None:
+        self.stdout = stdout
+        self.sent: list[str] = []
+
+    def read_until(self, marker: str, deadline: float) -> str:
+        text, found, self.stdout = self.stdout.partition(f"{marker}\n")
+        if not found:
+            raise SessionDropped("the output ended", SHUTDOWN)
+        return text
+
+    def lines(self, deadline: float) -> Iterator[str]:
+        yield from self.stdout.splitlines()
+
+    def send(self, text: str) -> None:
+        self.sent.append(text)
+
+    exited = True
+
 
 INVENTORY = inventory_command(0).replace('m="@@0"', 'm="@@TOKEN"')
+SHUTDOWN = "shutdown command"
 
 
 def inventory_token(command: str) -> int | None:
@@ -136,6 +174,29 @@ def test_poweroff_failure_is_reported() -> None:
     plain_shutdown(remote, SETTINGS, result, no_reconnect)
     assert result.exit_code == ExitCode.REMOTE_COMMAND
     assert "not found" in result.steps[-1].detail
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        ok(
+            SHUTDOWN, "@@TOKEN status 1\n@@TOKEN vms\nvim-cmd: hostd not answering\n@@TOKEN ready\n"
+        ),
+        ok(SHUTDOWN, "@@TOKEN status 0\n@@TOKEN vms\nno header here\n@@TOKEN ready\n"),
+        ok(SHUTDOWN, "@@TOKEN status 0\n"),  # the output ends before READY
+        SessionDropped("gone", SHUTDOWN),  # the command cannot even be sent
+    ],
+)
+def test_an_unreadable_host_gets_the_plain_path_and_no_script(answer: Outcome) -> None:
+    remote = FakeRemote(
+        {SHUTDOWN: answer, esxi.AUTOSTOP: ok(esxi.AUTOSTOP), esxi.POWEROFF: ok(esxi.POWEROFF)}
+    )
+    result = HostResult("esxi1")
+    shutdown_host(remote, SETTINGS, result, no_reconnect)
+    assert remote.ran == [SHUTDOWN, esxi.AUTOSTOP, esxi.POWEROFF]
+    assert [step.name for step in result.steps] == ["inventory", "autostop", "poweroff"]
+    assert result.steps[0].detail.endswith("; falling back to autostop")
+    assert result.steps[1].ok and result.steps[2].ok
 
 
 def inventory_remote(

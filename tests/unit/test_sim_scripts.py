@@ -1,7 +1,8 @@
-"""The simulator's shell runs the package's two command lines of a shutdown on a small simulated
-host: the inventory (`inventory_command(TOKEN)`) and the host sequence (`sequence_script(plan)`
-for a ShutdownPlan built here, started with `detached(...)` to its `log_path(...)`); no SSH, a
-recording terminal."""
+"""The simulator's shell runs the package's command lines of a shutdown on a small simulated
+host: the inventory (`inventory_command(TOKEN)`), the host sequence (`sequence_script(plan)`
+for a ShutdownPlan built here, started with tests/detached.py's line to its `log_path(...)`),
+and the one command that carries both (`shutdown_command`, the script on its input); no SSH,
+a recording terminal."""
 
 from __future__ import annotations
 
@@ -10,15 +11,24 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from detached import detached
 from test_sim_shell import Recorder
 
 from esxi_suspend import esxi
-from esxi_suspend.hostscript import HOST_TEXT, LOG_PREFIX, detached, log_path, sequence_script
+from esxi_suspend.hostscript import (
+    HOST_TEXT,
+    LOG_PREFIX,
+    log_path,
+    sequence_script,
+    shutdown_command,
+    start_request,
+)
 from esxi_suspend.inventory import HOST_TMP, inventory_command
 from esxi_suspend.plan import Action, Phase, ShutdownPlan, VmStep
 from esxi_suspend.simulator import Fate, fleet_from_dict
 from esxi_suspend.simulator.host import HostDown, HostModel
 from esxi_suspend.simulator.shell import Shell
+from esxi_suspend.simulator.shell_state import Source
 
 TOKEN = 271828182  # the inventory's marker token (random in the package; fixed here)
 MARK = f"@@{TOKEN} "
@@ -51,7 +61,7 @@ SEQUENCE = sequence_script(plan())
 LOG = log_path(1, 2)
 # The simulated host sets no TMPDIR (nor does ESXi): the log lands in /tmp.
 LOG_FILE = LOG.replace(HOST_TMP, "/tmp")
-DETACHED = detached(SEQUENCE, LOG, has_nohup=True)
+DETACHED = detached(SEQUENCE, LOG)
 PREFIX = f"{LOG_PREFIX} "
 HOST_LINE = f"{PREFIX}{HOST_TEXT} "  # a line a host command printed, relayed by the script
 
@@ -179,7 +189,7 @@ def test_the_watchdog_powers_off_at_the_deadline(host: HostModel) -> None:
                    for vm in FLEET["vms"]]  # fmt: skip
     model = HostModel(fleet_from_dict(slow), time_scale=0.002)
     try:
-        Shell(model, 7).run(detached(script, LOG, has_nohup=True), Recorder())
+        Shell(model, 7).run(detached(script, LOG), Recorder())
         assert model.wait_powered_off(30)
         log = model.read_file(LOG_FILE) or ""
         assert f"{PREFIX}deadline reached: host poweroff" in log.splitlines()
@@ -196,3 +206,38 @@ def test_the_sequence_in_the_foreground_ends_with_host_down(host: HostModel) -> 
         Shell(host, 7).run(SEQUENCE, term)
     assert re.search(r"^esxi-suspend: host poweroff$", term.out, re.MULTILINE)
     assert not [vmid for vmid, fate in host.fates().items() if fate is Fate.HARD_KILLED]
+
+
+def test_the_shutdown_command_reads_its_script_and_prints_the_log_as_it_grows(
+    host: HostModel,
+) -> None:
+    term = Recorder()
+    request = Source(start_request(SEQUENCE, wait=False))
+    with pytest.raises(HostDown):  # `tail -f` prints the log until the host goes down
+        Shell(host, 7).run(shutdown_command(TOKEN, LOG), term, request)
+    out = term.out.split(f"{MARK}ready\n")[1]
+    assert out.startswith(f"{MARK}started\n")
+    logged = out.split(f"{MARK}started\n")[1]
+    assert logged == host.read_file(LOG_FILE)  # every line of it, as it was written
+    assert said(logged)[-1] == "host poweroff"
+    assert not [vmid for vmid, fate in host.fates().items() if fate is Fate.HARD_KILLED]
+
+
+def test_the_shutdown_command_runs_a_whole_script_only(host: HostModel) -> None:
+    for request, status, after in (
+        ("", 0, ""),
+        (start_request(SEQUENCE, wait=False)[:-1], 1, f"{MARK}incomplete\n"),
+    ):
+        term = Recorder()
+        assert Shell(host, 7).run(shutdown_command(TOKEN, LOG), term, Source(request)) == status
+        assert term.out.split(f"{MARK}ready\n")[1] == after
+    assert host.read_file(LOG_FILE) is None and not host.powered_off
+
+
+def test_the_shutdown_command_waits_for_a_script_that_only_powers_off(host: HostModel) -> None:
+    term = Recorder()
+    script = f'echo "{PREFIX}host poweroff"; poweroff'
+    with pytest.raises(HostDown):  # the power goes before the log is printed: nothing after
+        Shell(host, 7).run(shutdown_command(TOKEN, LOG), term, Source(start_request(script, True)))
+    assert term.out.split(f"{MARK}ready\n")[1] == f"{MARK}started\n"
+    assert host.read_file(LOG_FILE) == f"{PREFIX}host poweroff\n"

@@ -29,6 +29,8 @@ class Recorder:
         else:
             self.out += text
 
+    closed = False
+
     def hold(self) -> None:
         self.holders += 1
 
@@ -106,7 +108,7 @@ def test_syntax_errors_exit_2(host: HostModel, command: str) -> None:
         ("cat <<EOF", "here-documents"),
         ("echo `id`", "backquote"),
         ("x=1 echo", "NAME=value before a command"),
-        ("echo ${#x}", "${#x}"),
+        ("echo ${x#a}", "${x#a}"),
         ("echo ${x%.vmx}", "${x%.vmx}"),
         ("echo $*", "$*"),
         ("for i; do :; done", "for without in"),
@@ -154,6 +156,7 @@ def test_anything_else_is_not_supported(host: HostModel, command: str, said: str
         ("y=$(echo ' a  b '); echo [$y] \"[$y]\"; for w in $y; do echo -$w-; done", 0,
          "[ a b ] [ a  b ]\n-a-\n-b-\n"),
         ("e=; for i in $e; do echo never; done; echo \"[$e]\" '*' *", 0, "[] * *\n"),
+        ("s='a b'; e=; echo ${#s} \"${#e}\" ${#unset}", 0, "3 0 0\n"),
         # functions: $1 $2 $# $@, return N (plain return: the last status)
         ("f() { echo \"$# [$1] [$2] $@\"; return 3; }; f 'a b' c; echo $?", 0,
          "2 [a b] [c] a b c\n3\n"),
