@@ -807,7 +807,8 @@ ${known_hosts_comment}ESXI_KNOWN_HOSTS=$known_hosts
 # its SMBIOS UUID when this machine is a VMware VM).
 #ESXI_SELF_VM=nut-client
 
-# Seconds between two looks at the host while following its sequence (default 2).
+# Seconds before the host's log is read again when its reader ended on its own (the log
+# streams while the session lasts; default 2).
 #ESXI_POLL_INTERVAL=2
 
 # Wake-on-LAN when power returns (or by "esxi-suspend wake"): host=MAC for each host to wake,

@@ -113,7 +113,8 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
     (
         "ESXI_POLL_INTERVAL",
         "2",
-        "seconds between two looks at the host while we follow its sequence",
+        "seconds before we read the host's log again when its reader ended on its own (the "
+        "log streams while the session lasts)",
     ),
     (
         "ESXI_WOL_MAC",

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from esxi_suspend.errors import ExitCode, RemoteCommandFailed, RemoteTimeout
+from esxi_suspend.errors import ExitCode, RemoteCommandFailed, RemoteTimeout, one_line
 from esxi_suspend.hostscript import (
     HOST_TEXT,
     LOG_PREFIX,
@@ -97,8 +97,8 @@ def run_sequence(
     with contextlib.ExitStack() as opened:
         current: Remote | None = remote
         while current is not None:
-            dropped = _read_stream(remote.name, follow, talk, bound)
-            if dropped is None:
+            lost = _read_stream(remote.name, follow, talk, bound)
+            if lost is None:
                 record(
                     "follow", ExitCode.REMOTE_COMMAND, "the host sequence did not finish in time"
                 )
@@ -114,8 +114,8 @@ def run_sequence(
                     "follow", ExitCode.REMOTE_COMMAND, "the host sequence did not finish in time"
                 )
                 break
-            if dropped:
-                log.warning("host %s: lost the session; reconnecting", remote.name)
+            if lost:
+                log.warning("host %s: lost the session (%s); reconnecting", remote.name, lost)
                 current = reconnect()
                 if current is None:
                     record(
@@ -135,10 +135,10 @@ def run_sequence(
     _report_fates(follow, record)
 
 
-def _read_stream(host: str, follow: Follow, talk: Talk, bound: float) -> bool | None:
+def _read_stream(host: str, follow: Follow, talk: Talk, bound: float) -> str | None:
     """The log lines one command prints, the ones seen before skipped (each reader starts
-    at the log's first line). True: the session was lost; False: the command ended; None:
-    past `bound`."""
+    at the log's first line). Returns why the session was lost, "" when the command ended
+    (or the host said poweroff), None past `bound`."""
     index = 0
     try:
         for line in talk.lines(bound):
@@ -147,12 +147,12 @@ def _read_stream(host: str, follow: Follow, talk: Talk, bound: float) -> bool | 
                 follow.lines_seen = index
                 _host_line(host, follow, line)
                 if follow.poweroff_seen:
-                    return False
+                    return ""
     except RemoteTimeout:
         return None
-    except RemoteCommandFailed:
-        return True
-    return not talk.exited
+    except RemoteCommandFailed as exc:
+        return one_line(exc)
+    return "" if talk.exited else "the session closed"
 
 
 def _host_line(host: str, follow: Follow, line: str) -> None:

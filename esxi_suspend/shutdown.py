@@ -31,6 +31,8 @@ from esxi_suspend.settings import Settings
 log = logging.getLogger(__name__)
 # What messages call the one command of a shutdown.
 SHUTDOWN_LABEL = "the shutdown command (inventory, then the host sequence)"
+# Real seconds we give the shutdown command to end once told there is no script.
+ENDING_SECONDS = 5
 
 
 @dataclass
@@ -89,7 +91,9 @@ def shutdown_host(
                 inventory = parse_inventory(remote.name, text, token, NO_EXIT_STATUS, "")
             except RemoteCommandFailed as exc:
                 with contextlib.suppress(RemoteCommandFailed):
-                    talk.send("")  # the host command ends without running anything
+                    talk.send("")  # the host command ends without running anything ...
+                    for _line in talk.lines(time.monotonic() + ENDING_SECONDS):
+                        pass  # ... before the next command (dropbear refuses it meanwhile)
                 failed: RemoteCommandFailed | None = exc
             else:
                 failed = None
