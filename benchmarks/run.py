@@ -14,7 +14,7 @@ P4 time to start: real seconds from the call of `esxi-suspend shutdown` (a new p
    with 0.5 s per host command, for 1, 12, 40 and 100 VMs; and the SSH commands it took.
 
 Needs openssh-server and openssh-client for P1 (P1 is skipped without them) and root (sshd).
-Prints a Markdown table for the README. Bounded: about a minute on 2 cores.
+Prints Markdown tables for docs/benchmarks.md. About 3 minutes on 2 cores.
 """
 
 from __future__ import annotations
