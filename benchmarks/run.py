@@ -171,6 +171,9 @@ class _LostAfterStart:
     def run(self, command: str, timeout: int) -> CommandResult:
         return self.remote.run(command, timeout)
 
+    def close(self) -> None:
+        self.remote.close()
+
     @contextlib.contextmanager
     def exchange(self, command: str, timeout: int, label: str = "") -> Iterator[_CutTalk]:
         with self.remote.exchange(command, timeout, label) as talk:

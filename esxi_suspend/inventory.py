@@ -104,6 +104,8 @@ class Remote(Protocol):
         self, command: str, timeout: int, label: str = ""
     ) -> AbstractContextManager[Talk]: ...
 
+    def close(self) -> None: ...
+
 
 class InventoryError(RemoteCommandFailed):
     """The host's inventory could not be read or understood."""

@@ -114,6 +114,8 @@ def run_sequence(
             if lost:
                 log.warning("host %s: lost the session (%s); reconnecting", remote.name, lost)
                 current = reconnect()
+                if current is not None:
+                    opened.callback(current.close)
                 if current is None:
                     record(
                         "follow",

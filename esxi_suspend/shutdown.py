@@ -149,11 +149,17 @@ def plain_shutdown(
                 f"`{esxi.AUTOSTOP}` exited {done.exit_status} ({done.error_tail()}); "
                 "powering off anyway",
             )
-    target: Remote | None = reconnect() if session_lost else remote
-    if target is None:
+    if not session_lost:
+        power_off(remote, timeout, result)
+        return
+    again = reconnect()
+    if again is None:
         result.add("poweroff", ExitCode.CONNECTION, "not sent: could not reconnect to the host")
         return
-    power_off(target, timeout, result)
+    try:
+        power_off(again, timeout, result)
+    finally:
+        again.close()
 
 
 def power_off(remote: Remote, timeout: int, result: HostResult) -> None:

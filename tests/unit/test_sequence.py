@@ -63,9 +63,13 @@ class LogHost:
         self.name = "esxi1"
         self.talks = talks
         self.ran: list[str] = []
+        self.closed = False
 
     def run(self, command: str, timeout: int) -> CommandResult:
         pytest.fail(f"unexpected command: {command}")
+
+    def close(self) -> None:
+        self.closed = True
 
     @contextmanager
     def exchange(self, command: str, timeout: int, label: str = "") -> Iterator[LogTalk]:
@@ -119,6 +123,7 @@ def test_a_lost_session_is_followed_again_from_where_it_was() -> None:
     other = LogHost([again])
     result = follow(first, fleet, reconnect=lambda: other)
     assert other.ran == [follow_log(LOG)] and again.sent == [""]
+    assert other.closed  # the session we opened again is ours to close
     assert result.exit_code == ExitCode.OK, result.steps
     assert result.steps[-1].detail == "2 of 2 seen down before the final step"
 

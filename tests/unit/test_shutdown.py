@@ -34,6 +34,7 @@ class FakeRemote:
         self.name = name
         self.outcomes = outcomes
         self.ran: list[str] = []
+        self.closed = False
 
     def run(self, command: str, timeout: int) -> CommandResult:
         self.ran.append(command)
@@ -49,6 +50,9 @@ class FakeRemote:
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
+
+    def close(self) -> None:
+        self.closed = True
 
     @contextmanager
     def exchange(self, command: str, timeout: int, label: str = "") -> Iterator[CannedTalk]:
@@ -160,6 +164,7 @@ def test_session_dropped_during_autostop_reconnects_for_poweroff() -> None:
     result = HostResult("esxi1")
     plain_shutdown(first, SETTINGS, result, lambda: second)
     assert (first.ran, second.ran) == ([esxi.AUTOSTOP], [esxi.POWEROFF])
+    assert second.closed and not first.closed  # the caller closes its own
     assert result.steps[1].ok
 
 
