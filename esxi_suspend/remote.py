@@ -38,6 +38,9 @@ from esxi_suspend.settings import DEFAULT_ENV_FILE, Settings
 
 # What the host reports when the channel closes without an exit status.
 NO_EXIT_STATUS = -1
+# Seconds we wait for a command's exit status once its output has ended (sshd may send the
+# end of the output first).
+STATUS_AFTER_EOF = 2.0
 
 # Every socket open_socket made that may still be open, for abort_sessions.
 _SOCKETS: weakref.WeakSet[socket.socket] = weakref.WeakSet()
@@ -308,7 +311,7 @@ class Exchange:
         self.label = label
         self.timeout = timeout
         self.channel: paramiko.Channel | None = None
-        self.stderr = ""
+        self._stderr = b""
         self._buffer = b""
         self._eof = False
 
@@ -332,8 +335,7 @@ class Exchange:
         try:
             self.channel.settimeout(max(0.001, deadline - time.monotonic()))
             data = self.channel.recv(65536)
-            while self.channel.recv_stderr_ready():
-                self.stderr += self.channel.recv_stderr(65536).decode("utf-8", "replace")
+            self._take_stderr()
         except socket.timeout:
             raise self.timed_out() from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -395,18 +397,27 @@ class Exchange:
             return NO_EXIT_STATUS
         if not self.channel.status_event.wait(max(0.0, deadline - time.monotonic())):
             raise self.timed_out()
-        while self.channel.recv_stderr_ready():
-            self.stderr += self.channel.recv_stderr(65536).decode("utf-8", "replace")
+        self._take_stderr()
         return int(self.channel.exit_status)
 
     @property
     def exited(self) -> bool:
-        """The command reported an exit status (the session is still there)."""
-        return (
-            self.channel is not None
-            and self.channel.exit_status_ready()
-            and (self.channel.exit_status != NO_EXIT_STATUS)
-        )
+        """Once the output has ended: the command reported an exit status (the session is
+        still there). The status can come just after the end of the output: waits for it a
+        moment (a channel closed without one ends the wait at once)."""
+        if self.channel is None:
+            return False
+        self.channel.status_event.wait(STATUS_AFTER_EOF)
+        return bool(self.channel.exit_status_ready()) and self.channel.exit_status != NO_EXIT_STATUS
+
+    @property
+    def stderr(self) -> str:
+        return self._stderr.decode("utf-8", "replace")
+
+    def _take_stderr(self) -> None:
+        if self.channel is not None:
+            while self.channel.recv_stderr_ready():
+                self._stderr += self.channel.recv_stderr(65536)
 
     def close(self) -> None:
         if self.channel is not None:

@@ -92,46 +92,57 @@ def run_sequence(
     # Real seconds we follow at most: the host's deadline plus room for slow commands.
     bound = start + plan.deadline + 2 * timeout + 30
     with contextlib.ExitStack() as opened:
-        current: Remote | None = remote
-        while current is not None:
-            lost = _read_stream(remote.name, follow, talk, bound)
-            if lost is None:
-                record(
-                    "follow", ExitCode.REMOTE_COMMAND, "the host sequence did not finish in time"
-                )
-                break
-            if follow.poweroff_seen:
-                record("poweroff", ExitCode.OK, "the host sequence ran poweroff: it is going down")
-                break
-            if follow.final_started or quick:
-                record("poweroff", ExitCode.OK, "host closed the session: it is going down")
-                break
-            if time.monotonic() > bound:
-                record(
-                    "follow", ExitCode.REMOTE_COMMAND, "the host sequence did not finish in time"
-                )
-                break
-            if lost:
-                log.warning("host %s: lost the session (%s); reconnecting", remote.name, lost)
-                current = reconnect()
-                if current is not None:
-                    opened.callback(current.close)
-                if current is None:
-                    record(
-                        "follow",
-                        ExitCode.CONNECTION,
-                        "lost contact with the host; its sequence goes on without us and "
-                        f"powers it off within {plan.deadline} s of its start",
-                    )
-                    break
-            else:  # the log's reader ended on its own: look again in a moment
-                time.sleep(settings.poll_interval)
-            try:
-                talk = opened.enter_context(current.exchange(follow_log(log_path), timeout))
-                talk.send("")
-            except RemoteCommandFailed as exc:
-                log.warning("host %s: cannot read the host's log (%s)", remote.name, exc)
+        _follow(talk, remote, follow, reconnect, record, settings, bound, quick, opened)
     _report_fates(follow, record)
+
+
+def _follow(
+    talk: Talk,
+    remote: Remote,
+    follow: Follow,
+    reconnect: Reconnect,
+    record: Record,
+    settings: Settings,
+    bound: float,
+    quick: bool,
+    opened: contextlib.ExitStack,
+) -> None:
+    """Read the log from `talk`, then from new readers (on a new session when ours was lost)
+    until the host says poweroff, takes the session down at its end, or `bound` passes."""
+    current = remote
+    while True:
+        lost = _read_stream(remote.name, follow, talk, bound)
+        if follow.poweroff_seen:
+            record("poweroff", ExitCode.OK, "the host sequence ran poweroff: it is going down")
+            return
+        if lost is not None and (follow.final_started or quick):
+            record("poweroff", ExitCode.OK, "host closed the session: it is going down")
+            return
+        if lost is None or time.monotonic() > bound:
+            record("follow", ExitCode.REMOTE_COMMAND, "the host sequence did not finish in time")
+            return
+        if lost:
+            log.warning("host %s: lost the session (%s); reconnecting", remote.name, lost)
+            again = reconnect()
+            if again is None:
+                record(
+                    "follow",
+                    ExitCode.CONNECTION,
+                    "lost contact with the host; its sequence goes on without us and powers "
+                    f"it off within {follow.plan.deadline} s of its start",
+                )
+                return
+            opened.callback(again.close)
+            current = again
+        else:  # the log's reader ended on its own: look again in a moment
+            time.sleep(settings.poll_interval)
+        try:
+            talk = opened.enter_context(
+                current.exchange(follow_log(follow.log_path), settings.command_timeout)
+            )
+            talk.send("")
+        except RemoteCommandFailed as exc:
+            log.warning("host %s: cannot read the host's log (%s)", remote.name, exc)
 
 
 def _read_stream(host: str, follow: Follow, talk: Talk, bound: float) -> str | None:
