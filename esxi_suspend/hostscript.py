@@ -6,6 +6,9 @@ whatever still runs, and the final step suspends only the VMs still running. Bui
 constants and integer VM ids only, never from host text; it uses functions, `while`, `for`,
 `if`, `$(( ))`, `&`, `wait`, `grep`, `sleep` and nothing fancier. Every line it prints starts
 with LOG_PREFIX; what a host command printed is marked HOST_TEXT after it.
+
+Also the one command of a shutdown that carries it (`shutdown_command`): the inventory, the
+script read on its input and started, its log streamed back.
 """
 
 from __future__ import annotations
