@@ -133,7 +133,6 @@ class Inventory:
     vms: tuple[VmInfo, ...]
     defaults: AutostartDefaults
     poweroff_path: str
-    has_nohup: bool
 
     def by_id(self) -> dict[int, VmInfo]:
         return {info.vmid: info for info in self.vms}
@@ -184,7 +183,6 @@ def parse_inventory(
         vms=tuple(infos),
         defaults=defaults,
         poweroff_path=sections.get("poweroff", "").strip(),
-        has_nohup=bool(sections.get("nohup", "").strip()),
     )
 
 

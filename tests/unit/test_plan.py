@@ -40,7 +40,7 @@ def vm(
 
 
 def inventory(*vms: VmInfo) -> Inventory:
-    return Inventory(tuple(vms), DEFAULTS, "/bin/poweroff", has_nohup=True)
+    return Inventory(tuple(vms), DEFAULTS, "/bin/poweroff")
 
 
 FLEET = inventory(

@@ -703,7 +703,7 @@ def test_check_lists_every_name_whole() -> None:
     vms = parse_getallvms(listing)
     infos = tuple(VmInfo(vm, PowerState.ON, True) for vm in vms)
     defaults = AutostartDefaults(stop_delay=120, stop_action="PowerOff", enabled=True)
-    inventory = Inventory(infos, defaults, "/bin/poweroff", has_nohup=True)
+    inventory = Inventory(infos, defaults, "/bin/poweroff")
     plan = make_plan(inventory, SETTINGS, self_vm=None)
     report = render_check(inventory, plan, SETTINGS, "", 0.3).splitlines()
     header = next(line for line in report if line.split()[:1] == ["id"])
