@@ -68,9 +68,7 @@ cat $t.seq
 for id in $ids; do echo "$m summary $id"; cat $t.$id; rm -f $t.$id; done
 rm -f $t.vms $t.def $t.seq
 echo "$m poweroff"
-{esxi.FIND_POWEROFF}
-echo "$m nohup"
-command -v nohup"""
+{esxi.FIND_POWEROFF}"""
 
 
 def inventory_command(token: int) -> str:

@@ -106,7 +106,7 @@ def test_inventory_is_one_command_of_constants_and_our_token() -> None:
     assert "'" not in command
     assert command.startswith('m="@@123456789"\n')
     assert f"if [ $n -ge {CONCURRENT_CALLS} ]; then wait; n=0; fi" in command
-    for label in ("status $s", "vms", "defaults", "sequence", "summary $id", "poweroff", "nohup"):
+    for label in ("status $s", "vms", "defaults", "sequence", "summary $id", "poweroff"):
         assert f'echo "$m {label}"' in command
     for bad in (-1, 10**9, True):
         with pytest.raises(ValueError):
@@ -115,10 +115,10 @@ def test_inventory_is_one_command_of_constants_and_our_token() -> None:
 
 def test_a_marker_in_an_annotation_stays_text() -> None:
     listing = "Vmid Name File Guest OS Version Annotation\n1 a [ds] a/a.vmx g vmx-13 x\n@@1 vms\n"
-    text = f"@@7 vms\n{listing}@@7 nohup\n/bin/nohup\n"
+    text = f"@@7 vms\n{listing}@@7 poweroff\n/bin/poweroff\n"
     sections = esxi.split_marked(text, 7)
     assert sections["vms"] == listing.rstrip("\n")
-    assert sections["nohup"] == "/bin/nohup"
+    assert sections["poweroff"] == "/bin/poweroff"
 
 
 def test_one_shutdown_command_reads_the_script_whole_then_follows_its_log() -> None:

@@ -659,7 +659,6 @@ def inventory_output(newline: str) -> str:
         f"@@summary 1\n{summary}"
         f"@@summary 2\n{summary.replace('poweredOn', 'poweredOff')}"
         "@@poweroff\n/bin/poweroff\n"
-        "@@nohup\n"
     )
 
 
@@ -674,7 +673,6 @@ def test_marked_sections_with_crlf(newline: str) -> None:
         "summary 1",
         "summary 2",
         "poweroff",
-        "nohup",
     ]
     assert all("\r" not in section for section in sections.values())
     assert [vm.vmid for vm in parse_getallvms(sections["vms"])] == [1, 2]
@@ -682,16 +680,16 @@ def test_marked_sections_with_crlf(newline: str) -> None:
     assert [e.vmid for e in parse_autostartseq(sections["sequence"])] == [10, 6]
     assert parse_summary(sections["summary 1"]).state is PowerState.ON
     assert parse_summary(sections["summary 2"]).state is PowerState.OFF
-    assert (sections["poweroff"], sections["nohup"]) == ("/bin/poweroff", "")
+    assert sections["poweroff"] == "/bin/poweroff"
 
 
 def test_marked_sections_keep_names_whole() -> None:
     """A name holding \\x85 or \\u2028 (line breaks to str.splitlines) stays on its line."""
     listing = "Vmid   Name   File   Guest OS   Version   Annotation\n"
     listing += "5      a\x85b\u2028c   [ds1] v/v.vmx   otherGuest   vmx-13\n"
-    sections = esxi.split_marked(f"@@vms\n{listing}@@nohup\n/bin/nohup\n")
+    sections = esxi.split_marked(f"@@vms\n{listing}@@poweroff\n/bin/poweroff\n")
     assert [vm.name for vm in parse_getallvms(sections["vms"])] == ["a\x85b\u2028c"]
-    assert sections["nohup"] == "/bin/nohup"
+    assert sections["poweroff"] == "/bin/poweroff"
 
 
 def test_check_lists_every_name_whole() -> None:

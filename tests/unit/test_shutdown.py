@@ -227,7 +227,7 @@ def inventory_output(getallvms: str, states: dict[int, str], status: int = 0) ->
     )
     return (
         f"@@TOKEN status {status}\n@@TOKEN vms\n{getallvms}\n@@TOKEN defaults\n{DEFAULTS}"
-        f"@@TOKEN sequence\n{SEQUENCE}{summaries}@@TOKEN poweroff\n/bin/poweroff\n@@TOKEN nohup\n"
+        f"@@TOKEN sequence\n{SEQUENCE}{summaries}@@TOKEN poweroff\n/bin/poweroff\n"
     )
 
 
