@@ -212,6 +212,11 @@ class SimulatedHost:
                 sock, peer = self._listener.accept()
             except OSError:
                 return
+            # Each line the simulated shell writes goes out as an SSH packet of its own, where
+            # a real sshd reads a burst of busybox output from its pipe at once: without this,
+            # Nagle holds each small packet for the client's delayed ACK (~20 real ms, one
+            # simulated second at time scale 0.02), a cost no real host has.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 if self._closed or self.model.powered_off:
                     sock.close()
