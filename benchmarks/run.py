@@ -7,7 +7,10 @@ P1 fixed overhead: wall time and peak RSS of `esxi-suspend shutdown` against a h
 P2 fleet time: simulated seconds from the first command to host power-off, and VMs
    hard-killed, for fleets of 1, 4, 12 and 40 VMs (esxi_suspend.simulator.generated_fleet),
    for each strategy in STRATEGIES, every host command costing 0.5 simulated s; the floor
-   (slowest clean stop), and the parallel run with our session lost right after the start.
+   (slowest clean stop), and the parallel run with our session lost right after the start;
+   then where the time beyond the VMs' own goes (before the first VM stop, after the last).
+   `--fleets 1,4 --time-scale 0.2` measures small fleets with less of our real milliseconds'
+   stretch.
 P3 many hosts: wall time of one run against 1, then 10 simulated hosts.
 P4 time to start: real seconds from the call of `esxi-suspend shutdown` (a new process, as
    upsmon runs it) to the host sequence started, on the simulator at real time (time scale 1)
