@@ -20,13 +20,17 @@ from esxi_suspend.plan import Phase, ShutdownPlan
 LOG_PREFIX = "esxi-suspend:"
 HOST_TEXT = ">"  # after the prefix: a line a host command printed, never one of our events
 HOST_LOG_PREFIX = f"{HOST_TMP}/esxi-suspend-"
-# Seconds between two looks at a VM's power state, on the host's clock.
+# Seconds between two looks at a VM's power state, on the host's clock: each look is a
+# `vim-cmd` (a hostd round trip), so a phase of many VMs looks every 2 s; one of at most
+# SMALL_PHASE VMs looks every second, which is still no more than ~1.3 looks a second.
 POLL_SECONDS = 2
+SMALL_PHASE = 2
+SMALL_PHASE_POLL_SECONDS = 1
 
 # `say`: what a host command printed, one log line each, marked as the host's own text.
 # `down ID`: the VM is off or suspended (an unreadable state counts as still running).
-# `settle ID SECONDS`: wait until the VM is down, or the seconds are spent; `t` is when
-# the sequence started, on the host's clock.
+# `settle ID SECONDS EVERY`: wait until the VM is down, or the seconds are spent, looking
+# every EVERY seconds; `t` is when the sequence started, on the host's clock.
 _FUNCTIONS = f"""P={LOG_PREFIX}
 say() {{ while read -r l; do echo "$P {HOST_TEXT} $l"; done; }}
 down() {{ vim-cmd vmsvc/power.getstate $1 2>/dev/null | grep -q -e "Powered off" -e Suspended; }}
@@ -34,7 +38,7 @@ settle() {{
   e=$(( $(date +%s) + $2 ))
   while ! down $1; do
     if [ $(date +%s) -ge $e ]; then echo "$P VM $1 still running after $2 s"; return 1; fi
-    sleep {POLL_SECONDS}
+    sleep $3
   done
   echo "$P VM $1 down after $(( $(date +%s) - t )) s"
 }}
@@ -58,6 +62,11 @@ def _seconds(value: int) -> int:
     return value
 
 
+def look_seconds(vms: int) -> int:
+    """Seconds between two looks at each VM of a phase of `vms` VMs."""
+    return SMALL_PHASE_POLL_SECONDS if vms <= SMALL_PHASE else POLL_SECONDS
+
+
 def _phase(phase: Phase, number: int, total: int) -> list[str]:
     """Its VMs' stop commands at once, each job settling its own VM; or autostop, bounded."""
     budget = _seconds(phase.budget)
@@ -75,10 +84,11 @@ def _phase(phase: Phase, number: int, total: int) -> list[str]:
             "done",
         ]
         return lines
+    every = look_seconds(len(phase.steps))
     for step in phase.steps:
         vmid = esxi.vm_id(step.vmid)
         stop = f"{{ {step.command()}; }} 2>&1 | say"
-        lines += [f"{{ {stop}; settle {vmid} {budget}; }} &", f"w{vmid}=$!"]
+        lines += [f"{{ {stop}; settle {vmid} {budget} {every}; }} &", f"w{vmid}=$!"]
     # A VM its job saw down needs no second look at the end; the others go on the list.
     lines += [f'wait $w{step.vmid} || r="$r {step.vmid}"' for step in phase.steps]
     return lines

@@ -17,6 +17,7 @@ from esxi_suspend import esxi
 from esxi_suspend.hostscript import (
     follow_log,
     log_path,
+    look_seconds,
     sequence_script,
     shutdown_command,
     start_request,
@@ -34,7 +35,8 @@ def test_every_phase_settles_its_own_vms_and_a_watchdog_holds_the_deadline() -> 
     own, autostop = plan.phases
     for step in own.steps:
         stop = f"{{ {step.command()}; }} 2>&1 | say"
-        assert f"{{ {stop}; settle {step.vmid} {own.budget}; }} &" in lines
+        every = look_seconds(len(own.steps))
+        assert f"{{ {stop}; settle {step.vmid} {own.budget} {every}; }} &" in lines
         assert f'wait $w{step.vmid} || r="$r {step.vmid}"' in lines
     assert lines.count("vim-cmd hostsvc/autostartmanager/autostop 2>&1 | say &") == 1
     assert f"e=$(( $(date +%s) + {autostop.budget} ))" in lines
@@ -43,6 +45,12 @@ def test_every_phase_settles_its_own_vms_and_a_watchdog_holds_the_deadline() -> 
     for step in own.steps:
         assert before_final.count(step.command()) == 1
     assert lines[-1] == "poweroff"
+
+
+def test_small_phases_look_every_second_big_ones_every_two() -> None:
+    """Each look is a hostd round trip: only a phase of one or two VMs looks every second."""
+    assert [look_seconds(n) for n in (1, 2, 3, 40)] == [1, 1, 2, 2]
+    assert "    sleep $3" in sequence_script(make_plan(FLEET, SETTINGS, None)).splitlines()
 
 
 def test_final_step_looks_only_at_vms_not_yet_seen_down() -> None:
@@ -89,7 +97,7 @@ def test_nothing_from_the_host_reaches_the_script() -> None:
         assert "reboot" not in script and "quoted" not in script and "'" not in script
         # the only expansions: our variables, positional parameters, $! and the clock
         expansions = set(re.findall(r"\$(?:\(\(|\(|[A-Za-z0-9!?]+)", script))
-        allowed = {"$((", "$(", "$P", "$1", "$2", "$e", "$a", "$p", "$r", "$v", "$l", "$!"}
+        allowed = {"$((", "$(", "$P", "$1", "$2", "$3", "$e", "$a", "$p", "$r", "$v", "$l", "$!"}
         allowed |= {f"$w{vmid}" for vmid in (7, 8, 9)}
         assert expansions <= allowed, expansions - allowed
 
