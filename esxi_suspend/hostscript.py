@@ -51,7 +51,9 @@ _SUSPEND_V = "vim-cmd vmsvc/power.suspend $v 2>&1 | say"
 
 def _echo(text: str) -> str:
     # Our own words only (and `$v`, one of our VM ids): no quote, no host text.
-    if not all(ch.isalnum() or ch in " :/.,()=-" for ch in text.replace("$v", "")):
+    if not all(
+        ch.isascii() and (ch.isalnum() or ch in " :/.,()=-") for ch in text.replace("$v", "")
+    ):
         raise ValueError(f"not an echo-safe text: {text!r}")
     return f'echo "$P {text}"'
 
@@ -171,7 +173,14 @@ fi"""
 
 
 def start_request(script: str, wait: bool) -> str:
-    """What the shutdown command reads on its input: how to follow, the length, the script."""
+    """What the shutdown command reads on its input: how to follow, the length, the script.
+
+    ASCII only, with no trailing newline: busybox counts `${#s}` in bytes or in characters
+    depending on how it was built, and `$(cat)` drops trailing newlines, so anything else
+    would make a whole script look cut and never run.
+    """
+    if not script.isascii() or script.endswith("\n"):
+        raise ValueError("refusing a script the host would count differently")
     return f"{'wait' if wait else 'follow'} {len(script)}\n{script}"
 
 

@@ -145,6 +145,9 @@ def test_one_shutdown_command_reads_the_script_whole_then_follows_its_log() -> N
     assert follow_log(path) == f'tail -n 100000 -f "{path}"'
     assert start_request("echo a\npoweroff", wait=True) == "wait 15\necho a\npoweroff"
     assert start_request("x", wait=False) == "follow 1\nx"
+    for counted_otherwise in ("echo café", "poweroff\n"):  # ${#s} and $(cat) would differ
+        with pytest.raises(ValueError):
+            start_request(counted_otherwise, wait=False)
     for bad in ("/etc/passwd", "${TMPDIR:-/tmp}/esxi-suspend-1.log; rm -rf /", "/tmp/x.log"):
         with pytest.raises(ValueError):
             shutdown_command(1, bad)
