@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from simhelpers import SimKeys, make_sim_keys, sequence_started, sim_settings
+from test_shutdown import marker_token
 
 from esxi_suspend.demo import prepare_env
 from esxi_suspend.errors import ExitCode
@@ -104,10 +105,10 @@ def test_our_side_only_starts_the_sequence_and_reads_its_log(
     assert code == ExitCode.OK
     # one SSH command: the inventory, the script on its input, the host's log as it grows
     (command,) = commands
-    match = re.match(r'm="@@(\d+)"\n', command)
-    assert match is not None
+    token = marker_token(command)
+    assert token is not None
     log = re.findall(r'tail -n 100000 -f "([^"]+)"', command)[0]
-    assert command == shutdown_command(int(match.group(1)), log)
+    assert command == shutdown_command(token, log)
     # each host command once: one autostop at most, no stop action twice, no fault for a VM
     # already down
     assert sum("autostop: started" in t for t in texts) == (1 if strategy == "autostop" else 0)

@@ -63,9 +63,9 @@ class FakeRemote:
             pytest.fail(f"unexpected remote command: {command}")
         if isinstance(outcome, Exception):
             raise outcome
-        token = re.match(r'm="@@(\d+)"\n', command)
+        token = marker_token(command)
         assert token is not None
-        yield CannedTalk(outcome.stdout.replace("@@TOKEN ", f"@@{token.group(1)} "))
+        yield CannedTalk(outcome.stdout.replace("@@TOKEN ", f"@@{token} "))
 
 
 class CannedTalk:
@@ -94,12 +94,18 @@ INVENTORY = inventory_command(0).replace('m="@@0"', 'm="@@TOKEN"')
 SHUTDOWN = "shutdown command"
 
 
+def marker_token(command: str) -> int | None:
+    """The marker token a command line of ours starts with (`m="@@TOKEN"`), or None."""
+    match = re.match(r'm="@@(\d+)"\n', command)
+    return int(match.group(1)) if match is not None else None
+
+
 def inventory_token(command: str) -> int | None:
     """The marker token of an inventory command line, or None for any other command."""
-    match = re.match(r'm="@@(\d+)"\n', command)
-    if match is None or command != inventory_command(int(match.group(1))):
+    token = marker_token(command)
+    if token is None or command != inventory_command(token):
         return None
-    return int(match.group(1))
+    return token
 
 
 def ok(command: str, stdout: str = "") -> CommandResult:
