@@ -191,9 +191,8 @@ def follow_log(log: str) -> str:
 
 
 def _checked(log: str) -> str:
-    if not log.startswith(HOST_LOG_PREFIX) or not log.endswith(".log"):
-        raise ValueError("refusing an unexpected log path")
-    if not all(ch.isalnum() or ch in "${}:-/_." for ch in log):
+    shaped = log.startswith(HOST_LOG_PREFIX) and log.endswith(".log")
+    if not shaped or not all(ch.isalnum() or ch in "${}:-/_." for ch in log):
         raise ValueError("refusing an unexpected log path")
     return log
 

@@ -21,7 +21,14 @@ from esxi_suspend.errors import (
     one_line,
 )
 from esxi_suspend.hostscript import READY, log_path, shutdown_command
-from esxi_suspend.inventory import Inventory, Remote, new_token, parse_inventory, read_inventory
+from esxi_suspend.inventory import (
+    Inventory,
+    Remote,
+    Talk,
+    new_token,
+    parse_inventory,
+    read_inventory,
+)
 from esxi_suspend.plan import ShutdownPlan, find_self_vm, make_plan
 from esxi_suspend.remote import NO_EXIT_STATUS
 from esxi_suspend.report import describe_plan, printable, render_check
@@ -90,10 +97,7 @@ def shutdown_host(
                 text = talk.read_until(f"{marker} {READY}", time.monotonic() + timeout)
                 inventory = parse_inventory(remote.name, text, token, NO_EXIT_STATUS, "")
             except RemoteCommandFailed as exc:
-                with contextlib.suppress(RemoteCommandFailed):
-                    talk.send("")  # the host command ends without running anything ...
-                    for _line in talk.lines(time.monotonic() + ENDING_SECONDS):
-                        pass  # ... before the next command (dropbear refuses it meanwhile)
+                _end_without_script(talk)
                 failed: RemoteCommandFailed | None = exc
             else:
                 failed = None
@@ -110,6 +114,15 @@ def shutdown_host(
     if failed is not None:
         result.add("inventory", failed.exit_code, f"{one_line(failed)}; falling back to autostop")
         plain_shutdown(remote, settings, result, reconnect)
+
+
+def _end_without_script(talk: Talk) -> None:
+    """Tell the shutdown command there is no script, and let it end before our next command
+    (dropbear refuses a new channel meanwhile); it runs nothing."""
+    with contextlib.suppress(RemoteCommandFailed):
+        talk.send("")
+        for _line in talk.lines(time.monotonic() + ENDING_SECONDS):
+            pass
 
 
 def _inventory_text(
