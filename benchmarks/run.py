@@ -46,12 +46,11 @@ from simhelpers import sequence_started  # noqa: E402
 from sshservers import ServerUnavailable, make_client_keys, running_server  # noqa: E402
 
 from esxi_suspend import runner  # noqa: E402
-from esxi_suspend.config import load_settings  # noqa: E402
-from esxi_suspend.demo import prepare_env  # noqa: E402
+from esxi_suspend.demo.command import prepare_env  # noqa: E402
 from esxi_suspend.errors import RemoteCommandFailed, SessionDropped  # noqa: E402
-from esxi_suspend.hostscript import STARTED  # noqa: E402
-from esxi_suspend.remote import CommandResult, Exchange, RemoteHost  # noqa: E402
-from esxi_suspend.shutdown import HostResult, shutdown_host  # noqa: E402
+from esxi_suspend.host.script import STARTED  # noqa: E402
+from esxi_suspend.host.shutdown import HostResult, shutdown_host  # noqa: E402
+from esxi_suspend.settings.envfile import load_settings  # noqa: E402
 from esxi_suspend.simulator import (  # noqa: E402
     Fate,
     Fleet,
@@ -59,6 +58,7 @@ from esxi_suspend.simulator import (  # noqa: E402
     generate_ed25519,
     generated_fleet,
 )
+from esxi_suspend.ssh.remote import CommandResult, Exchange, RemoteHost  # noqa: E402
 
 COMMAND = Path(sys.executable).parent / "esxi-suspend"
 ORIGINAL = "vim-cmd hostsvc/autostartmanager/autostop ; poweroff"

@@ -11,11 +11,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from esxi_suspend import __version__, clock, logs, setupcli, wake
+from esxi_suspend import __version__, clock, logs
 from esxi_suspend.errors import ExitCode
 from esxi_suspend.helptext import DESCRIPTION, EPILOG, WAKE_EPILOG, HelpFormatter
+from esxi_suspend.power import wake
 from esxi_suspend.runner import run
-from esxi_suspend.settings import DEFAULT_ENV_FILE, ENV_FILE_VARIABLE
+from esxi_suspend.settings.model import DEFAULT_ENV_FILE, ENV_FILE_VARIABLE
+from esxi_suspend.setup import commands as setup_commands
 
 log = logging.getLogger("esxi_suspend")
 
@@ -124,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     wake_command.add_argument(
         "-v", "--verbose", action="count", default=0, help="more on stderr (-vv: debug)"
     )
-    setupcli.add_parsers(commands, env_help)  # trust, enroll: setting up, never for upsmon
-    for sub in commands.choices.values():  # setupcli's too: every --help wraps the same way
+    setup_commands.add_parsers(commands, env_help)  # trust, enroll: setting up, never for upsmon
+    for sub in commands.choices.values():  # setup's too: every --help wraps the same way
         sub.formatter_class = formatter
     return parser
 
@@ -137,15 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: usage error (2) or --help/--version (0)
         return int(exc.code) if isinstance(exc.code, int) else ExitCode.USAGE
     if args.command == "demo":  # the simulator is imported only here, never by `shutdown`
-        from esxi_suspend import demo
+        from esxi_suspend.demo import command as demo
 
         return demo.run(
             args.fleet, args.dry_run, args.time_scale, args.strategy, verbose=args.verbose > 0
         )
     logs.setup(args.verbose)
     try:
-        if args.command in setupcli.COMMANDS:
-            return int(setupcli.run(args))
+        if args.command in setup_commands.COMMANDS:
+            return int(setup_commands.run(args))
         if args.command == "wake":
             return int(wake.run(args.env_file, args.host, args.dry_run))
         dry_run = args.command == "check" or args.dry_run

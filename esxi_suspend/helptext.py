@@ -9,7 +9,7 @@ import shutil
 import textwrap
 
 from esxi_suspend.errors import ExitCode
-from esxi_suspend.settings import DEFAULT_ENV_FILE, DEFAULT_KNOWN_HOSTS, ENV_FILE_VARIABLE
+from esxi_suspend.settings.model import DEFAULT_ENV_FILE, DEFAULT_KNOWN_HOSTS, ENV_FILE_VARIABLE
 
 EXIT_CODES_HELP = "\n".join(
     f"  {code.value:>3}  {text}"

@@ -16,14 +16,21 @@ from contextlib import contextmanager
 from dataclasses import replace
 from types import FrameType
 
-from esxi_suspend import __version__, deadline, early, lock, remote, ups
-from esxi_suspend.config import RestartAwareConfigError, Validation, load_settings, validate
+from esxi_suspend import __version__, lock
 from esxi_suspend.errors import EsxiSuspendError, ExitCode, one_line
-from esxi_suspend.local import plan_restart, run_restart
-from esxi_suspend.outage import Outage
-from esxi_suspend.remote import RemoteHost
-from esxi_suspend.settings import RestartSettings, Settings, env_file_path
-from esxi_suspend.shutdown import HostResult, check_host, shutdown_host
+from esxi_suspend.host.shutdown import HostResult, check_host, shutdown_host
+from esxi_suspend.nut import deadline, early, ups
+from esxi_suspend.nut.outage import Outage
+from esxi_suspend.nut.service import plan_restart, run_restart
+from esxi_suspend.settings.envfile import (
+    RestartAwareConfigError,
+    Validation,
+    load_settings,
+    validate,
+)
+from esxi_suspend.settings.model import RestartSettings, Settings, env_file_path
+from esxi_suspend.ssh import remote
+from esxi_suspend.ssh.remote import RemoteHost
 
 log = logging.getLogger("esxi_suspend")
 
@@ -117,7 +124,7 @@ def _run(
                 codes.append(ExitCode.CONFIG)
 
     # upsmon calls us again when the monitor is restarted during the outage: hosts this
-    # machine already powered off in it are not contacted again (see outage.py)
+    # machine already powered off in it are not contacted again (see nut/outage.py)
     outage = Outage(restart_settings) if not dry_run else None
     everything = settings
     if outage is not None:

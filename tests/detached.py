@@ -1,6 +1,6 @@
 """The host sequence started detached on its own, for tests of the script alone.
 
-The package starts it from the shutdown command's input (hostscript.shutdown_command), after
+The package starts it from the shutdown command's input (script.shutdown_command), after
 the inventory; tests of the sequence script itself start it with this line instead: the same
 `nohup sh -c`, output to the same log, returning at once.
 """

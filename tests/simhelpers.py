@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from esxi_suspend.settings import RestartSettings, Settings
+from esxi_suspend.settings.model import RestartSettings, Settings
 from esxi_suspend.simulator import SimulatedHost, generate_ed25519
 
 

@@ -1,6 +1,6 @@
 """A Wake-on-LAN listener for the tests: a real UDP socket on 127.0.0.1, on a port the kernel
 picked, the only place a magic packet of a test goes; and the packet's bytes, written out here
-rather than taken from esxi_suspend.wake."""
+rather than taken from esxi_suspend.power.wake."""
 
 from __future__ import annotations
 

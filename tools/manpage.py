@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from esxi_suspend import __version__
 from esxi_suspend.cli import build_parser
 from esxi_suspend.helptext import SETTINGS_HELP
-from esxi_suspend.settings import DEFAULT_ENV_FILE, ENV_FILE_VARIABLE
+from esxi_suspend.settings.model import DEFAULT_ENV_FILE, ENV_FILE_VARIABLE
 
 TEXT_WIDTH = 72  # the help text's width; man indents it by 7
 USAGE = "usage: "

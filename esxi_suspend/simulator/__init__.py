@@ -1,20 +1,16 @@
 """A simulated VMware ESXi host, served over real SSH: for `esxi-suspend demo`, tests and
-benchmarks only. The shutdown path never imports it.
+benchmarks only. The shutdown path never imports it, and it imports nothing of ours outside
+itself.
 
     fleet.py           the host's description (VMs, autostart settings), JSON/TOML, defaults
     vm.py              one VM: power states, fate, live state, the vim.fault refusals
-    simclock.py        simulated time (`time_scale`) and the waits on it; the host's lock
+    clock.py           simulated time (`time_scale`) and the waits on it; the host's lock
     hostd.py           hostd's cost: each call's latency in one of a few slots
     host.py            the state: VMs, files, jobs, events, host power-off
     autostop.py        the autostart manager's stop sequence (autostop)
     vimcmd.py          ESXi's commands (vim-cmd, vmware, poweroff, shutdown.sh): what they do
     vimcmd_output.py   what vim-cmd prints: tables and vim.* blocks of ESXi 6.x/7.x
-    shell.py           the `sh` our command lines need, busybox ash's semantics: runs a script
-    shell_lexer.py     its tokens: words (quotes, `$` expansions), operators, redirections
-    shell_syntax.py    its grammar: the script parsed into a tree of commands
-    shell_expand.py    its expansions: parameters, $(...), $(( )), splitting, patterns
-    shell_state.py     what a running shell holds: variables, fds, `&` children, signals
-    shell_commands.py  its builtins, busybox applets and ESXi's programs (via vimcmd.py)
+    shell/             the `sh` our command lines need, busybox ash's semantics
     session.py         one SSH connection: login, exec channels, their output and exit status
     server.py          the SSH listener (paramiko) and `SimulatedHost`, the API tests use
 """

@@ -1,7 +1,7 @@
 """The simulated host's state: VMs, in-memory files, running jobs, event log, host power.
 
-No networking and no parsing here: `shell.py` turns command lines into calls on `HostModel`,
-`server.py` serves it over SSH. Beside it: `vm.py` (one VM), `simclock.py` (simulated time:
+No networking and no parsing here: `shell/` turns command lines into calls on `HostModel`,
+`server.py` serves it over SSH. Beside it: `vm.py` (one VM), `clock.py` (simulated time:
 every wait), `hostd.py` (the cost of each hostd call), `autostop.py` (the autostart manager's
 stop sequence). All state is guarded by one condition variable (the clock's); waits are scaled
 (`time_scale` real seconds per simulated second) and end early when the host powers off
@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from esxi_suspend.simulator.clock import SimClock
 from esxi_suspend.simulator.fleet import Fleet, VmSpec
 from esxi_suspend.simulator.hostd import Hostd
-from esxi_suspend.simulator.simclock import SimClock
 from esxi_suspend.simulator.vm import (
     OFF,
     ON,

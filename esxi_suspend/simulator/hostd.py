@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from esxi_suspend.simulator.clock import SimClock
 from esxi_suspend.simulator.fleet import Fleet
-from esxi_suspend.simulator.simclock import SimClock
 
 
 class Hostd:

@@ -17,8 +17,8 @@ from typing import Any, Callable
 import paramiko
 
 from esxi_suspend.simulator.host import HostDown, HostModel, Interrupted
-from esxi_suspend.simulator.shell import Shell
-from esxi_suspend.simulator.shell_state import Source
+from esxi_suspend.simulator.shell.interpreter import Shell
+from esxi_suspend.simulator.shell.state import Source
 
 # Real seconds before a channel's first byte: paramiko answers the exec request only after our
 # callback returns, and a client must see that answer before the command's output.

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from esxi_suspend import clock
-from esxi_suspend import demo as demo_module
+from esxi_suspend.demo import command as demo_module
 
 COMMAND = Path(sys.executable).parent / "esxi-suspend"
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}

@@ -54,7 +54,7 @@ NOTIFY = (
 )  # fmt: skip
 ALREADY_RUNNING = "A previous upsmon instance is already running"
 WAITING = "on battery: the NUT monitor is restarted once power is back"
-OUTAGE_RECORD = "/run/esxi-suspend/outage.json"  # esxi_suspend.outagerecord.record_path()
+OUTAGE_RECORD = "/run/esxi-suspend/outage.json"  # esxi_suspend.nut.record.record_path()
 
 
 def _write(path: Path, text: str, mode: int = 0o600) -> Path:
@@ -214,7 +214,7 @@ def nut_chain(
     _write(conf / "ups.conf", f'[dummy]\n  driver = dummy-ups\n  port = {dev}\n  desc = "test"\n')
     _write(conf / "upsd.conf", f"LISTEN 127.0.0.1 {port}\n")
     # by default a secondary, as on a VM watching the UPS through another machine's upsd: a
-    # primary sets FSD, which upsd keeps after power is back (UPS_CLEAR_FSD: outage.py)
+    # primary sets FSD, which upsd keeps after power is back (UPS_CLEAR_FSD: nut/outage.py)
     _write(conf / "upsd.users", f"[monuser]\n  password = monpass\n  upsmon {role}\n")
     monitor = f"dummy@127.0.0.1:{port}"
     early = early_shutdown is not None

@@ -478,7 +478,7 @@ def _one_bad_entry(ctx: Ctx) -> None:
     ctx.argv = ["shutdown", "-v"]  # the summary on stderr even where a syslog socket exists
 
 
-OUTAGE_RECORD = Path("/run/esxi-suspend/outage.json")  # esxi_suspend.outagerecord.record_path()
+OUTAGE_RECORD = Path("/run/esxi-suspend/outage.json")  # esxi_suspend.nut.record.record_path()
 WAITING = "on battery: the NUT monitor is restarted once power is back"
 
 

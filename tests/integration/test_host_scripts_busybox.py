@@ -23,8 +23,10 @@ import pytest
 from detached import detached
 from sshservers import FAKEHOST_DATA, FAKEHOST_DIR, SshServer, host_processes
 
-from esxi_suspend import esxi
-from esxi_suspend.hostscript import (
+from esxi_suspend.host import esxi
+from esxi_suspend.host.inventory import inventory_command
+from esxi_suspend.host.plan import Action, Phase, ShutdownPlan, VmStep
+from esxi_suspend.host.script import (
     HOST_TEXT,
     LOG_PREFIX,
     READY,
@@ -34,8 +36,6 @@ from esxi_suspend.hostscript import (
     shutdown_command,
     start_request,
 )
-from esxi_suspend.inventory import inventory_command
-from esxi_suspend.plan import Action, Phase, ShutdownPlan, VmStep
 
 pytestmark = pytest.mark.servers
 

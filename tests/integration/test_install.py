@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from esxi_suspend.settings import KNOWN_KEYS
+from esxi_suspend.settings.model import KNOWN_KEYS
 
 SOURCE = Path(__file__).resolve().parents[2]
 INSTALL_SH = SOURCE / "install.sh"

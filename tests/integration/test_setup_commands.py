@@ -27,7 +27,7 @@ from sshservers import (
 from terminal import run_on_terminal
 
 from esxi_suspend.errors import ExitCode
-from esxi_suspend.hostkeys import public_key_info
+from esxi_suspend.ssh.hostkeys import public_key_info
 
 pytestmark = pytest.mark.servers
 COMMAND = [sys.executable, "-m", "esxi_suspend"]

@@ -17,9 +17,9 @@ from esxi_suspend.errors import (
     HostKeyRejected,
     SessionDropped,
 )
-from esxi_suspend.remote import RemoteHost
-from esxi_suspend.shutdown import HostResult, check_host, shutdown_host
+from esxi_suspend.host.shutdown import HostResult, check_host, shutdown_host
 from esxi_suspend.simulator import Fate, SimulatedHost, default_fleet, generate_ed25519
+from esxi_suspend.ssh.remote import RemoteHost
 
 DETACHED = (
     'nohup sh -c "vim-cmd hostsvc/autostartmanager/autostop; /sbin/shutdown.sh && '

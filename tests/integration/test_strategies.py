@@ -22,11 +22,11 @@ import pytest
 from simhelpers import SimKeys, make_sim_keys, sequence_started, sim_settings
 from test_shutdown import marker_token
 
-from esxi_suspend.demo import prepare_env
+from esxi_suspend.demo.command import prepare_env
 from esxi_suspend.errors import ExitCode
-from esxi_suspend.hostscript import shutdown_command
+from esxi_suspend.host.script import shutdown_command
 from esxi_suspend.runner import run_hosts
-from esxi_suspend.settings import Settings, Target
+from esxi_suspend.settings.model import Settings, Target
 from esxi_suspend.simulator import Fate, SimulatedHost, fleet_from_dict
 
 SCALE = 0.005  # 1 simulated second = 5 ms

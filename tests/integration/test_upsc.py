@@ -1,4 +1,4 @@
-"""`upsc` as ups.py runs it: a fake one first on PATH (a real process, bounded), its status,
+"""`upsc` as nut/ups.py runs it: a fake one first on PATH (a real process, bounded), its status,
 its failure in one line, a hang cut short, and what several UPSes say together."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from esxi_suspend import ups
+from esxi_suspend.nut import ups
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def test_demo_verbose_reaches_demo_run(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append(kwargs)
         return 0
 
-    monkeypatch.setattr("esxi_suspend.demo.run", fake_run)
+    monkeypatch.setattr("esxi_suspend.demo.command.run", fake_run)
     assert main(["demo", "--dry-run"]) == 0
     assert main(["demo", "-v"]) == 0
     assert main(["demo", "-vv"]) == 0

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from esxi_suspend.config import RestartAwareConfigError, load_settings
-from esxi_suspend.settings import DEFAULT_ENV_FILE, RestartSettings, env_file_path
+from esxi_suspend.settings.envfile import RestartAwareConfigError, load_settings
+from esxi_suspend.settings.model import DEFAULT_ENV_FILE, RestartSettings, env_file_path
 
 
 def write_env(files: dict[str, Path], body: str, mode: int = 0o600) -> Path:

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 from test_config import write_env
 
-from esxi_suspend import clock, lock, runner, ups
-from esxi_suspend.config import RestartAwareConfigError, load_settings, validate
+from esxi_suspend import clock, lock, runner
 from esxi_suspend.errors import ExitCode
-from esxi_suspend.settings import (
+from esxi_suspend.host.shutdown import HostResult
+from esxi_suspend.nut import ups
+from esxi_suspend.settings.envfile import RestartAwareConfigError, load_settings, validate
+from esxi_suspend.settings.model import (
     KNOWN_KEYS,
     REQUIRED_KEYS,
     VM_ACTIONS,
@@ -26,7 +28,6 @@ from esxi_suspend.settings import (
     Target,
     WakeOnLan,
 )
-from esxi_suspend.shutdown import HostResult
 
 FILES = "ESXI_KEY_FILE=@KEY@\nESXI_KNOWN_HOSTS=@KNOWN@\n"
 GOOD = "ESXI_HOST=esxi1.lan\n" + FILES

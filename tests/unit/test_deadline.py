@@ -1,5 +1,5 @@
-"""deadline.py: ESXI_DEADLINE=auto from the UPSes' battery.runtime (a fake upsc), the margin,
-the smallest of several, the fallback when none reports it; early.py: upssched's timer."""
+"""nut/deadline.py: ESXI_DEADLINE=auto from the UPSes' battery.runtime (a fake upsc), the margin,
+the smallest of several, the fallback when none reports it; nut/early.py: upssched's timer."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from test_config import GOOD, write_env
 
-from esxi_suspend import deadline, early, ups
-from esxi_suspend.config import load_settings
-from esxi_suspend.settings import RestartSettings, Settings
+from esxi_suspend.nut import deadline, early, ups
+from esxi_suspend.settings.envfile import load_settings
+from esxi_suspend.settings.model import RestartSettings, Settings
 
 
 def _settings(files: dict[str, Path], body: str = "ESXI_DEADLINE=auto\n") -> Settings:
@@ -91,7 +91,7 @@ def test_no_ups_known_falls_back(files: dict[str, Path]) -> None:
     assert not resolved.ok and "UPS_NAME=none" in resolved.source
 
 
-# -- early.py -------------------------------------------------------------------------------
+# -- nut/early.py -------------------------------------------------------------------------------
 
 UPSMON = "NOTIFYCMD /usr/sbin/upssched\nNOTIFYFLAG ONBATT SYSLOG+EXEC\nNOTIFYFLAG ONLINE EXEC\n"
 TIMER = "AT ONBATT * START-TIMER early-shutdown 300\nAT ONLINE * CANCEL-TIMER early-shutdown\n"

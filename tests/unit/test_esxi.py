@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from esxi_suspend import esxi
-from esxi_suspend.autostart import (
+from esxi_suspend.host import esxi
+from esxi_suspend.host.autostart import (
     AutostartDefaults,
     effective_stop,
     parse_autostartseq,
     parse_defaults,
 )
-from esxi_suspend.vmlist import parse_getallvms
-from esxi_suspend.vmstate import PowerState, parse_power_state
+from esxi_suspend.host.vmlist import parse_getallvms
+from esxi_suspend.host.vmstate import PowerState, parse_power_state
 
 HEADER = (
     "Vmid         Name                                File                                  "

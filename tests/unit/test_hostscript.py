@@ -13,8 +13,10 @@ import pytest
 from test_plan import FLEET, inventory, vm
 from test_shutdown import SETTINGS
 
-from esxi_suspend import esxi
-from esxi_suspend.hostscript import (
+from esxi_suspend.host import esxi
+from esxi_suspend.host.inventory import CONCURRENT_CALLS, inventory_command
+from esxi_suspend.host.plan import make_plan
+from esxi_suspend.host.script import (
     follow_log,
     log_path,
     look_seconds,
@@ -22,8 +24,6 @@ from esxi_suspend.hostscript import (
     shutdown_command,
     start_request,
 )
-from esxi_suspend.inventory import CONCURRENT_CALLS, inventory_command
-from esxi_suspend.plan import make_plan
 
 
 def test_every_phase_settles_its_own_vms_and_a_watchdog_holds_the_deadline() -> None:

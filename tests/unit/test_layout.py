@@ -1,5 +1,7 @@
-"""The house's layout: README's layer table names every module, and each module imports only
-modules of later layers (or of its own line, in the table's order): no import loop."""
+"""The house's layout: the README's layer table names every package and top-level module; each
+imports only its own layer or later ones; no two modules import each other round a loop; the
+shutdown path never reaches the setting-up, demo or simulator code; every package says what it
+holds."""
 
 from __future__ import annotations
 
@@ -9,45 +11,116 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "esxi_suspend"
-# README: never on upsmon's path
-SETUP = ("setupcli", "enroll", "authkeys", "trust", "setuptarget", "setupssh")
+# Never on upsmon's path (README, "How the pieces talk").
+OFF_THE_SHUTDOWN_PATH = ("setup", "demo", "simulator", "ssh.logins")
 
 
-def _imports(path: Path) -> set[str]:
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py") if _module_name(p)}
+
+
+def _imports(name: str) -> set[str]:
+    """The modules of ours that `name` imports (`from esxi_suspend.x import y` counts x.y when
+    that is a module, else x)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "esxi_suspend":
-                found |= {alias.name for alias in node.names}
-            elif node.module.startswith("esxi_suspend."):
-                found.add(node.module.split(".")[1])
-    return found - {"__version__", path.stem}
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if not isinstance(node, ast.ImportFrom) or not node.module:
+            continue
+        if node.module != "esxi_suspend" and not node.module.startswith("esxi_suspend."):
+            continue
+        base = node.module.removeprefix("esxi_suspend").lstrip(".")
+        for alias in node.names:
+            full = f"{base}.{alias.name}".lstrip(".")
+            found.add(full if full in MODULES else base)
+    return found - {"", name}
+
+
+def _unit(module: str) -> str:
+    """What the layer table names: a package, or a top-level module."""
+    return module.split(".")[0]
 
 
 def _layers() -> list[list[str]]:
-    """README's table, one list per row, each in its order (`a` → `b`: a imports b)."""
+    """README's table, one list per row: the packages and modules it names."""
     readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("| layer | modules |") :].split("\n\n", 1)[0]
+    table = readme[readme.index("| layer | packages and modules |") :].split("\n\n", 1)[0]
     rows = [line.split("|")[2] for line in table.splitlines()[2:]]
-    return [re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", row)) for row in rows]
+    return [re.findall(r"`(\w+)/?`", re.sub(r"\([^)]*\)", "", row)) for row in rows]
 
 
-def test_every_module_is_in_the_layer_table() -> None:
-    listed = {m for row in _layers() for m in row} | set(SETUP)
-    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__", "helptext"}
-    assert modules - listed == set(), "add them to README's layer table"
-    assert listed - modules == set(), "README names modules that do not exist"
+def test_every_package_and_module_is_in_the_layer_table() -> None:
+    listed = {unit for row in _layers() for unit in row}
+    units = {_unit(m) for m in MODULES} - {"__main__"}
+    assert units - listed == set(), "add them to README's layer table"
+    assert listed - units == set(), "README names packages or modules that do not exist"
 
 
-def test_modules_import_only_later_layers() -> None:
-    order = [m for row in _layers() for m in row]
-    rank = {m: float(i) for i, m in enumerate(order)}
-    rank["helptext"] = rank["cli"] + 0.5  # the parser's texts, beside it
-    rank.update({n: rank["runner"] + 0.5 + i / 10 for i, n in enumerate(SETUP)})
+def test_imports_go_down_the_layers_only() -> None:
+    rank = {unit: i for i, row in enumerate(_layers()) for unit in row}
     wrong = [
         f"{module} imports {other}"
-        for module in rank
-        for other in _imports(PACKAGE / f"{module}.py")
-        if other in rank and rank[other] <= rank[module]
+        for module in MODULES
+        if _unit(module) in rank
+        for other in _imports(module)
+        if rank[_unit(other)] < rank[_unit(module)]
     ]
-    assert wrong == [], "an import against README's layers (or a loop)"
+    assert wrong == [], "an import against README's layers"
+
+
+def test_no_import_loop() -> None:
+    graph = {m: {o for o in _imports(m) if o in MODULES} for m in MODULES}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, " -> ".join((*path, module))
+        if module not in done:
+            for other in sorted(graph[module]):
+                visit(other, (*path, module))
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module, ())
+
+
+def test_the_simulator_imports_only_itself() -> None:
+    wrong = [
+        f"{m} imports {o}"
+        for m in MODULES
+        if _unit(m) == "simulator"
+        for o in _imports(m)
+        if _unit(o) != "simulator"
+    ]
+    assert wrong == []
+
+
+def test_the_shutdown_path_never_reaches_setup_demo_or_the_simulator() -> None:
+    reached: set[str] = set()
+    todo = ["runner"]
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo.extend(o for o in _imports(module) if o in MODULES)
+    wrong = {
+        m for m in reached if any(m == x or m.startswith(f"{x}.") for x in OFF_THE_SHUTDOWN_PATH)
+    }
+    assert wrong == set()
+
+
+def test_every_package_names_its_modules() -> None:
+    missing = []
+    for init in PACKAGE.rglob("__init__.py"):
+        if init.parent == PACKAGE:
+            continue
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        for child in sorted(init.parent.iterdir()):
+            name = child.name if child.suffix == ".py" else f"{child.name}/"
+            if child.name in ("__init__.py", "__pycache__") or child.suffix not in (".py", ""):
+                continue
+            if name not in doc:
+                missing.append(f"{init.parent.name}: {name}")
+    assert missing == [], "name each module in its package's docstring"

@@ -12,7 +12,7 @@ import pytest
 
 from esxi_suspend.cli import build_parser
 from esxi_suspend.helptext import SETTINGS_HELP
-from esxi_suspend.settings import KNOWN_KEYS, REQUIRED_KEYS
+from esxi_suspend.settings.model import KNOWN_KEYS, REQUIRED_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "esxi-suspend.8"

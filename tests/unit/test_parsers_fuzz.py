@@ -12,10 +12,10 @@ import re
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from esxi_suspend import esxi
-from esxi_suspend.autostart import parse_autostartseq, parse_defaults
-from esxi_suspend.vmlist import Vm, parse_getallvms
-from esxi_suspend.vmstate import PowerState, VmSummary, parse_power_state, parse_summary
+from esxi_suspend.host import esxi
+from esxi_suspend.host.autostart import parse_autostartseq, parse_defaults
+from esxi_suspend.host.vmlist import Vm, parse_getallvms
+from esxi_suspend.host.vmstate import PowerState, VmSummary, parse_power_state, parse_summary
 
 # Text built from the pieces real output is made of, and from anything at all.
 PIECES = st.sampled_from(

@@ -7,13 +7,13 @@ from dataclasses import replace
 import pytest
 from test_shutdown import SETTINGS
 
-from esxi_suspend.autostart import AutostartDefaults, AutostartEntry
-from esxi_suspend.hostscript import sequence_script
-from esxi_suspend.inventory import Inventory, VmInfo
-from esxi_suspend.plan import MIN_SEQUENCE_SECONDS, Action, find_self_vm, make_plan
-from esxi_suspend.report import describe_plan, vm_fate
-from esxi_suspend.vmlist import Vm
-from esxi_suspend.vmstate import PowerState
+from esxi_suspend.host.autostart import AutostartDefaults, AutostartEntry
+from esxi_suspend.host.inventory import Inventory, VmInfo
+from esxi_suspend.host.plan import MIN_SEQUENCE_SECONDS, Action, find_self_vm, make_plan
+from esxi_suspend.host.report import describe_plan, vm_fate
+from esxi_suspend.host.script import sequence_script
+from esxi_suspend.host.vmlist import Vm
+from esxi_suspend.host.vmstate import PowerState
 
 DEFAULTS = AutostartDefaults(stop_delay=120, stop_action="PowerOff", enabled=True)
 

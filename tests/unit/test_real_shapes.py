@@ -10,18 +10,18 @@ from __future__ import annotations
 import pytest
 from test_shutdown import SETTINGS
 
-from esxi_suspend import esxi
-from esxi_suspend.autostart import (
+from esxi_suspend.host import esxi
+from esxi_suspend.host.autostart import (
     AutostartDefaults,
     effective_stop,
     parse_autostartseq,
     parse_defaults,
 )
-from esxi_suspend.inventory import Inventory, VmInfo
-from esxi_suspend.plan import make_plan
-from esxi_suspend.report import render_check
-from esxi_suspend.vmlist import Vm, parse_getallvms
-from esxi_suspend.vmstate import PowerState, VmSummary, parse_power_state, parse_summary
+from esxi_suspend.host.inventory import Inventory, VmInfo
+from esxi_suspend.host.plan import make_plan
+from esxi_suspend.host.report import render_check
+from esxi_suspend.host.vmlist import Vm, parse_getallvms
+from esxi_suspend.host.vmstate import PowerState, VmSummary, parse_power_state, parse_summary
 
 Row = tuple[int, str, str, str, str]  # id, name, datastore, vmx path, annotation
 

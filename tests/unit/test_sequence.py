@@ -12,12 +12,12 @@ from test_plan import inventory, vm
 from test_shutdown import SETTINGS, no_reconnect
 
 from esxi_suspend.errors import ExitCode, SessionDropped
-from esxi_suspend.hostscript import follow_log, log_path
-from esxi_suspend.inventory import Inventory
-from esxi_suspend.plan import make_plan
-from esxi_suspend.remote import CommandResult
-from esxi_suspend.sequence import Reconnect, run_sequence
-from esxi_suspend.shutdown import HostResult
+from esxi_suspend.host.inventory import Inventory
+from esxi_suspend.host.plan import make_plan
+from esxi_suspend.host.script import follow_log, log_path
+from esxi_suspend.host.sequence import Reconnect, run_sequence
+from esxi_suspend.host.shutdown import HostResult
+from esxi_suspend.ssh.remote import CommandResult
 
 FAST = replace(SETTINGS, strategy="parallel", poll_interval=0.01)
 LOG = log_path(1, 2)

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from esxi_suspend.authkeys import APPEND_4, append_5, keys_file, parse_version, read_5
-from esxi_suspend.config import load_settings, read_env_values
 from esxi_suspend.errors import BadArgument, ConfigError, NotConfirmed
-from esxi_suspend.hostkeys import HostKeyInfo, known_hosts_name
-from esxi_suspend.remote import enroll_command, host_argument
-from esxi_suspend.settings import DEFAULT_ENV_FILE, Target
-from esxi_suspend.setuptarget import resolve_target
-from esxi_suspend.trust import AGAIN, _confirm, entry_names_host, replace_entries
+from esxi_suspend.settings.envfile import load_settings, read_env_values
+from esxi_suspend.settings.model import DEFAULT_ENV_FILE, Target
+from esxi_suspend.setup.authkeys import APPEND_4, append_5, keys_file, parse_version, read_5
+from esxi_suspend.setup.target import resolve_target
+from esxi_suspend.setup.trust import AGAIN, _confirm, entry_names_host, replace_entries
+from esxi_suspend.ssh.hostkeys import HostKeyInfo, known_hosts_name
+from esxi_suspend.ssh.remote import enroll_command, host_argument
 
 KEY = HostKeyInfo("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIFAKE", 256, "SHA256:x")
 

@@ -12,13 +12,14 @@ from typing import Union
 import pytest
 from test_esxi import DEFAULTS, GETALLVMS, SEQUENCE
 
-from esxi_suspend import esxi, local
+from esxi_suspend import machine
 from esxi_suspend.errors import ExitCode, RemoteTimeout, SessionDropped
-from esxi_suspend.inventory import Remote, inventory_command
-from esxi_suspend.remote import CommandResult
-from esxi_suspend.settings import RestartSettings, Settings
-from esxi_suspend.shutdown import HostResult, check_host, plain_shutdown, shutdown_host
-from esxi_suspend.vmlist import parse_getallvms
+from esxi_suspend.host import esxi
+from esxi_suspend.host.inventory import Remote, inventory_command
+from esxi_suspend.host.shutdown import HostResult, check_host, plain_shutdown, shutdown_host
+from esxi_suspend.host.vmlist import parse_getallvms
+from esxi_suspend.settings.model import RestartSettings, Settings
+from esxi_suspend.ssh.remote import CommandResult
 
 Outcome = Union[CommandResult, Exception]
 
@@ -221,7 +222,7 @@ _POWER = {"Powered on": "poweredOn", "Powered off": "poweredOff", "Suspended": "
 
 
 def inventory_output(getallvms: str, states: dict[int, str], status: int = 0) -> str:
-    """What the host prints for hostscript's INVENTORY: marked sections, a summary per VM."""
+    """What the host prints for script.py's INVENTORY: marked sections, a summary per VM."""
     vms = parse_getallvms(getallvms)
     summaries = "".join(
         f"@@TOKEN summary {vm.vmid}\nListsummary:\n\n(vim.vm.Summary) {{\n"
@@ -312,7 +313,7 @@ def steps_text(result: HostResult) -> str:
 @pytest.fixture
 def no_smbios(monkeypatch: pytest.MonkeyPatch) -> None:
     """This machine is not a VMware VM: its own VM is never found by UUID."""
-    monkeypatch.setattr(local, "smbios_uuid", lambda: None)
+    monkeypatch.setattr(machine, "smbios_uuid", lambda: None)
 
 
 @pytest.mark.usefixtures("no_smbios")

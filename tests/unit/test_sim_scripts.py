@@ -14,8 +14,10 @@ import pytest
 from detached import detached
 from test_sim_shell import Recorder
 
-from esxi_suspend import esxi
-from esxi_suspend.hostscript import (
+from esxi_suspend.host import esxi
+from esxi_suspend.host.inventory import HOST_TMP, inventory_command
+from esxi_suspend.host.plan import Action, Phase, ShutdownPlan, VmStep
+from esxi_suspend.host.script import (
     HOST_TEXT,
     LOG_PREFIX,
     log_path,
@@ -23,12 +25,10 @@ from esxi_suspend.hostscript import (
     shutdown_command,
     start_request,
 )
-from esxi_suspend.inventory import HOST_TMP, inventory_command
-from esxi_suspend.plan import Action, Phase, ShutdownPlan, VmStep
 from esxi_suspend.simulator import Fate, fleet_from_dict
 from esxi_suspend.simulator.host import HostDown, HostModel
-from esxi_suspend.simulator.shell import Shell
-from esxi_suspend.simulator.shell_state import Source
+from esxi_suspend.simulator.shell.interpreter import Shell
+from esxi_suspend.simulator.shell.state import Source
 
 TOKEN = 271828182  # the inventory's marker token (random in the package; fixed here)
 MARK = f"@@{TOKEN} "

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from esxi_suspend.autostart import parse_autostartseq, parse_defaults
+from esxi_suspend.host.autostart import parse_autostartseq, parse_defaults
+from esxi_suspend.host.vmlist import parse_getallvms
+from esxi_suspend.host.vmstate import PowerState, parse_power_state
 from esxi_suspend.simulator import Fate, FleetError, VmSpec, fleet_from_dict
 from esxi_suspend.simulator.fleet import Fleet, default_fleet, generated_fleet
 from esxi_suspend.simulator.host import HostDown, HostModel, Interrupted
-from esxi_suspend.simulator.shell import Shell, parse
-from esxi_suspend.vmlist import parse_getallvms
-from esxi_suspend.vmstate import PowerState, parse_power_state
+from esxi_suspend.simulator.shell.interpreter import Shell, parse
 
 
 class Recorder:

@@ -1,5 +1,5 @@
-"""ups.py: upsmon.conf's MONITOR lines, UPS_NAME, `upsc` (a fake one on PATH: status, failure,
-hang), what several UPSes say together, and the wait for power; outagerecord.py's record."""
+"""nut/ups.py: upsmon.conf's MONITOR lines, UPS_NAME, `upsc` (a fake one on PATH: status, failure,
+hang), what several UPSes say together, and the wait for power; outage_record.py's record."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from esxi_suspend import outagerecord, ups
-from esxi_suspend.outage import upsd_host
+from esxi_suspend.nut import record as outage_record
+from esxi_suspend.nut import ups
+from esxi_suspend.nut.outage import upsd_host
+from esxi_suspend.settings import values
 
 MONITOR_CASES = [
     ("MONITOR ups@localhost 1 monuser pass primary\n", ["ups@localhost"]),
@@ -56,7 +58,7 @@ def test_monitor_lines(text: str, names: list[str]) -> None:
     ],
 )
 def test_ups_name_setting(value: str, names: tuple[str, ...]) -> None:
-    assert ups.parse_ups_names(value) == names
+    assert values.parse_ups_names(value) == names
 
 
 @pytest.mark.parametrize(
@@ -64,7 +66,7 @@ def test_ups_name_setting(value: str, names: tuple[str, ...]) -> None:
 )
 def test_bad_ups_name(value: str) -> None:
     with pytest.raises(ValueError):
-        ups.parse_ups_names(value)
+        values.parse_ups_names(value)
 
 
 def test_upsmon_conf_from_nut_confpath(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,18 +115,18 @@ def test_fsd_after_power_is_back_is_told_once(
 # -- the outage record -----------------------------------------------------------------------
 
 
-def _record(*hosts: str) -> outagerecord.OutageRecord:
-    return outagerecord.OutageRecord(
-        tuple(outagerecord.PoweredOff(h, "root", 22) for h in hosts), 1e9, 4242
+def _record(*hosts: str) -> outage_record.OutageRecord:
+    return outage_record.OutageRecord(
+        tuple(outage_record.PoweredOff(h, "root", 22) for h in hosts), 1e9, 4242
     )
 
 
 def test_record_round_trip(tmp_path: Path) -> None:
-    path = outagerecord.write_record(_record("esxi1", "esxi2"), tmp_path / "state")
+    path = outage_record.write_record(_record("esxi1", "esxi2"), tmp_path / "state")
     assert path == tmp_path / "state" / "outage.json"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert oct((tmp_path / "state").stat().st_mode & 0o777) == "0o700"
-    record = outagerecord.read_record(tmp_path / "state")
+    record = outage_record.read_record(tmp_path / "state")
     assert record == _record("esxi1", "esxi2")
     assert record.covers("esxi1", 22) and not record.covers("esxi1", 2222)
     assert "esxi1:22, esxi2:22 at " in record.describe() and "(pid 4242)" in record.describe()
@@ -132,43 +134,43 @@ def test_record_round_trip(tmp_path: Path) -> None:
 
 
 def test_stale_record_is_removed(tmp_path: Path) -> None:
-    path = outagerecord.write_record(_record("esxi1"), tmp_path)
-    old = time.time() - outagerecord.RECORD_FRESH - 5
+    path = outage_record.write_record(_record("esxi1"), tmp_path)
+    old = time.time() - outage_record.RECORD_FRESH - 5
     os.utime(path, (old, old))
-    assert outagerecord.read_record(tmp_path) is None
+    assert outage_record.read_record(tmp_path) is None
     assert not path.exists()
 
 
 def test_touch_keeps_a_record_fresh(tmp_path: Path) -> None:
-    path = outagerecord.write_record(_record("esxi1"), tmp_path)
-    old = time.time() - outagerecord.RECORD_FRESH - 5
+    path = outage_record.write_record(_record("esxi1"), tmp_path)
+    old = time.time() - outage_record.RECORD_FRESH - 5
     os.utime(path, (old, old))
-    outagerecord.touch_record(tmp_path)
-    assert outagerecord.read_record(tmp_path) == _record("esxi1")
+    outage_record.touch_record(tmp_path)
+    assert outage_record.read_record(tmp_path) == _record("esxi1")
 
 
 @pytest.mark.parametrize("text", ["", "{", "[]", '{"hosts": [{"host": "x"}], "at": 1, "pid": 2}'])
 def test_malformed_record_is_removed(tmp_path: Path, text: str) -> None:
     (tmp_path / "outage.json").write_text(text)
-    assert outagerecord.read_record(tmp_path) is None
+    assert outage_record.read_record(tmp_path) is None
     assert not (tmp_path / "outage.json").exists()
 
 
 def test_no_record(tmp_path: Path) -> None:
-    assert outagerecord.read_record(tmp_path / "nothing") is None
-    assert outagerecord.claim_record(tmp_path / "nothing") is None
-    assert not outagerecord.remove_record(tmp_path / "nothing")
+    assert outage_record.read_record(tmp_path / "nothing") is None
+    assert outage_record.claim_record(tmp_path / "nothing") is None
+    assert not outage_record.remove_record(tmp_path / "nothing")
 
 
 def test_claim_is_had_once(tmp_path: Path) -> None:
-    outagerecord.write_record(_record("esxi1"), tmp_path)
-    assert outagerecord.claim_record(tmp_path) == _record("esxi1")
-    assert outagerecord.claim_record(tmp_path) is None  # a second waiting run: nothing to wake
+    outage_record.write_record(_record("esxi1"), tmp_path)
+    assert outage_record.claim_record(tmp_path) == _record("esxi1")
+    assert outage_record.claim_record(tmp_path) is None  # a second waiting run: nothing to wake
     assert os.listdir(tmp_path) == []
 
 
 def test_record_file_shape(tmp_path: Path) -> None:
-    path = outagerecord.write_record(_record("esxi1"), tmp_path)
+    path = outage_record.write_record(_record("esxi1"), tmp_path)
     assert json.loads(path.read_text()) == {
         "hosts": [{"host": "esxi1", "user": "root", "port": 22}],
         "at": 1e9,
@@ -258,5 +260,5 @@ def test_sigterm_ends_the_wait_soon() -> None:
     ],
 )
 def test_whose_upsd_keeps_the_fsd_flag(name: str, host: str) -> None:
-    """Only a upsd on this machine is restarted to clear FSD (outage.py)."""
+    """Only a upsd on this machine is restarted to clear FSD (nut/outage.py)."""
     assert upsd_host(name) == host

@@ -14,11 +14,11 @@ import pytest
 from test_config import write_env
 from wol import Listener
 
-from esxi_suspend import wake
-from esxi_suspend.config import RestartAwareConfigError, load_settings, validate
 from esxi_suspend.errors import ExitCode
-from esxi_suspend.settings import RestartSettings, Settings, Target, WakeOnLan
-from esxi_suspend.values import parse_mac
+from esxi_suspend.power import wake
+from esxi_suspend.settings.envfile import RestartAwareConfigError, load_settings, validate
+from esxi_suspend.settings.model import RestartSettings, Settings, Target, WakeOnLan
+from esxi_suspend.settings.values import parse_mac
 
 MAC = "aa:bb:cc:dd:ee:01"
 MAC_BYTES = bytes.fromhex("aabbccddee01")

@@ -1,0 +1,189 @@
+"""What is on a host right now: its VMs, their power state and tools, the autostart sequence.
+
+Read-only commands only, in one round trip: `inventory_command` runs them on the host, the
+per-VM ones concurrently (each vim-cmd costs hundreds of milliseconds on a real host). Output is
+parsed here; a listing that fails or prints something unknown raises InventoryError.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from esxi_suspend.errors import RemoteCommandFailed
+from esxi_suspend.host import esxi
+from esxi_suspend.host.autostart import (
+    AutostartDefaults,
+    AutostartEntry,
+    parse_autostartseq,
+    parse_defaults,
+)
+from esxi_suspend.host.vmlist import Vm, parse_getallvms
+from esxi_suspend.host.vmstate import PowerState, parse_summary
+from esxi_suspend.ssh.remote import CommandResult
+
+log = logging.getLogger(__name__)
+
+# The host's own temporary directory (ESXi keeps /tmp in RAM and sets no TMPDIR; the test
+# hosts set TMPDIR to a directory of their own): the sequence log, the inventory's files.
+HOST_TMP = "${TMPDIR:-/tmp}"
+# How many `vim-cmd` calls one script runs at once: hostd serves concurrent calls, and a
+# bound keeps a host with a hundred VMs from being flooded.
+CONCURRENT_CALLS = 16
+
+_INVENTORY = f"""m="@@TOKEN"
+t={HOST_TMP}/esxi-suspend-inv-$$
+{esxi.GETALLVMS} > $t.vms 2>&1 &
+a=$!
+{esxi.GET_DEFAULTS} > $t.def 2>&1 &
+{esxi.GET_AUTOSTARTSEQ} > $t.seq 2>&1 &
+wait $a
+s=$?
+wait
+ids=
+while read -r id rest; do
+  case $id in
+    *[!0-9]*|"") ;;
+    *) ids="$ids $id" ;;
+  esac
+done < $t.vms
+n=0
+for id in $ids; do
+  {esxi.GET_SUMMARY} $id > $t.$id 2>&1 &
+  n=$((n + 1))
+  if [ $n -ge {CONCURRENT_CALLS} ]; then wait; n=0; fi
+done
+wait
+echo "$m status $s"
+echo "$m vms"
+cat $t.vms
+echo "$m defaults"
+cat $t.def
+echo "$m sequence"
+cat $t.seq
+for id in $ids; do echo "$m summary $id"; cat $t.$id; rm -f $t.$id; done
+rm -f $t.vms $t.def $t.seq
+echo "$m poweroff"
+{esxi.FIND_POWEROFF}"""
+
+
+def inventory_command(token: int) -> str:
+    """The inventory's one command line; `token` (ours, random) marks its output sections."""
+    if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < 10**9:
+        raise ValueError(f"not a marker token: {token!r}")
+    return _INVENTORY.replace("TOKEN", str(token))
+
+
+class Talk(Protocol):
+    """One command we talk with while it runs (remote.Exchange, or a fake in unit tests)."""
+
+    def read_until(self, marker: str, deadline: float) -> str: ...
+
+    def lines(self, deadline: float) -> Iterator[str]: ...
+
+    def send(self, text: str) -> None: ...
+
+    @property
+    def exited(self) -> bool: ...
+
+
+class Remote(Protocol):
+    """What we need from a connected host (remote.RemoteHost, or a fake in unit tests)."""
+
+    name: str
+
+    def run(self, command: str, timeout: int) -> CommandResult: ...
+
+    def exchange(
+        self, command: str, timeout: int, label: str = ""
+    ) -> AbstractContextManager[Talk]: ...
+
+    def close(self) -> None: ...
+
+
+class InventoryError(RemoteCommandFailed):
+    """The host's inventory could not be read or understood."""
+
+
+@dataclass(frozen=True)
+class VmInfo:
+    vm: Vm
+    state: PowerState | None
+    tools_running: bool | None = None
+    autostart: AutostartEntry | None = None
+    bios_uuid: str | None = None
+
+    @property
+    def vmid(self) -> int:
+        return self.vm.vmid
+
+    @property
+    def running(self) -> bool:
+        return self.state is PowerState.ON
+
+
+@dataclass(frozen=True)
+class Inventory:
+    vms: tuple[VmInfo, ...]
+    defaults: AutostartDefaults
+    poweroff_path: str
+
+    def by_id(self) -> dict[int, VmInfo]:
+        return {info.vmid: info for info in self.vms}
+
+
+def read_inventory(remote: Remote, timeout: int) -> Inventory:
+    """The host's VMs with state, tools and autostart entry, in one round trip (the host runs
+    the per-VM queries concurrently); raise InventoryError when it cannot be read."""
+    token = new_token()
+    done = remote.run(inventory_command(token), timeout)
+    return parse_inventory(remote.name, done.stdout, token, done.exit_status, done.error_tail())
+
+
+def new_token() -> int:
+    """A marker token: a number of ours the host's text cannot know in advance."""
+    return secrets.randbelow(10**9)
+
+
+def parse_inventory(
+    host: str, stdout: str, token: int, exit_status: int, error_tail: str
+) -> Inventory:
+    """The inventory command's output; `exit_status` and `error_tail` say how the command
+    ended, for the message when the listing itself tells nothing."""
+    sections = esxi.split_marked(stdout, token)
+    status = next((key.split()[1] for key in sections if key.startswith("status ")), None)
+    listing = sections.get("vms", "")
+    if status != "0":
+        shown = status if status is not None else exit_status
+        tail = _tail(listing) or error_tail
+        raise InventoryError(
+            f"host {host}: `{esxi.GETALLVMS}` exited {shown} ({tail})",
+            esxi.GETALLVMS,
+            int(shown) if str(shown).isdigit() else exit_status,
+        )
+    try:
+        vms = parse_getallvms(listing)
+        defaults = parse_defaults(sections.get("defaults", ""))
+        sequence = {e.vmid: e for e in parse_autostartseq(sections.get("sequence", ""))}
+    except esxi.ParseError as exc:
+        raise InventoryError(f"host {host}: unexpected output: {exc}", esxi.GETALLVMS) from None
+    infos = []
+    for vm in vms:
+        summary = parse_summary(sections.get(f"summary {vm.vmid}", ""))
+        running = summary.state is PowerState.ON
+        tools = summary.tools_running if running else None
+        infos.append(VmInfo(vm, summary.state, tools, sequence.get(vm.vmid), summary.bios_uuid))
+    return Inventory(
+        vms=tuple(infos),
+        defaults=defaults,
+        poweroff_path=sections.get("poweroff", "").strip(),
+    )
+
+
+def _tail(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""

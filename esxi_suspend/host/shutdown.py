@@ -1,0 +1,231 @@
+"""The steps on one host: inventory, plan, host sequence; or, in a dry run, the plan only.
+
+When the host's inventory cannot be read, the original path runs: autostop, then poweroff.
+A step that fails is recorded and the next one still runs: the battery decides, not us.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from esxi_suspend import clock, machine
+from esxi_suspend.errors import (
+    ExitCode,
+    RemoteCommandFailed,
+    RemoteTimeout,
+    SessionDropped,
+    one_line,
+)
+from esxi_suspend.host import esxi
+from esxi_suspend.host.inventory import (
+    Inventory,
+    Remote,
+    Talk,
+    new_token,
+    parse_inventory,
+    read_inventory,
+)
+from esxi_suspend.host.plan import ShutdownPlan, find_self_vm, make_plan
+from esxi_suspend.host.report import describe_plan, printable, render_check
+from esxi_suspend.host.script import READY, log_path, shutdown_command
+from esxi_suspend.host.sequence import Reconnect, run_sequence
+from esxi_suspend.settings.model import Settings
+from esxi_suspend.ssh.remote import NO_EXIT_STATUS
+
+log = logging.getLogger(__name__)
+# What messages call the one command of a shutdown.
+SHUTDOWN_LABEL = "the shutdown command (inventory, then the host sequence)"
+# Real seconds we give the shutdown command to end once told there is no script.
+ENDING_SECONDS = 5
+
+
+@dataclass
+class StepResult:
+    name: str
+    exit_code: ExitCode
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == ExitCode.OK
+
+
+@dataclass
+class HostResult:
+    """What happened on one host, step by step; its exit code is the worst of its steps."""
+
+    host: str
+    steps: list[StepResult] = field(default_factory=list)
+    report: str = ""
+
+    def add(self, name: str, exit_code: ExitCode, detail: str) -> None:
+        step = StepResult(name, exit_code, detail)
+        self.steps.append(step)
+        if step.ok:
+            log.info("host %s: %s: %s", self.host, name, detail)
+        else:
+            log.error("host %s: %s: %s", self.host, name, detail)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return max((step.exit_code for step in self.steps), default=ExitCode.OK)
+
+    def summary(self) -> str:
+        parts = [f"{s.name} {'ok' if s.ok else 'FAILED'}" for s in self.steps]
+        return f"host {self.host}: {', '.join(parts) or 'nothing done'}"
+
+
+def shutdown_host(
+    remote: Remote, settings: Settings, result: HostResult, reconnect: Reconnect
+) -> None:
+    """Read the host, plan, and run the plan detached on the host; plain path if unreadable.
+
+    One command does it all (script.shutdown_command): it prints the inventory, takes
+    the script we make of it on its input, starts it and prints its log as it grows.
+    """
+    timeout = settings.command_timeout
+    token = new_token()
+    marker = f"@@{token}"
+    path = log_path(int(time.time()), os.getpid())
+    try:
+        command = shutdown_command(token, path)
+        with remote.exchange(command, timeout, SHUTDOWN_LABEL) as talk:
+            try:
+                text = talk.read_until(f"{marker} {READY}", time.monotonic() + timeout)
+                inventory = parse_inventory(remote.name, text, token, NO_EXIT_STATUS, "")
+            except RemoteCommandFailed as exc:
+                _end_without_script(talk)
+                failed: RemoteCommandFailed | None = exc
+            else:
+                failed = None
+                self_vm, why = find_self_vm(inventory, settings, machine.smbios_uuid())
+                plan = make_plan(inventory, settings, self_vm, clock.now() - settings.called_at)
+                result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings))
+                for line in describe_plan(inventory, plan, why):
+                    log.info("host %s: plan: %s", remote.name, line)
+                run_sequence(
+                    talk, remote, marker, inventory, plan, settings, reconnect, result.add, path
+                )
+    except RemoteCommandFailed as exc:  # the command could not even be sent
+        failed = exc
+    if failed is not None:
+        result.add("inventory", failed.exit_code, f"{one_line(failed)}; falling back to autostop")
+        plain_shutdown(remote, settings, result, reconnect)
+
+
+def _end_without_script(talk: Talk) -> None:
+    """Tell the shutdown command there is no script, and let it end before our next command
+    (dropbear refuses a new channel meanwhile); it runs nothing."""
+    with contextlib.suppress(RemoteCommandFailed):
+        talk.send("")
+        for _line in talk.lines(time.monotonic() + ENDING_SECONDS):
+            pass
+
+
+def _inventory_text(
+    inventory: Inventory, plan: ShutdownPlan, settings: Settings, took: float | None = None
+) -> str:
+    """What was found, and how much of the battery budget reading it left."""
+    running = sum(1 for info in inventory.vms if info.running)
+    read = f"read in {took:.1f} s, " if took is not None else ""
+    return (
+        f"{len(inventory.vms)} VM(s), {running} running; {read}{plan.spent} s since we were "
+        f"called: {plan.deadline} s of ESXI_DEADLINE={settings.deadline} s left for the host "
+        "sequence"
+    )
+
+
+def plain_shutdown(
+    remote: Remote, settings: Settings, result: HostResult, reconnect: Reconnect
+) -> None:
+    """The original path: autostop, then poweroff whatever autostop did."""
+    timeout = settings.command_timeout
+    log.info("host %s: running `%s` (bound %d s)", remote.name, esxi.AUTOSTOP, timeout)
+    session_lost = False
+    try:
+        done = remote.run(esxi.AUTOSTOP, timeout)
+    except RemoteTimeout as exc:
+        result.add("autostop", exc.exit_code, f"{exc}; VMs still running will be powered off")
+    except SessionDropped as exc:
+        session_lost = True
+        result.add("autostop", exc.exit_code, f"{exc}; reconnecting to power the host off")
+    else:
+        if done.ok:
+            result.add("autostop", ExitCode.OK, "all VMs in the autostart sequence stopped")
+        else:
+            result.add(
+                "autostop",
+                ExitCode.REMOTE_COMMAND,
+                f"`{esxi.AUTOSTOP}` exited {done.exit_status} ({done.error_tail()}); "
+                "powering off anyway",
+            )
+    if not session_lost:
+        power_off(remote, timeout, result)
+        return
+    again = reconnect()
+    if again is None:
+        result.add("poweroff", ExitCode.CONNECTION, "not sent: could not reconnect to the host")
+        return
+    try:
+        power_off(again, timeout, result)
+    finally:
+        again.close()
+
+
+def power_off(remote: Remote, timeout: int, result: HostResult) -> None:
+    log.info("host %s: running `%s`", remote.name, esxi.POWEROFF)
+    try:
+        done = remote.run(esxi.POWEROFF, timeout)
+    except SessionDropped:
+        result.add("poweroff", ExitCode.OK, "host closed the session: it is going down")
+        return
+    except RemoteCommandFailed as exc:
+        result.add("poweroff", exc.exit_code, f"{exc}; check the host's console")
+        return
+    if done.ok:
+        result.add("poweroff", ExitCode.OK, "host accepted poweroff: it is going down")
+    else:
+        result.add(
+            "poweroff",
+            ExitCode.REMOTE_COMMAND,
+            f"`{esxi.POWEROFF}` exited {done.exit_status} ({done.error_tail()}); the host is "
+            "still up: power it off from its console",
+        )
+
+
+def check_host(remote: Remote, settings: Settings, result: HostResult) -> None:
+    """Dry run: read the host, make the plan, put the report in the result; change nothing."""
+    started = clock.now()
+    try:
+        inventory = read_inventory(remote, settings.command_timeout)
+    except RemoteCommandFailed as exc:
+        result.add("inventory", exc.exit_code, one_line(exc))
+        return
+    took = clock.now() - started
+    self_vm, why = find_self_vm(inventory, settings, machine.smbios_uuid())
+    plan = make_plan(inventory, settings, self_vm, clock.now() - settings.called_at)
+    result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings, took))
+    if settings.self_vm and self_vm is None:
+        # The real run would stop this machine with the other VMs, not last: not ready.
+        result.add("self VM", ExitCode.CONFIG, printable(why))
+    if inventory.poweroff_path:
+        result.add("poweroff present", ExitCode.OK, f"found {inventory.poweroff_path}")
+    else:
+        result.add(
+            "poweroff present",
+            ExitCode.REMOTE_COMMAND,
+            "`command -v poweroff` found nothing: this host cannot be powered off this way",
+        )
+    if not plan.fits:
+        log.warning(
+            "host %s: the plan wants %d s, more than the %d s left of ESXI_DEADLINE=%d s",
+            remote.name,
+            plan.worst_case,
+            plan.deadline,
+            settings.deadline,
+        )
+    result.report = render_check(inventory, plan, settings, why, took)

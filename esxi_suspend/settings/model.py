@@ -1,0 +1,161 @@
+"""What a run knows once the env file is read: the settings model, every key and its default.
+
+Frozen dataclasses, built only by envfile.py after validation; the passphrase never shows in
+a repr. Kept apart from the reading so that every module can name a Settings or a Target
+without pulling in dotenv.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from esxi_suspend import clock
+
+DEFAULT_ENV_FILE = Path("/etc/esxi-suspend/esxi-suspend.env")
+
+
+ENV_FILE_VARIABLE = "ESXI_SUSPEND_ENV"
+
+
+DEFAULT_KNOWN_HOSTS = Path("/etc/esxi-suspend/known_hosts")
+
+
+# Every key the file may hold, with its default (None: required, or optional without default).
+KNOWN_KEYS: dict[str, str | None] = {
+    "ESXI_HOST": None,
+    "ESXI_USER": "root",
+    "ESXI_PORT": "22",
+    "ESXI_KEY_FILE": None,
+    "ESXI_KEY_PASSPHRASE": None,
+    "ESXI_KNOWN_HOSTS": str(DEFAULT_KNOWN_HOSTS),
+    "ESXI_CONNECT_TIMEOUT": "10",
+    "ESXI_COMMAND_TIMEOUT": "300",
+    "ESXI_STRATEGY": "autostop",
+    "ESXI_DEADLINE": "240",
+    "ESXI_VM_ORDER": None,
+    "ESXI_STOP_ACTIONS": "shutdown,suspend,poweroff",
+    "ESXI_STRAGGLER_ACTION": "suspend",
+    "ESXI_SELF_VM": None,
+    "ESXI_POLL_INTERVAL": "2",
+    "ESXI_WOL_MAC": None,
+    "ESXI_WOL_BROADCAST": "255.255.255.255",
+    "ESXI_WOL_PORT": "9",
+    "UPS_SERVICE": "auto",
+    "UPS_RESTART_COMMAND": None,
+    "UPS_NAME": "auto",
+    "UPS_POLL_INTERVAL": "5",
+    "UPS_WAIT_LIMIT": "86400",
+    "UPS_RUNTIME_MARGIN": "30",
+    "UPS_EARLY_SHUTDOWN": "300",
+    "UPS_CLEAR_FSD": "auto",
+}
+
+
+STRATEGIES = ("autostop", "parallel")
+
+
+VM_ACTIONS = ("shutdown", "suspend", "poweroff")
+
+
+STRAGGLER_ACTIONS = ("suspend", "poweroff")
+
+
+REQUIRED_KEYS = ("ESXI_HOST", "ESXI_KEY_FILE")
+
+
+# The names the original shell script used; accepted so an old env file keeps working.
+ALIASES = {"ESXIHOST": "ESXI_HOST", "ESXIUSER": "ESXI_USER"}
+
+
+@dataclass(frozen=True)
+class RestartSettings:
+    """How to restart the local NUT monitor: known even when the rest of the file is broken."""
+
+    service: str = "auto"
+    command: tuple[str, ...] | None = None
+    # The UPSes whose status says when to restart (UPS_NAME): () is `auto` (upsmon.conf's
+    # MONITOR lines), ("none",) never waits; how often to look, how long to wait at most.
+    ups_names: tuple[str, ...] = ()
+    ups_poll_interval: int = 5
+    ups_wait_limit: int = 86400
+    # UPS_EARLY_SHUTDOWN: seconds on battery before upssched starts the shutdown (0: only at
+    # low battery); install.sh writes it into upssched.conf, `check` compares the two.
+    early_shutdown: int = 300
+    # UPS_CLEAR_FSD: how to clear the forced-shutdown flag a primary upsmon left in this
+    # machine's upsd once power is back: ("auto",), ("none",), or a command line.
+    clear_fsd: tuple[str, ...] = ("auto",)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One host of `ESXI_HOST`: `[user@]host[:port]`, user and port defaulting to the file's."""
+
+    host: str
+    user: str
+    port: int
+
+
+@dataclass(frozen=True)
+class WakeOnLan:
+    """How to wake one ESXI_HOST entry: ESXI_WOL_MAC, ESXI_WOL_BROADCAST, ESXI_WOL_PORT."""
+
+    target: Target
+    mac: str  # aa:bb:cc:dd:ee:ff, lower case (parse_mac)
+    broadcast: str  # an IPv4 address
+    udp_port: int = 9
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one run needs, validated; the passphrase never shows in a repr or a log.
+
+    `host`, `user` and `port` are those of one target; `for_target` gives each host its own.
+    """
+
+    source: Path
+    host: str
+    user: str
+    port: int
+    key_file: Path
+    known_hosts: Path
+    connect_timeout: int
+    command_timeout: int
+    restart: RestartSettings
+    key_passphrase: str | None = field(default=None, repr=False)
+    targets: tuple[Target, ...] = ()
+    strategy: str = "autostop"
+    deadline: int = 240
+    # ESXI_DEADLINE=auto: the deadline is the UPS's battery.runtime minus UPS_RUNTIME_MARGIN,
+    # read when we are called (nut/deadline.py); `deadline` holds the fallback until then.
+    deadline_auto: bool = False
+    runtime_margin: int = 30
+    vm_order: tuple[tuple[str, ...], ...] = ()
+    stop_actions: tuple[str, ...] = VM_ACTIONS
+    straggler_action: str = "suspend"
+    self_vm: str | None = None
+    poll_interval: float = 2.0
+    wake_on_lan: tuple[WakeOnLan, ...] = ()  # only the hosts with a valid ESXI_WOL_MAC
+    # `clock.now()` when upsmon called us: ESXI_DEADLINE counts from there.
+    called_at: float = field(default_factory=clock.now)
+
+    def for_target(self, target: Target) -> Settings:
+        return replace(self, host=target.host, user=target.user, port=target.port)
+
+    @property
+    def all_targets(self) -> tuple[Target, ...]:
+        return self.targets or (Target(self.host, self.user, self.port),)
+
+    def wake_on_lan_for(self, target: Target) -> WakeOnLan | None:
+        """`target`'s Wake-on-LAN, None when it has no (valid) ESXI_WOL_MAC entry."""
+        key = (target.host, target.port)
+        return next((w for w in self.wake_on_lan if (w.target.host, w.target.port) == key), None)
+
+
+def env_file_path(cli_value: str | None) -> Path:
+    """`--env-file`, else `$ESXI_SUSPEND_ENV`, else the system-wide default."""
+    if cli_value:
+        return Path(cli_value)
+    from_env = os.environ.get(ENV_FILE_VARIABLE)
+    return Path(from_env) if from_env else DEFAULT_ENV_FILE

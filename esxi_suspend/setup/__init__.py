@@ -1,0 +1,12 @@
+"""Setting up, by hand and never on upsmon's path: `trust` (pin a host key after the admin says
+yes), `enroll` (authorize our key once, by password), where an authorized key lasts on each ESXi
+release, and which host a command means.
+
+May import: ssh (logins included), settings, machine and the spine's bottom; never nut or host.
+
+    commands.py    the parsers, help texts and runner of `trust` and `enroll`
+    trust.py       show the host key, pin it after a yes
+    enroll.py      authorize our public key on the host
+    authkeys.py    the authorized keys file of each ESXi release
+    target.py      which host, user and port a setting-up command means
+"""
