@@ -5,7 +5,7 @@
 tests/unit/test_manpage.py checks the committed page equals this output. The help of each
 command is formatted at a fixed width (TEXT_WIDTH), so the page does not depend on the terminal
 it was made on, and with man's indent of 7 columns it fits an 80-column terminal. SETTINGS
-comes from helptext.SETTINGS_HELP; EXAMPLES is written here.
+comes from settings/catalog.py, where each setting is written once; EXAMPLES is written here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from esxi_suspend import __version__
 from esxi_suspend.cli import build_parser
-from esxi_suspend.helptext import SETTINGS_HELP
+from esxi_suspend.settings.catalog import SETTINGS
 from esxi_suspend.settings.model import DEFAULT_ENV_FILE, ENV_FILE_VARIABLE
 
 TEXT_WIDTH = 72  # the help text's width; man indents it by 7
@@ -114,11 +114,12 @@ def _without_usage(help_text: str) -> str:
 
 def _settings() -> list[str]:
     out = [".SH SETTINGS", _roff_filled(SETTINGS_INTRO)]
-    for key, default, meaning in SETTINGS_HELP:
+    for setting in SETTINGS:
+        default = setting.default_text
         when = "(required)" if default == "required" else f"(default: `{default}`)"
         if default in ("none", "auto"):
             when = f"(default: {default})"
-        out += [".TP", _roff_filled(f"`{key}` {when}"), _roff_filled(meaning)]
+        out += [".TP", _roff_filled(f"`{setting.key}` {when}"), _roff_filled(setting.meaning)]
     return out
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from esxi_suspend import clock
+from esxi_suspend.settings.catalog import DEFAULT_KNOWN_HOSTS_TEXT, SETTINGS
 
 DEFAULT_ENV_FILE = Path("/etc/esxi-suspend/esxi-suspend.env")
 
@@ -19,38 +20,12 @@ DEFAULT_ENV_FILE = Path("/etc/esxi-suspend/esxi-suspend.env")
 ENV_FILE_VARIABLE = "ESXI_SUSPEND_ENV"
 
 
-DEFAULT_KNOWN_HOSTS = Path("/etc/esxi-suspend/known_hosts")
+DEFAULT_KNOWN_HOSTS = Path(DEFAULT_KNOWN_HOSTS_TEXT)
 
 
-# Every key the file may hold, with its default (None: required, or optional without default).
-KNOWN_KEYS: dict[str, str | None] = {
-    "ESXI_HOST": None,
-    "ESXI_USER": "root",
-    "ESXI_PORT": "22",
-    "ESXI_KEY_FILE": None,
-    "ESXI_KEY_PASSPHRASE": None,
-    "ESXI_KNOWN_HOSTS": str(DEFAULT_KNOWN_HOSTS),
-    "ESXI_CONNECT_TIMEOUT": "10",
-    "ESXI_COMMAND_TIMEOUT": "300",
-    "ESXI_STRATEGY": "autostop",
-    "ESXI_DEADLINE": "240",
-    "ESXI_VM_ORDER": None,
-    "ESXI_STOP_ACTIONS": "shutdown,suspend,poweroff",
-    "ESXI_STRAGGLER_ACTION": "suspend",
-    "ESXI_SELF_VM": None,
-    "ESXI_POLL_INTERVAL": "2",
-    "ESXI_WOL_MAC": None,
-    "ESXI_WOL_BROADCAST": "255.255.255.255",
-    "ESXI_WOL_PORT": "9",
-    "UPS_SERVICE": "auto",
-    "UPS_RESTART_COMMAND": None,
-    "UPS_NAME": "auto",
-    "UPS_POLL_INTERVAL": "5",
-    "UPS_WAIT_LIMIT": "86400",
-    "UPS_RUNTIME_MARGIN": "30",
-    "UPS_EARLY_SHUTDOWN": "300",
-    "UPS_CLEAR_FSD": "auto",
-}
+# Every key the file may hold, with its default (None: required, or optional without default):
+# the catalog's, where each setting is written once.
+KNOWN_KEYS: dict[str, str | None] = {setting.key: setting.default for setting in SETTINGS}
 
 
 STRATEGIES = ("autostop", "parallel")
@@ -62,11 +37,11 @@ VM_ACTIONS = ("shutdown", "suspend", "poweroff")
 STRAGGLER_ACTIONS = ("suspend", "poweroff")
 
 
-REQUIRED_KEYS = ("ESXI_HOST", "ESXI_KEY_FILE")
+REQUIRED_KEYS = tuple(setting.key for setting in SETTINGS if setting.required)
 
 
 # The names the original shell script used; accepted so an old env file keeps working.
-ALIASES = {"ESXIHOST": "ESXI_HOST", "ESXIUSER": "ESXI_USER"}
+ALIASES = {alias: setting.key for setting in SETTINGS for alias in setting.aliases}
 
 
 @dataclass(frozen=True)

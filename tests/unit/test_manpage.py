@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import re
 import shlex
 from pathlib import Path
 from types import ModuleType
@@ -11,8 +10,7 @@ from types import ModuleType
 import pytest
 
 from esxi_suspend.cli import build_parser
-from esxi_suspend.helptext import SETTINGS_HELP
-from esxi_suspend.settings.model import KNOWN_KEYS, REQUIRED_KEYS
+from esxi_suspend.settings.model import KNOWN_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "esxi-suspend.8"
@@ -50,24 +48,6 @@ def test_man_page_describes_every_setting() -> None:
     page = PAGE.read_text()
     for key in KNOWN_KEYS:
         assert f"\\fB{key}\\fR" in page, key
-
-
-def test_settings_help_has_every_key_with_configs_default() -> None:
-    assert [key for key, _, _ in SETTINGS_HELP] == list(KNOWN_KEYS)
-    for key, default, meaning in SETTINGS_HELP:
-        if key in REQUIRED_KEYS:
-            assert default == "required", key
-        elif KNOWN_KEYS[key] is not None:
-            assert default == KNOWN_KEYS[key], key
-        else:
-            assert default in ("none", "auto"), key
-        assert meaning and "\n" not in meaning, key
-
-
-def test_readme_configuration_table_gives_the_same_defaults() -> None:
-    rows = re.findall(r"^\| `([A-Z_]+)` \| ([^|]+?) \|", (ROOT / "README.md").read_text(), re.M)
-    readme = [(key, default.strip("`")) for key, default in rows]
-    assert readme == [(key, default) for key, default, _ in SETTINGS_HELP]
 
 
 @pytest.mark.parametrize(
