@@ -41,7 +41,7 @@ RESEND_AFTER = 30.0
 
 
 def magic_packet(mac: str) -> bytes:
-    """6 x 0xFF, then the MAC 16 times: 102 bytes. `mac` as config.parse_mac gives it."""
+    """6 x 0xFF, then the MAC 16 times: 102 bytes. `mac` as values.parse_mac gives it."""
     octets = bytes.fromhex(mac.replace(":", "").replace("-", ""))
     if len(octets) != 6:
         raise ValueError(f"{mac!r}: a MAC address has 6 octets")
