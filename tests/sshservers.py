@@ -8,6 +8,10 @@ The host's TMPDIR is `<fake_dir>/tmp` (`SshServer.host_tmp`): what a command lin
 or `/etc/ssh`: dropbear, which only reads `~root/.ssh/authorized_keys`, runs in a private
 mount namespace with a temporary home bind-mounted over `/root`.
 
+A fake host where a user other than root logs in (`running_enroll_server`) runs a copy of
+`tests/fakehost/` (`copy_fakehost`) in a directory any user can reach, not the checkout's: a
+checkout can be where only its owner gets in (a clone in `/root`, mode 0700 on Debian).
+
 This module knows nothing of pytest; `conftest.py` turns `ServerUnavailable` into skip/fail.
 """
 
@@ -29,7 +33,6 @@ from typing import Literal
 
 FAKEHOST_DIR = Path(__file__).resolve().parent / "fakehost"
 FAKEHOST_DATA = FAKEHOST_DIR / "data"
-WRAPPER = FAKEHOST_DIR / "wrapper"
 HOST = "127.0.0.1"
 READY_TIMEOUT = 10.0
 CLIENT_PASSPHRASE = "correct horse #7 $battery 'staple'"
@@ -44,6 +47,31 @@ class ServerUnavailable(Exception):
 
 class ServerFailed(Exception):
     """The server was there but did not come up; carries its log."""
+
+
+def copy_fakehost(directory: Path) -> Path:
+    """A copy of `tests/fakehost/` at `directory` (new) that every user can read and run.
+
+    Modes are set, not copied: 0755 for directories and for files executable in the checkout,
+    0644 for the others, whatever the checkout's modes (a clone made with umask 077) and the
+    umask here. Every parent of `directory` must let others through for a user to reach it.
+    """
+    directory.mkdir()
+    directory.chmod(0o755)
+    for source in sorted(FAKEHOST_DIR.rglob("*")):
+        target = directory / source.relative_to(FAKEHOST_DIR)
+        if source.is_dir():
+            target.mkdir()
+            target.chmod(0o755)
+        else:
+            shutil.copyfile(source, target)
+            target.chmod(0o755 if os.access(source, os.X_OK) else 0o644)
+    return directory
+
+
+def _forced_command(fake_dir: Path, fakehost: Path = FAKEHOST_DIR) -> str:
+    """The servers' forced command: `fakehost`'s wrapper for the fake host in `fake_dir`."""
+    return f"{shlex.quote(str(fakehost / 'wrapper'))} {shlex.quote(str(fake_dir))}"
 
 
 def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -332,7 +360,7 @@ def dotenv_text(settings: dict[str, str]) -> str:
 
 def _sshd_config(root: Path, port: int, host_key: Path, fake_dir: Path) -> Path:
     config = root / "sshd_config"
-    forced = f"{shlex.quote(str(WRAPPER))} {shlex.quote(str(fake_dir))}"
+    forced = _forced_command(fake_dir)
     config.write_text(
         f"""\
 ListenAddress {HOST}
@@ -405,7 +433,7 @@ def _dropbear_argv(
     authorized.write_text(keys.authorized_keys)
     authorized.chmod(0o600)
     home.chmod(0o700)
-    forced = f"{shlex.quote(str(WRAPPER))} {shlex.quote(str(fake_dir))}"
+    forced = _forced_command(fake_dir)
     argv = [
         dropbear, "-F", "-E", "-s", "-j", "-k",
         "-p", f"{HOST}:{port}",
@@ -559,12 +587,17 @@ class EnrollServer(SshServer):
     bind-mounted too. `keys_file` is the host-side path of the authorized_keys file sshd reads
     for `user` (5.x and later: /etc/ssh/keys-USER/authorized_keys, as ESXi's sshd_config says;
     4.x: ~USER/.ssh/authorized_keys).
+
+    `fakehost` is the directory of the fake commands the logins run: `tests/fakehost/` for
+    root; for another user a copy (`copy_fakehost`) next to its FAKE_ESXI_DIR, in a directory
+    of /tmp every user can get through, as the checkout may be where that user cannot.
     """
 
     password: str = ENROLL_PASSWORD
     keys_file: Path = Path("/nonexistent")
     esxi_version: str = "6.7.0"
     user: str = "root"
+    fakehost: Path = FAKEHOST_DIR
 
 
 def _shadow_text(password: str, users: tuple[str, ...]) -> str:
@@ -599,8 +632,9 @@ def running_enroll_server(
     with contextlib.ExitStack() as stack:
         if user == "root":
             base = root
-        else:  # the fake host's commands run as that user: its FAKE_ESXI_DIR must be reachable
-            root.mkdir(parents=True, exist_ok=True)  # (pytest's base directory is 0700)
+        else:  # the fake host's commands run as that user: they and its FAKE_ESXI_DIR must be
+            # reachable (pytest's base directory is 0700, a checkout in /root too)
+            root.mkdir(parents=True, exist_ok=True)
             base = Path(tempfile.mkdtemp(prefix="esxi-suspend-enroll-", dir="/tmp"))
             stack.callback(shutil.rmtree, base, ignore_errors=True)
             base.chmod(0o711)
@@ -617,6 +651,8 @@ def _enroll_server(root: Path, base: Path, esxi_version: str, user: str) -> Iter
     root.mkdir(parents=True, exist_ok=True)
     fake_dir = _make_fake_dir(base)
     (fake_dir / "vmware_version").write_text(f"{esxi_version}\n")
+    (fake_dir / "vmware_version").chmod(0o644)  # read by `user`, whatever the umask
+    fakehost = FAKEHOST_DIR if user == "root" else copy_fakehost(base / "fakehost")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     host_key = root / "ssh_host_ed25519_key"
     ssh_keygen(host_key, comment="fake-esxi-enroll")
@@ -636,8 +672,10 @@ def _enroll_server(root: Path, base: Path, esxi_version: str, user: str) -> Iter
             + f"\n{user}:x:{uid}:{uid}:fake ESXi user:/home/{user}:/bin/sh\n"
         )
         homes = root / "homes"
+        homes.mkdir(mode=0o755)
+        homes.chmod(0o755)  # the host's /home: `user` goes through it, whatever the umask
         user_home = homes / user
-        user_home.mkdir(parents=True, mode=0o700)
+        user_home.mkdir(mode=0o700)
         (etc_ssh / f"keys-{user}").mkdir(mode=0o700)  # as root would make it for the user
         for path in (user_home, etc_ssh / f"keys-{user}", fake_dir, fake_dir / "tmp"):
             os.chown(path, uid, uid)
@@ -648,7 +686,7 @@ def _enroll_server(root: Path, base: Path, esxi_version: str, user: str) -> Iter
     else:
         authorized, keys_file = ".ssh/authorized_keys", user_home / ".ssh/authorized_keys"
     log_file = root / "openssh-enroll.log"
-    forced = f"{shlex.quote(str(WRAPPER))} {shlex.quote(str(fake_dir))}"
+    forced = _forced_command(fake_dir, fakehost)
     for _attempt in range(3):
         port = free_port()
         config = root / "sshd_config"
@@ -702,6 +740,7 @@ ForceCommand {forced}
             keys_file=keys_file,
             esxi_version=esxi_version,
             user=user,
+            fakehost=fakehost,
         )
         try:
             yield server

@@ -9,6 +9,7 @@ pseudo-terminal, as an admin would type them.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import tarfile
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import unavailable
 from sshservers import (
+    FAKEHOST_DIR,
     EnrollServer,
     ServerUnavailable,
     known_hosts_line,
@@ -332,6 +334,43 @@ def test_check_with_a_refused_key_points_to_enroll(setup_dir: Path, esxi6: Enrol
     assert lines and all(line.rstrip().endswith(hint) for line in lines), check.stderr
     for line in lines:  # the host is the line's subject once, then only in the command
         assert line.count(esxi6.host) == 2, line
+
+
+def test_a_user_other_than_root_runs_fake_commands_it_can_reach(esxi7_user: EnrollServer) -> None:
+    """Its logins run a copy of tests/fakehost/, not the checkout's (a clone in /root, 0700 on
+    Debian, is out of that user's reach): every directory on the way lets others through,
+    every file lets them read it, and the wrapper runs as that user."""
+    fakehost, checkout = esxi7_user.fakehost, FAKEHOST_DIR.parents[1]
+    assert not fakehost.is_relative_to(checkout), fakehost
+    for directory in fakehost.parents:
+        assert directory.stat().st_mode & 0o001, f"{directory} stops others"
+    copied = sorted(path.relative_to(fakehost) for path in fakehost.rglob("*"))
+    assert copied == sorted(path.relative_to(FAKEHOST_DIR) for path in FAKEHOST_DIR.rglob("*"))
+    for name in copied:
+        path, source = fakehost / name, FAKEHOST_DIR / name
+        wanted = 0o755 if source.is_dir() or os.access(source, os.X_OK) else 0o644
+        assert stat.S_IMODE(path.stat().st_mode) == wanted, name
+        assert path.is_dir() or path.read_bytes() == source.read_bytes(), name
+
+    owner = esxi7_user.fake_dir.stat()
+    assert owner.st_uid != 0
+    done = subprocess.run(
+        [str(fakehost / "wrapper"), str(esxi7_user.fake_dir)],
+        env={"PATH": "/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": "vmware -v"},
+        user=owner.st_uid,
+        group=owner.st_gid,
+        extra_groups=[],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        "VMware ESXi 7.0.3 build-8169922\n",
+        "",
+    )
 
 
 def test_enroll_a_user_other_than_root(setup_dir: Path, esxi7_user: EnrollServer) -> None:
