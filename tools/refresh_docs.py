@@ -463,8 +463,13 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
         for name, text in made.items():
             sys.stdout.write(f"<!-- refresh: {name} -->\n{text}{END}\n")
         return 0
-    for label, text in docs.items():
-        new = replace_blocks(text, label, SOURCES, made)
+    # read again: someone may have edited a page while the sources ran
+    for label, text in documents(root).items():
+        try:
+            new = replace_blocks(text, label, SOURCES, made)
+        except RefreshError as exc:
+            print(f"refresh_docs: {exc} (not written)", file=sys.stderr)
+            return 1
         if new != text:
             (root / label).write_text(new, encoding="utf-8")
             print(f"refresh_docs: {label}: refreshed")
