@@ -13,7 +13,7 @@ An excerpt is the text between two marker lines, each alone on its line:
 
 and NAME is one of SOURCES:
 
-    demo             `esxi-suspend demo`: the plan it logs, and the end of its output
+    demo             `esxi-suspend demo`: the plan it logs, `…`, the end of its output
     check            `esxi-suspend check` against the built-in simulator (demo's fleet)
     outage-timeline  tests/end_to_end/test_nut_chain.py::test_outage_timeline's timeline,
                      with the upsmon FINALDELAY the chain ran with
@@ -206,7 +206,8 @@ OWN_VM = "this machine's own VM:"  # depends on the machine the refresh runs on
 
 
 def demo_excerpt(output: str) -> str:
-    """The plan the demo logs, and its output from each VM's fate to the end."""
+    """The plan the demo logs, `…` for the timeline, and its output from each VM's fate to the
+    end: one block."""
     lines = output.splitlines()
     plan = []
     for line in lines:
@@ -216,11 +217,7 @@ def demo_excerpt(output: str) -> str:
     fates = [i for i, line in enumerate(lines) if line.startswith("each VM's fate:")]
     if not plan or not fates:
         raise RefreshError("demo: no plan or no VM fates in its output:\n" + output)
-    return (
-        fenced("\n".join(plan))
-        + "\nand the end of its output:\n\n"
-        + fenced("\n".join(lines[fates[0] :]))
-    )
+    return fenced("\n".join([*plan, "…", *lines[fates[0] :]]))
 
 
 def check_excerpt(output: str, port: int) -> str:
