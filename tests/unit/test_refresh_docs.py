@@ -159,6 +159,9 @@ def test_kept_file_parsed_and_rendered() -> None:
 
 
 def test_committed_docs_have_every_marker_once() -> None:
-    if "<!-- refresh:" not in (ROOT / "README.md").read_text():
-        pytest.skip("README.md has no <!-- refresh: NAME --> marker yet (tools/refresh_docs.py)")
-    assert tool.marker_problems(tool.documents(ROOT), tool.SOURCES) == []
+    """`tools/refresh_docs.py --check`; the excerpts moved from README.md to docs/*.md, so
+    it skips only while no page has a marker at all."""
+    docs = tool.documents(ROOT)
+    if not any("<!-- refresh:" in text for text in docs.values()):
+        pytest.skip("no <!-- refresh: NAME --> marker in README.md or docs/*.md yet")
+    assert tool.marker_problems(docs, tool.SOURCES) == []
