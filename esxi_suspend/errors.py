@@ -10,7 +10,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """What `esxi-suspend` exits with; documented in the README and `--help`."""
+    """What `esxi-suspend` exits with; documented in `--help`, the man page and docs/outage.md."""
 
     OK = 0
     USAGE = 2

@@ -55,7 +55,7 @@ END = "<!-- /refresh -->"
 FENCE_RE = re.compile(r"(`{3,}|~{3,})")
 SHORT = "…/"
 
-CHECK_PORT = 2299  # the simulator's random port, as the README's other excerpts show it
+CHECK_PORT = 2299  # the simulator's random port, as the docs' other excerpts show it
 TIMELINE_TEST = "tests/end_to_end/test_nut_chain.py::test_outage_timeline"
 TIMELINE_VARIABLE = "ESXI_SUSPEND_TIMELINE"  # test_nut_chain.TIMELINE_VARIABLE
 DEBIAN_FINALDELAY = 5  # upsmon.conf's default on Debian
@@ -261,7 +261,7 @@ def timeline_excerpt(kept: Kept) -> str:
     return fenced(kept.timeline) + f"\nupsmon ran with `FINALDELAY {delay}`: {after}.\n"
 
 
-# Lines of the run's log the README leaves out: the plan (the demo shows one), the host's own
+# Lines of the run's log the docs leave out: the plan (the demo shows one), the host's own
 # lines (their gist follows in ours), the connect and restart lines the next ones repeat, and
 # the test wrapper's exit line.
 LOG_CUT = (

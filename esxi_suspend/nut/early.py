@@ -67,7 +67,7 @@ def read(paths: Sequence[Path] | None = None) -> EarlyShutdown:
 
 def describe(wanted: int, found: EarlyShutdown) -> tuple[bool, str]:
     """`check`'s line on the early shutdown: (as UPS_EARLY_SHUTDOWN says?, the line)."""
-    fix = "run install.sh --configure-upsmon (or see README, Early shutdown)"
+    fix = "run install.sh --configure-upsmon (or see docs/outage.md, Early shutdown)"
     if wanted == 0:
         if found.seconds is None:
             return True, "off (UPS_EARLY_SHUTDOWN=0): the shutdown starts at low battery (OB LB)"

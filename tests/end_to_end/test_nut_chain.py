@@ -541,7 +541,7 @@ def test_power_back_before_the_delay_cancels_the_early_shutdown(
 
 
 # Set to a file path to keep upsmon's FINALDELAY line, the timeline and the run's log, an empty
-# line between them (tools/refresh_docs.py makes README's Outage timeline of them).
+# line between them (tools/refresh_docs.py makes docs/outage.md's Outage timeline of them).
 TIMELINE_VARIABLE = "ESXI_SUSPEND_TIMELINE"
 WOL_MAC = "aa:bb:cc:dd:ee:10"
 RUNTIME = 200  # dummy-ups's battery.runtime while on battery: ESXI_DEADLINE=auto reads it
@@ -553,7 +553,7 @@ def test_outage_timeline(openssh_esxi: SshServer, tmp_path: Path, listener: List
     host off (its SSH port closes) → the run waits → OL → the host's magic packet (to a
     listener on 127.0.0.1) → the NUT monitor restarted (a fresh upsmon, quiet on OL).
 
-    Each milestone is stamped in seconds from ONBATT (README, Outage timeline, shows one).
+    Each milestone is stamped in seconds from ONBATT (docs/outage.md, Outage timeline, shows one).
     """
     server = openssh_esxi
     server.write_fake("poweroff_mode", "halt")
