@@ -1,6 +1,6 @@
 """Real SSH servers (OpenSSH sshd, dropbear) on 127.0.0.1 standing in for ESXi hosts.
 
-Each server runs the scripts in `tests/fakehost/` as its forced command, so every command line a
+Each server runs the scripts of `tests/fakehost/` as its forced command, so every command line a
 client sends runs as on ESXi, under busybox ash (`busybox sh -c`, and `sh` on PATH is busybox
 too), with fake `vim-cmd` and `poweroff` first on PATH; they log to `<fake_dir>/commands.log`.
 The host's TMPDIR is `<fake_dir>/tmp` (`SshServer.host_tmp`): what a command line writes under
@@ -8,9 +8,10 @@ The host's TMPDIR is `<fake_dir>/tmp` (`SshServer.host_tmp`): what a command lin
 or `/etc/ssh`: dropbear, which only reads `~root/.ssh/authorized_keys`, runs in a private
 mount namespace with a temporary home bind-mounted over `/root`.
 
-A fake host where a user other than root logs in (`running_enroll_server`) runs a copy of
-`tests/fakehost/` (`copy_fakehost`) in a directory any user can reach, not the checkout's: a
-checkout can be where only its owner gets in (a clone in `/root`, mode 0700 on Debian).
+Each server runs a copy of those scripts (`copy_fakehost`, `SshServer.fakehost`) next to its
+FAKE_ESXI_DIR, never the checkout's: the servers see a temporary home over `/root`, and a user
+other than root (`running_enroll_server`) may not get into the checkout, so a clone in /root
+(mode 0700 on Debian) would be out of reach of every fake host.
 
 This module knows nothing of pytest; `conftest.py` turns `ServerUnavailable` into skip/fail.
 """
@@ -50,18 +51,18 @@ class ServerFailed(Exception):
 
 
 def copy_fakehost(directory: Path) -> Path:
-    """A copy of `tests/fakehost/` at `directory` (new) that every user can read and run.
+    """A copy of `tests/fakehost/` at `directory` that every user can read and run.
 
     Modes are set, not copied: 0755 for directories and for files executable in the checkout,
     0644 for the others, whatever the checkout's modes (a clone made with umask 077) and the
     umask here. Every parent of `directory` must let others through for a user to reach it.
     """
-    directory.mkdir()
+    directory.mkdir(exist_ok=True)
     directory.chmod(0o755)
     for source in sorted(FAKEHOST_DIR.rglob("*")):
         target = directory / source.relative_to(FAKEHOST_DIR)
         if source.is_dir():
-            target.mkdir()
+            target.mkdir(exist_ok=True)
             target.chmod(0o755)
         else:
             shutil.copyfile(source, target)
@@ -69,7 +70,7 @@ def copy_fakehost(directory: Path) -> Path:
     return directory
 
 
-def _forced_command(fake_dir: Path, fakehost: Path = FAKEHOST_DIR) -> str:
+def _forced_command(fake_dir: Path, fakehost: Path) -> str:
     """The servers' forced command: `fakehost`'s wrapper for the fake host in `fake_dir`."""
     return f"{shlex.quote(str(fakehost / 'wrapper'))} {shlex.quote(str(fake_dir))}"
 
@@ -154,7 +155,8 @@ def read_banner(port: int, timeout: float = 2.0) -> str:
 
 @dataclass
 class SshServer:
-    """A running fake ESXi host. `fake_dir` is its FAKE_ESXI_DIR."""
+    """A running fake ESXi host. `fake_dir` is its FAKE_ESXI_DIR; `fakehost` the directory of
+    the fake commands its logins run (a copy of `tests/fakehost/`: `copy_fakehost`)."""
 
     kind: ServerKind
     port: int
@@ -164,6 +166,7 @@ class SshServer:
     keys: ClientKeys
     process: subprocess.Popen[bytes]
     log_file: Path
+    fakehost: Path
     banner: str = ""
     host: str = HOST
     local_dir: Path = field(init=False)
@@ -358,9 +361,9 @@ def dotenv_text(settings: dict[str, str]) -> str:
 # -- starting servers ---------------------------------------------------------------------
 
 
-def _sshd_config(root: Path, port: int, host_key: Path, fake_dir: Path) -> Path:
+def _sshd_config(root: Path, port: int, host_key: Path, fake_dir: Path, fakehost: Path) -> Path:
     config = root / "sshd_config"
-    forced = _forced_command(fake_dir)
+    forced = _forced_command(fake_dir, fakehost)
     config.write_text(
         f"""\
 ListenAddress {HOST}
@@ -383,7 +386,9 @@ ForceCommand {forced}
     return config
 
 
-def _openssh_argv(root: Path, port: int, fake_dir: Path, keys: ClientKeys) -> tuple[list[str], str]:
+def _openssh_argv(
+    root: Path, port: int, fake_dir: Path, fakehost: Path, keys: ClientKeys
+) -> tuple[list[str], str]:
     sshd = "/usr/sbin/sshd"
     if not os.access(sshd, os.X_OK):
         raise ServerUnavailable(f"{sshd} not found (apt-get install openssh-server)")
@@ -392,7 +397,7 @@ def _openssh_argv(root: Path, port: int, fake_dir: Path, keys: ClientKeys) -> tu
     if not host_key.exists():
         ssh_keygen(host_key, comment="fake-esxi-openssh")
     (root / "authorized_keys").write_text(keys.authorized_keys)
-    config = _sshd_config(root, port, host_key, fake_dir)
+    config = _sshd_config(root, port, host_key, fake_dir, fakehost)
     home = root / "home"
     home.mkdir(mode=0o700, exist_ok=True)
     argv = _with_own_root_home(home, [sshd, "-D", "-e", "-f", str(config)])
@@ -417,7 +422,7 @@ def _with_own_root_home(home: Path, argv: list[str]) -> list[str]:
 
 
 def _dropbear_argv(
-    root: Path, port: int, fake_dir: Path, keys: ClientKeys
+    root: Path, port: int, fake_dir: Path, fakehost: Path, keys: ClientKeys
 ) -> tuple[list[str], str]:
     dropbear = shutil.which("dropbear") or shutil.which("dropbear", path="/usr/sbin:/sbin")
     dropbearkey = shutil.which("dropbearkey") or shutil.which("dropbearkey", path="/usr/sbin")
@@ -433,7 +438,7 @@ def _dropbear_argv(
     authorized.write_text(keys.authorized_keys)
     authorized.chmod(0o600)
     home.chmod(0o700)
-    forced = _forced_command(fake_dir)
+    forced = _forced_command(fake_dir, fakehost)
     argv = [
         dropbear, "-F", "-E", "-s", "-j", "-k",
         "-p", f"{HOST}:{port}",
@@ -525,12 +530,13 @@ def running_server(kind: ServerKind, root: Path, keys: ClientKeys) -> Iterator[S
     """Start a fake ESXi host of `kind` under `root`; stop it (and its leftovers) on exit."""
     root.mkdir(parents=True, exist_ok=True)
     fake_dir = _make_fake_dir(root)
+    fakehost = copy_fakehost(root / "fakehost")
     log_file = root / f"{kind}.log"
     build = _openssh_argv if kind == "openssh" else _dropbear_argv
     last_error: ServerFailed | None = None
     for _attempt in range(3):  # the free port can be taken between probe and bind
         port = free_port()
-        argv, pub = build(root, port, fake_dir, keys)
+        argv, pub = build(root, port, fake_dir, fakehost, keys)
         with log_file.open("ab") as log:
             process = subprocess.Popen(
                 argv,
@@ -559,6 +565,7 @@ def running_server(kind: ServerKind, root: Path, keys: ClientKeys) -> Iterator[S
             keys=keys,
             process=process,
             log_file=log_file,
+            fakehost=fakehost,
             banner=banner,
         )
         try:
@@ -586,18 +593,14 @@ class EnrollServer(SshServer):
     than root, /etc/passwd (this machine's, plus that user with a uid of its own) and /home are
     bind-mounted too. `keys_file` is the host-side path of the authorized_keys file sshd reads
     for `user` (5.x and later: /etc/ssh/keys-USER/authorized_keys, as ESXi's sshd_config says;
-    4.x: ~USER/.ssh/authorized_keys).
-
-    `fakehost` is the directory of the fake commands the logins run: `tests/fakehost/` for
-    root; for another user a copy (`copy_fakehost`) next to its FAKE_ESXI_DIR, in a directory
-    of /tmp every user can get through, as the checkout may be where that user cannot.
+    4.x: ~USER/.ssh/authorized_keys). For a user other than root, FAKE_ESXI_DIR and the copy
+    of the fake commands (`fakehost`) are in a directory of /tmp every user can get through.
     """
 
     password: str = ENROLL_PASSWORD
     keys_file: Path = Path("/nonexistent")
     esxi_version: str = "6.7.0"
     user: str = "root"
-    fakehost: Path = FAKEHOST_DIR
 
 
 def _shadow_text(password: str, users: tuple[str, ...]) -> str:
@@ -633,7 +636,7 @@ def running_enroll_server(
         if user == "root":
             base = root
         else:  # the fake host's commands run as that user: they and its FAKE_ESXI_DIR must be
-            # reachable (pytest's base directory is 0700, a checkout in /root too)
+            # reachable (pytest's base directory is 0700)
             root.mkdir(parents=True, exist_ok=True)
             base = Path(tempfile.mkdtemp(prefix="esxi-suspend-enroll-", dir="/tmp"))
             stack.callback(shutil.rmtree, base, ignore_errors=True)
@@ -652,7 +655,7 @@ def _enroll_server(root: Path, base: Path, esxi_version: str, user: str) -> Iter
     fake_dir = _make_fake_dir(base)
     (fake_dir / "vmware_version").write_text(f"{esxi_version}\n")
     (fake_dir / "vmware_version").chmod(0o644)  # read by `user`, whatever the umask
-    fakehost = FAKEHOST_DIR if user == "root" else copy_fakehost(base / "fakehost")
+    fakehost = copy_fakehost(base / "fakehost")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     host_key = root / "ssh_host_ed25519_key"
     ssh_keygen(host_key, comment="fake-esxi-enroll")

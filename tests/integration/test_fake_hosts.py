@@ -252,11 +252,16 @@ def test_autostop_sleeps_and_fails_on_request(fake_esxi: SshServer) -> None:
 
 
 def test_fake_commands_come_first_on_path(fake_esxi: SshServer) -> None:
+    """They are a copy of tests/fakehost/ next to the host's FAKE_ESXI_DIR, not the checkout's:
+    the server sees a home of its own over /root, where a clone may be."""
     result = ssh(fake_esxi, "command -v vim-cmd; command -v poweroff; echo $FAKE_ESXI_DIR")
 
+    assert fake_esxi.fakehost.parent == fake_esxi.fake_dir.parent
+    assert not fake_esxi.fakehost.is_relative_to(FAKEHOST_DIR.parents[1])
+    assert (fake_esxi.fakehost / "vim-cmd").read_bytes() == (FAKEHOST_DIR / "vim-cmd").read_bytes()
     assert result.stdout.splitlines() == [
-        str(FAKEHOST_DIR / "vim-cmd"),
-        str(FAKEHOST_DIR / "poweroff"),
+        str(fake_esxi.fakehost / "vim-cmd"),
+        str(fake_esxi.fakehost / "poweroff"),
         str(fake_esxi.fake_dir),
     ]
 
@@ -269,7 +274,7 @@ def test_poweroff_is_the_fake_one_in_nested_shells_too(fake_esxi: SshServer) -> 
         "nohup sh -c 'command -v poweroff' </dev/null 2>&1",
     )
 
-    assert result.stdout.splitlines() == [str(FAKEHOST_DIR / "poweroff")] * 3
+    assert result.stdout.splitlines() == [str(fake_esxi.fakehost / "poweroff")] * 3
 
 
 def test_command_lines_run_under_busybox_ash(fake_esxi: SshServer) -> None:

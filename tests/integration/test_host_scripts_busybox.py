@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from detached import detached
-from sshservers import FAKEHOST_DATA, FAKEHOST_DIR, SshServer, host_processes
+from sshservers import FAKEHOST_DATA, SshServer, host_processes
 
 from esxi_suspend.host import esxi
 from esxi_suspend.host.inventory import inventory_command
@@ -130,7 +130,7 @@ def test_inventory_command_runs_under_busybox(fake_esxi: SshServer) -> None:
         assert body[f"summary {i}"][:3] == ["Listsummary:", "", "(vim.vm.Summary) {"]
     assert summary_field(body["summary 12"], "name") == '"Web Server [prod] (v2)"'
     assert summary_field(body["summary 15"], "powerState") == '"suspended"'
-    assert body["poweroff"] == [str(FAKEHOST_DIR / "poweroff")]
+    assert body["poweroff"] == [str(fake_esxi.fakehost / "poweroff")]
     assert Counter(fake_esxi.commands()) == Counter(
         [
             "vim-cmd vmsvc/getallvms",
@@ -214,7 +214,7 @@ def follow(server: SshServer, timeout: float) -> set[str]:
     """Wait until the fake host has no process left; return the executables seen running the
     script (its shell and the shell's subshells), launchers (`nohup`, the fake `sh`) aside."""
     deadline = time.monotonic() + timeout
-    launcher = str(FAKEHOST_DIR / "sh").encode()
+    launcher = str(server.fakehost / "sh").encode()
     executables: set[str] = set()
     # A look at /proc can fall between the session's end and the detached script's first
     # process (a loaded machine): no process is only an answer once the script was seen.
