@@ -1,7 +1,8 @@
-"""The setting-up commands `trust` and `enroll`: their parsers, help texts and runner.
+"""The setting-up commands `trust`, `enroll` and `install`: their parsers, help texts and runner.
 
-Kept out of cli.py's shutdown path on purpose: neither command is ever run by upsmon, and both
-talk to a person (a yes/no question, a password prompt) where `shutdown` never may.
+Kept out of cli.py's shutdown path on purpose: none is ever run by upsmon; `trust` and `enroll`
+talk to a person (a yes/no question, a password prompt) where `shutdown` never may, and
+`install` is install.sh's second half (install.py).
 `cli.main` calls `add_parsers` and `run`; errors become exit codes in `run` the same way.
 """
 
@@ -13,10 +14,10 @@ from typing import Any
 
 from esxi_suspend.errors import EsxiSuspendError, ExitCode
 from esxi_suspend.settings.model import DEFAULT_ENV_FILE, DEFAULT_KNOWN_HOSTS, env_file_path
-from esxi_suspend.setup import enroll, target, trust
+from esxi_suspend.setup import enroll, install, target, trust
 
 log = logging.getLogger("esxi_suspend")
-COMMANDS = ("trust", "enroll")
+COMMANDS = ("trust", "enroll", "install")
 
 _SETTINGS = f"""\
 settings:
@@ -90,7 +91,7 @@ files:
 
 
 def add_parsers(commands: Any, env_help: str) -> None:
-    """Add `trust` and `enroll` to cli's subparsers."""
+    """Add `trust`, `enroll` and `install` to cli's subparsers."""
     formatter = argparse.RawDescriptionHelpFormatter
     epilog = f"{FILES}\n\n{SETUP_EXIT_CODES}\n"
     for name, summary, description in (
@@ -126,10 +127,21 @@ def add_parsers(commands: Any, env_help: str) -> None:
         parser.add_argument(
             "-v", "--verbose", action="count", default=0, help="more on stderr (-vv: debug)"
         )
+    parser = commands.add_parser(
+        "install",
+        help="run by install.sh: everything it does once the venv holds the package",
+        description=install.DESCRIPTION,
+        formatter_class=formatter,
+    )
+    install.add_arguments(parser)
+    parser.set_defaults(verbose=0)
 
 
-def run(args: argparse.Namespace) -> ExitCode:
-    """Run `trust` or `enroll`; every expected failure is one error line and its exit code."""
+def run(args: argparse.Namespace) -> int:
+    """Run `trust`, `enroll` or `install`; every expected failure is one error line and its
+    exit code (`install`: install.sh's, 1)."""
+    if args.command == "install":
+        return install.run(args)
     path = env_file_path(args.env_file)
     try:
         if args.command == "trust":
