@@ -664,6 +664,7 @@ def _enroll_server(root: Path, base: Path, esxi_version: str, user: str) -> Iter
     shadow.chmod(0o600)
     etc_ssh, home = root / "etc-ssh", root / "home"
     (etc_ssh / "keys-root").mkdir(parents=True)
+    etc_ssh.chmod(0o755)  # as the host's /etc/ssh: `user` goes through it, whatever the umask
     home.mkdir(mode=0o700)
     binds = [(shadow, "/etc/shadow"), (etc_ssh, "/etc/ssh"), (home, "/root")]
     user_home = home
@@ -674,6 +675,7 @@ def _enroll_server(root: Path, base: Path, esxi_version: str, user: str) -> Iter
             Path("/etc/passwd").read_text().rstrip("\n")
             + f"\n{user}:x:{uid}:{uid}:fake ESXi user:/home/{user}:/bin/sh\n"
         )
+        passwd.chmod(0o644)
         homes = root / "homes"
         homes.mkdir(mode=0o755)
         homes.chmod(0o755)  # the host's /home: `user` goes through it, whatever the umask
