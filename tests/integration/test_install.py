@@ -9,6 +9,7 @@ touched.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from esxi_suspend import machine
+from esxi_suspend.settings.envfile import read_env_values
 from esxi_suspend.settings.model import KNOWN_KEYS
 
 SOURCE = Path(__file__).resolve().parents[2]
@@ -78,10 +81,19 @@ class Tree:
     def public_key(self) -> Path:
         return self.etc / "id_ed25519.pub"
 
+    @property
+    def shutdowncmd(self) -> str:
+        """Our SHUTDOWNCMD in this tree: it names the tree's env file, so it works here."""
+        return f'SHUTDOWNCMD "{self.command} shutdown --env-file {self.env_file}"'
 
-def run_install(*args: str, timeout: int = INSTALL_TIMEOUT) -> subprocess.CompletedProcess[str]:
+
+def run_install(
+    *args: str, timeout: int = INSTALL_TIMEOUT, path: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.pop("DESTDIR", None)
+    if path is not None:
+        env["PATH"] = path
     return subprocess.run(
         ["bash", str(INSTALL_SH), *args],
         capture_output=True,
@@ -220,32 +232,26 @@ def test_key_is_ed25519_without_passphrase(installed: tuple[Tree, str]) -> None:
     assert derived.stdout.split()[:2] == tree.public_key.read_text().split()[:2]
 
 
-def test_env_template_lists_every_setting(installed: tuple[Tree, str]) -> None:
+def test_env_template_loads_with_the_key_and_the_trees_known_hosts(
+    installed: tuple[Tree, str],
+) -> None:
+    """The template's words are settings/catalog.py's; here: it loads, and sets the generated
+    key and, under --root only, known_hosts inside the root (trust writes there); ESXI_HOST is
+    left for trust (or by hand)."""
     tree, _ = installed
-    lines = tree.env_file.read_text().splitlines()
-    # Active: the generated key and, under --root only, known_hosts inside the root (trust
-    # writes there); ESXI_HOST is left for trust (or by hand).
-    active = [line for line in lines if line and not line.startswith("#")]
-    assert active == [
-        f"ESXI_KEY_FILE={tree.key}",
-        f"ESXI_KNOWN_HOSTS={tree.etc / 'known_hosts'}",
-    ]
-    for key, default in KNOWN_KEYS.items():  # every setting, with its default where it has one
-        if key in ("ESXI_KEY_FILE", "ESXI_KNOWN_HOSTS"):
-            continue
-        setting = f"{key}={default}" if default and key != "ESXI_SELF_VM" else f"{key}="
-        assert any(line.startswith(f"#{setting}") for line in lines), setting
-    assert (
-        "# seconds on battery before the shutdown starts (install.sh --configure-upsmon writes"
-        " it into upssched.conf); 0: only at low battery"
-    ) in lines
+    assert read_env_values(tree.env_file) == {
+        "ESXI_KEY_FILE": str(tree.key),
+        "ESXI_KNOWN_HOSTS": str(tree.etc / "known_hosts"),
+    }
+    text = tree.env_file.read_text()
+    assert [key for key in KNOWN_KEYS if key not in text] == []  # every setting is described
 
 
 def test_output_gives_next_steps(installed: tuple[Tree, str]) -> None:
     tree, output = installed
     for command in ("trust HOST", "enroll HOST", "check"):
         assert f"{tree.command} {command} --env-file {tree.env_file}" in output
-    assert f'SHUTDOWNCMD "{tree.command} shutdown"' in output
+    assert tree.shutdowncmd in output
     assert f"no upsmon.conf in {tree.root}/etc/nut or {tree.root}/etc/ups" in output
 
 
@@ -371,11 +377,12 @@ def test_upsmon_conf_found_gets_the_exact_line_printed_and_is_not_changed(tmp_pa
     assert backups(conf) == []
     assert f"left      {conf} (rerun with --configure-upsmon, or set it yourself)" in result.stdout
     assert 'replace: SHUTDOWNCMD "/sbin/shutdown -h +0"' in result.stdout
-    assert f'with:    SHUTDOWNCMD "{tree.command} shutdown"' in result.stdout
+    assert f"with:    {tree.shutdowncmd}" in result.stdout
     assert f"FINALDELAY 12 in {conf}: left alone" in result.stdout
     # the early shutdown: the lines to add, with the default delay
     assert "early shutdown after 300 s on battery: rerun with --configure-upsmon" in result.stdout
-    assert "      NOTIFYCMD /usr/sbin/upssched\n" in result.stdout
+    upssched = machine.which("upssched") or "/usr/sbin/upssched"  # none in the tree: the system's
+    assert f"      NOTIFYCMD {upssched}\n" in result.stdout
     assert "      NOTIFYFLAG ONBATT SYSLOG+EXEC\n" in result.stdout
     assert f"      CMDSCRIPT {tree.sched_script}\n" in result.stdout
     assert "      AT ONBATT * START-TIMER early-shutdown 300\n" in result.stdout
@@ -385,7 +392,7 @@ def test_upsmon_conf_found_gets_the_exact_line_printed_and_is_not_changed(tmp_pa
 def test_configure_upsmon_rerun_uninstall_purge(tmp_path: Path) -> None:
     tree = Tree(tmp_path)
     conf = upsmon_conf(tree)
-    ours = f'SHUTDOWNCMD "{tree.command} shutdown"'
+    ours = tree.shutdowncmd
 
     first = run_install("--root", str(tree.root), "--python", sys.executable, "--configure-upsmon")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -421,7 +428,7 @@ def test_configure_upsmon_appends_when_there_is_no_shutdowncmd(tmp_path: Path) -
     conf.write_text("MONITOR myups@localhost 1 upsmon secret primary\n")
     result = run_install("--root", str(tree.root), "--python", sys.executable, "--configure-upsmon")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert active_shutdowncmds(conf) == [f'SHUTDOWNCMD "{tree.command} shutdown"']
+    assert active_shutdowncmds(conf) == [tree.shutdowncmd]
     assert "FINALDELAY not set (NUT's default, 5 s): left alone" in result.stdout
     removed = run_install("--root", str(tree.root), "--uninstall")
     assert removed.returncode == 0, removed.stdout + removed.stderr
@@ -545,7 +552,7 @@ def test_configure_upsmon_sets_the_early_shutdown_and_reruns_follow_the_setting(
     assert active(conf, "NOTIFY") == ["NOTIFYFLAG ONLINE SYSLOG+WALL"]
     assert "NOTIFYCMD" not in conf.read_text()
     assert "# NOTIFYFLAG set by esxi-suspend" not in conf.read_text()
-    assert active_shutdowncmds(conf) == [f'SHUTDOWNCMD "{tree.command} shutdown"']
+    assert active_shutdowncmds(conf) == [tree.shutdowncmd]
     off_again = configure(tree)
     assert "Nothing changed: everything was already in place." in off_again.stdout
 
@@ -563,7 +570,7 @@ def test_an_admins_notifycmd_is_left_and_the_lines_are_printed(tmp_path: Path) -
     tree, conf = early_tree(tmp_path)
     text = (
         "MONITOR myups@localhost 1 upsmon secret primary\n"
-        f'SHUTDOWNCMD "{tree.command} shutdown"\n'
+        f"{tree.shutdowncmd}\n"
         "NOTIFYCMD /usr/local/bin/page-me\n"
     )
     conf.write_text(text)
@@ -670,3 +677,47 @@ def test_timer_script_logs_an_unknown_timer_and_fails(tmp_path: Path) -> None:
         " early-shutdown): nothing done\n"
     )
     assert "unknown timer 'onbattwarn'" in result.stderr
+
+
+def test_the_trees_shutdowncmd_reads_the_trees_env_file(tmp_path: Path) -> None:
+    """--root: SHUTDOWNCMD names the tree's env file (--env-file), so the line upsmon would
+    run uses the tree's settings, not /etc/esxi-suspend's. Proven with `check` in its place:
+    it reads the tree's template and asks only for ESXI_HOST."""
+    tree = Tree(tmp_path)
+    conf = upsmon_conf(tree)
+    configure(tree)
+    [line] = active_shutdowncmds(conf)
+    assert line == tree.shutdowncmd
+    argv = shlex.split(shlex.split(line)[1])
+    assert argv[:2] == [str(tree.command), "shutdown"]
+    result = subprocess.run(
+        [argv[0], "check", *argv[2:]],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=QUICK_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 6, result.stdout + result.stderr  # CONFIG: no ESXI_HOST yet
+    assert str(tree.env_file) in result.stderr and "ESXI_HOST" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_tree_without_upssched_uses_the_systems(tmp_path: Path) -> None:
+    """--root, no usr/sbin/upssched in the tree: the early shutdown is set with the upssched
+    found on the PATH (here a stand-in), not left silently unset."""
+    tree = Tree(tmp_path / "root")
+    conf = upsmon_conf(tree)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    upssched = bin_dir / "upssched"
+    upssched.write_text("#!/bin/sh\n")
+    upssched.chmod(0o755)
+    path = f"{bin_dir}:{os.environ.get('PATH', '')}"
+    result = run_install(
+        "--root", str(tree.root), "--python", sys.executable, "--configure-upsmon", path=path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert active(conf, "NOTIFYCMD") == [f"NOTIFYCMD {upssched}"]
+    assert active(conf.with_name("upssched.conf"), "AT") == sched_lines(tree, 300)[3:]
+    assert "WARNING: no upssched" not in result.stderr
