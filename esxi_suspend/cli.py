@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     wake_command.add_argument(
         "-v", "--verbose", action="count", default=0, help="more on stderr (-vv: debug)"
     )
-    setup_commands.add_parsers(commands, env_help)  # trust, enroll: setting up, never for upsmon
+    setup_commands.add_parsers(commands, env_help)  # trust, enroll, install: never for upsmon
     for sub in commands.choices.values():  # setup's too: every --help wraps the same way
         sub.formatter_class = formatter
     return parser

@@ -10,6 +10,8 @@ May import: ssh (logins included), settings, machine and the spine's bottom; nev
     authkeys.py    the authorized keys file of each ESXi release
     target.py      which host, user and port a setting-up command means
     install.py     install.sh's second half: command link, man page, /etc/esxi-suspend and its
-                   key, NUT's files, --uninstall
+                   key, then NUT's steps; --uninstall
+    nutsteps.py    the installer's NUT steps: SHUTDOWNCMD, the early shutdown (upssched)
+    files.py       the installer's paths (under --root or not), its report, careful file edits
     nutconf.py     upsmon.conf and upssched.conf as text: find, set, take out our lines (pure)
 """

@@ -1,6 +1,6 @@
 """What install.sh does once the venv holds the package: the command's symlink, the man page,
-upssched's timer script, /etc/esxi-suspend (mode, env template, SSH key), NUT's upsmon.conf and
-upssched.conf; and --uninstall.
+upssched's timer script, /etc/esxi-suspend (mode, env template, SSH key), then NUT's
+upsmon.conf and upssched.conf (nutsteps.py); and --uninstall.
 
 install.sh is only a bootstrap (find Python, make the venv, pip install), because this part is
 the one worth testing: it edits the admin's NUT files. It runs as `esxi-suspend install`, and
@@ -17,28 +17,27 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import shutil
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from esxi_suspend import machine
-from esxi_suspend.errors import EsxiSuspendError, ExitCode
 from esxi_suspend.settings.catalog import env_template
-from esxi_suspend.setup import nutconf
+from esxi_suspend.setup.files import (
+    InstallError,
+    Layout,
+    Report,
+    ensure_mode,
+    mode_of,
+    write_text,
+)
+from esxi_suspend.setup.nutsteps import NutSetup
 
-EARLY_SETTING = "UPS_EARLY_SHUTDOWN"
-EARLY_DEFAULT = 300
-EARLY_MAX = 86400
-DEFAULT_UPSSCHED = "/usr/sbin/upssched"  # what the printed lines name when none is found
 PROGRAM_TIMEOUT = 120.0  # ssh-keygen, mandb
-UNCHANGED = ("kept", "absent", "left")  # the verbs that change nothing
 
 INSTALL_SH_HELP = """\
 Usage: install.sh [--root DIR] [--python PATH] [--pip-args ARGS] [--reinstall]
@@ -130,202 +129,10 @@ PyPI or a wheel directory.
 """
 
 
-class InstallError(EsxiSuspendError):
-    """Something install cannot do; its message names the file and the fix."""
-
-    exit_code = ExitCode.CONFIG
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Every path install writes, under `root` ('' for the machine itself), and the source
-    tree it installs from."""
-
-    source: Path
-    root: str = ""
-
-    def _at(self, path: str) -> Path:
-        return Path(self.root + path)
-
-    @property
-    def venv(self) -> Path:
-        return self._at("/opt/esxi-suspend")
-
-    @property
-    def command_target(self) -> Path:
-        return self.venv / "bin/esxi-suspend"
-
-    @property
-    def command_link(self) -> Path:
-        return self._at("/usr/local/sbin/esxi-suspend")
-
-    @property
-    def man_dir(self) -> Path:
-        return self._at("/usr/local/share/man")
-
-    @property
-    def man_page(self) -> Path:
-        return self.man_dir / "man8/esxi-suspend.8"
-
-    @property
-    def sched_script(self) -> Path:
-        return self._at("/usr/local/lib/esxi-suspend/upssched-cmd")
-
-    @property
-    def etc(self) -> Path:
-        return self._at("/etc/esxi-suspend")
-
-    @property
-    def env_file(self) -> Path:
-        return self.etc / "esxi-suspend.env"
-
-    @property
-    def key(self) -> Path:
-        return self.etc / "id_ed25519"
-
-    @property
-    def known_hosts(self) -> Path:
-        return self.etc / "known_hosts"
-
-    @property
-    def nut_dirs(self) -> tuple[Path, Path]:
-        return self._at("/etc/nut"), self._at("/etc/ups")
-
-    @property
-    def sbin_dirs(self) -> tuple[Path, Path]:
-        return self._at("/usr/sbin"), self._at("/sbin")
-
-    @property
-    def shutdowncmd(self) -> str:
-        """Our SHUTDOWNCMD: under --root it names the tree's env file, or the tree would read
-        the machine's /etc/esxi-suspend."""
-        env_file = str(self.env_file) if self.root else None
-        return nutconf.shutdowncmd(str(self.command_link), env_file)
-
-
 @dataclass
-class Report:
-    """What install says: one aligned line per thing looked at; whether anything changed."""
-
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-    err: TextIO = field(default_factory=lambda: sys.stderr)
-    changed: bool = False
-
-    def say(self, verb: str, path: Path | str, detail: str = "") -> None:
-        self.changed = self.changed or verb not in UNCHANGED
-        self.line(f"  {verb:<9} {path}{f' ({detail})' if detail else ''}")
-
-    def line(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
-
-    def warn(self, text: str) -> None:
-        print(f"WARNING: {text}", file=self.err, flush=True)
-
-
-def read_text(path: Path) -> str:
-    """A file's text, every byte kept (surrogateescape), line endings as they are."""
-    return path.read_bytes().decode("utf-8", "surrogateescape")
-
-
-def write_text(path: Path, text: str) -> None:
-    """Overwrite a file's content in place: its owner, group and mode stay."""
-    path.write_bytes(text.encode("utf-8", "surrogateescape"))
-
-
-def _copy_owner(source: Path, target: Path) -> None:
-    if os.geteuid() == 0:
-        status = source.stat()
-        os.chown(target, status.st_uid, status.st_gid)
-
-
-def new_backup_name(path: Path) -> Path:
-    """PATH.esxi-suspend-YYYYmmdd-HHMMSS, never an earlier backup's name."""
-    stem = f"{path}.esxi-suspend-{time.strftime('%Y%m%d-%H%M%S')}"
-    backup, n = Path(stem), 1
-    while backup.exists() or backup.is_symlink():
-        backup, n = Path(f"{stem}.{n}"), n + 1
-    return backup
-
-
-def back_up(path: Path, report: Report) -> Path:
-    backup = new_backup_name(path)
-    shutil.copy2(path, backup)
-    _copy_owner(path, backup)
-    report.say("backup", backup, f"copy of {path} before the change")
-    return backup
-
-
-def rewrite_keeping_owner(path: Path, text: str, report: Report) -> None:
-    """Back PATH up, then overwrite its content in place (upsmon.conf is often 0640 root:nut)."""
-    back_up(path, report)
-    write_text(path, text)
-
-
-def mode_of(path: Path) -> int:
-    return path.lstat().st_mode & 0o7777
-
-
-def ensure_mode(path: Path, want: int, report: Report) -> None:
-    have = mode_of(path)
-    if have != want:
-        path.chmod(want)
-        report.say("fixed", path, f"mode {have:o} -> {want:o}")
-
-
-def read_early_shutdown(env_file: Path) -> int:
-    """UPS_EARLY_SHUTDOWN from the env file (missing or empty: the default)."""
-    if not env_file.is_file():
-        return EARLY_DEFAULT
-    # python-dotenv is here only in the venv; --help and --uninstall never come this way.
-    from esxi_suspend.settings.envfile import read_env_values
-
-    try:
-        value = read_env_values(env_file).get(EARLY_SETTING)
-    except EsxiSuspendError as exc:
-        raise InstallError(f"{exc}\nfix it, then rerun") from None
-    if value is None:
-        return EARLY_DEFAULT
-    if not re.fullmatch(r"[0-9]{1,6}", value) or int(value) > EARLY_MAX:
-        raise InstallError(
-            f"{EARLY_SETTING}={value} in {env_file}: not a number of seconds from 0 to "
-            f"{EARLY_MAX} (0: the shutdown starts only at low battery, OB LB); fix it, then rerun"
-        )
-    return int(value)
-
-
-def find_upssched(layout: Layout, which: Callable[[str], str | None] = machine.which) -> str | None:
-    """upssched in the tree's (or the machine's) /usr/sbin or /sbin, else the system's: a
-    --root tree without NUT still runs the machine's upssched."""
-    for directory in layout.sbin_dirs:
-        path = directory / "upssched"
-        if path.is_file() and os.access(path, os.X_OK):
-            return str(path)
-    return which("upssched")
-
-
-def no_upssched_warning(layout: Layout, seconds: int) -> str:
-    dirs = " and ".join(str(d) for d in layout.sbin_dirs)
-    return (
-        f"no upssched in {dirs} nor on the PATH ({machine.search_path()}): the early shutdown "
-        f"after {seconds} s on battery ({EARLY_SETTING}) cannot start without it; install "
-        "NUT's client (Debian/Ubuntu: apt-get install nut-client; RHEL/Fedora: dnf install "
-        f"nut-client), then rerun, or set {EARLY_SETTING}=0"
-    )
-
-
-def find_upsmon_conf(layout: Layout) -> Path | None:
-    return next((d / "upsmon.conf" for d in layout.nut_dirs if (d / "upsmon.conf").is_file()), None)
-
-
-@dataclass
-class Installer:
-    """One install or uninstall run over a layout."""
-
-    layout: Layout
-    report: Report
-    configure_upsmon: bool = False
-    which: Callable[[str], str | None] = machine.which
-    early_shutdown: int = EARLY_DEFAULT
+class Installer(NutSetup):
+    """One install or uninstall run over a layout: the installed files, and NUT's steps
+    (nutsteps.py)."""
 
     # -- the pieces -------------------------------------------------------------------------
 
@@ -452,213 +259,6 @@ class Installer:
             self.report.say("created", key, "ed25519, no passphrase")
             self.report.say("created", public)
         ensure_mode(key, 0o600, self.report)
-
-    # -- NUT ---------------------------------------------------------------------------------
-
-    def _sched_text(self, note: str = "") -> str:
-        sample = read_text(self.layout.source / "upssched.conf.sample")
-        return nutconf.render_upssched_conf(
-            sample, str(self.layout.sched_script), self.early_shutdown, note
-        )
-
-    def _print_early_lines(self, upssched: str | None, sched_conf: Path | str) -> None:
-        lines = nutconf.manual_lines(
-            upssched or DEFAULT_UPSSCHED,
-            str(sched_conf),
-            self._sched_text(),
-            str(self.layout.sched_script),
-        )
-        for line in lines:
-            self.report.line(f"    {line}")
-
-    def _upssched(self) -> str | None:
-        found = find_upssched(self.layout, self.which)
-        if found is None:
-            self.report.warn(no_upssched_warning(self.layout, self.early_shutdown))
-        return found
-
-    def remove_our_upssched_conf(self, path: Path) -> None:
-        """Ours goes, or the file it replaced comes back."""
-        if not path.is_file():
-            return
-        text = read_text(path)
-        if not nutconf.is_ours(text):
-            return
-        replaced = nutconf.replaced_copy(text)
-        if replaced and Path(replaced).is_file():
-            write_text(path, read_text(Path(replaced)))
-            self.report.say("restored", path, f"from {replaced}, the one install.sh replaced")
-        else:
-            path.unlink()
-            self.report.say("removed", path, "written by install.sh")
-
-    def write_upssched_conf(self, path: Path, upsmon_conf: Path) -> bool:
-        """Ours: created, rewritten or kept. False if it is the admin's own (AT lines)."""
-        after = f"early shutdown after {self.early_shutdown} s on battery"
-        if path.is_file() and nutconf.is_ours(text := read_text(path)):
-            new = self._sched_text(nutconf.replaced_note(text))
-            if new == text:
-                self.report.say("kept", path, after)
-            else:
-                have = nutconf.timer_seconds(text)
-                write_text(path, new)
-                self.report.say(
-                    "changed", path, after + (f", was {have} s" if have is not None else "")
-                )
-            return True
-        if path.exists():
-            if nutconf.schedules(read_text(path)):
-                return False
-            # no AT line: it schedules nothing (NUT's packaged sample); --uninstall restores it
-            backup = back_up(path, self.report)
-            write_text(path, self._sched_text(f"{nutconf.SCHED_REPLACED}{backup}"))
-            self.report.say("replaced", path, f"it had no AT line; {after}")
-            return True
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(self._sched_text().encode("utf-8", "surrogateescape"))
-        _copy_owner(upsmon_conf, path)
-        path.chmod(mode_of(upsmon_conf))
-        self.report.say("created", path, f"{after}; owner and mode as {upsmon_conf}")
-        return True
-
-    def early(self, conf: Path, text: str) -> str:
-        """The early shutdown: upsmon.conf's new text (written once, by upsmon())."""
-        sched_conf = conf.with_name("upssched.conf")
-        seconds = self.early_shutdown
-        if seconds == 0:
-            self.report.line(
-                f"    early shutdown off ({EARLY_SETTING}=0): only OB LB starts the shutdown"
-            )
-            if not self.configure_upsmon:
-                return text
-            self.remove_our_upssched_conf(sched_conf)
-            if nutconf.has_marker(text, nutconf.NOTIFY_KEYWORDS):
-                text = nutconf.take_out(text, nutconf.NOTIFY_KEYWORDS)
-                self.report.say(
-                    "changed",
-                    conf,
-                    "took out the NOTIFYCMD and NOTIFYFLAG lines install.sh set; restored the "
-                    "ones they replaced, if any",
-                )
-            return text
-        upssched = self._upssched()
-        if not self.configure_upsmon:
-            sched = read_text(sched_conf) if sched_conf.is_file() else ""
-            if (
-                nutconf.is_ours(sched)
-                and nutconf.timer_seconds(sched) == seconds
-                and nutconf.has_marker(text, ["NOTIFYCMD"])
-            ):
-                self.report.say("kept", sched_conf, f"early shutdown after {seconds} s on battery")
-                return text
-            self.report.say(
-                "left",
-                conf,
-                f"early shutdown after {seconds} s on battery: rerun with --configure-upsmon, "
-                "or set it yourself",
-            )
-            self._print_early_lines(upssched, sched_conf)
-            return text
-        why = ""
-        own = nutconf.notify_conflict(text)
-        if upssched is None:
-            why = "no upssched found (see the WARNING; Debian: apt-get install nut-client)"
-        elif own is not None:
-            why = (
-                f"it has a NOTIFYCMD of its own ({own}): upsmon runs one only; make it run "
-                "upssched too"
-            )
-        if why:
-            self.report.say("left", conf, f"early shutdown not set: {why}")
-            self._print_early_lines(upssched, sched_conf)
-            return text
-        if not self.write_upssched_conf(sched_conf, conf):
-            self.report.say(
-                "left",
-                sched_conf,
-                "not install.sh's, it has AT lines: early shutdown not set; add it yourself",
-            )
-            self._print_early_lines(upssched, sched_conf)
-            return text
-        assert upssched is not None
-        text, said = nutconf.set_notify(text, upssched)
-        for verb, detail in said:
-            self.report.say(verb, conf, detail)
-        return text
-
-    def upsmon(self) -> None:
-        """SHUTDOWNCMD and the early shutdown in upsmon.conf: printed, or with
-        --configure-upsmon written (upsmon.conf once, after a backup)."""
-        self.early_shutdown = read_early_shutdown(self.layout.env_file)
-        ours = self.layout.shutdowncmd
-        conf = find_upsmon_conf(self.layout)
-        if conf is None:
-            where = " or ".join(str(d) for d in self.layout.nut_dirs)
-            self.report.line(f"  no upsmon.conf in {where}: when NUT is installed, add")
-            self.report.line(f"    {ours}")
-            if self.early_shutdown == 0:
-                self.report.line(
-                    f"    early shutdown off ({EARLY_SETTING}=0): only OB LB starts the shutdown"
-                )
-            else:
-                self.report.line(
-                    f"  and, for the early shutdown after {self.early_shutdown} s on battery "
-                    f"({EARLY_SETTING}):"
-                )
-                self._print_early_lines(self._upssched(), "/etc/nut/upssched.conf")
-            return
-        text = read_text(conf)
-        lines = nutconf.active(text, "SHUTDOWNCMD")
-        new = text
-        if lines == [ours]:
-            self.report.say("kept", conf, "SHUTDOWNCMD is already esxi-suspend's")
-        elif len(lines) > 1:
-            self.report.say("left", conf, f"{len(lines)} SHUTDOWNCMD lines: keep one, {ours}")
-        elif not self.configure_upsmon:
-            self.report.say("left", conf, "rerun with --configure-upsmon, or set it yourself")
-            if lines:
-                self.report.line(f"    replace: {lines[0]}")
-            self.report.line(f"    with:    {ours}")
-        else:
-            new = nutconf.set_directive(new, "SHUTDOWNCMD", ours)
-            self.report.say("changed", conf, ours + (f", was: {lines[0]}" if lines else ""))
-        if not nutconf.monitors(text):
-            self.report.warn(
-                f"{conf} has no MONITOR line: upsmon watches no UPS and never runs SHUTDOWNCMD; "
-                "add one (MONITOR ups@host 1 user password primary), see man upsmon.conf"
-            )
-        new = self.early(conf, new)
-        if new != text:
-            rewrite_keeping_owner(conf, new, self.report)
-            self.report.line("    restart upsmon to use it (Debian: systemctl restart nut-monitor)")
-        delay = nutconf.finaldelay(text)
-        if delay is not None:
-            self.report.line(f"    FINALDELAY {delay} in {conf}: left alone (keep it small)")
-        else:
-            self.report.line("    FINALDELAY not set (NUT's default, 5 s): left alone")
-
-    def unconfigure_upsmon(self) -> None:
-        conf = find_upsmon_conf(self.layout)
-        if conf is None:
-            return
-        self.remove_our_upssched_conf(conf.with_name("upssched.conf"))
-        text = read_text(conf)
-        runs_us = f"{self.layout.command_link} shutdown" in text
-        not_ours = "its SHUTDOWNCMD runs esxi-suspend and was not set by install.sh: change it now"
-        if not nutconf.has_marker(text, nutconf.OUR_KEYWORDS):
-            if runs_us:
-                self.report.say("left", conf, not_ours)
-            return
-        if runs_us and not nutconf.has_marker(text, ["SHUTDOWNCMD"]):
-            self.report.say("left", conf, not_ours)
-        rewrite_keeping_owner(conf, nutconf.take_out(text, nutconf.OUR_KEYWORDS), self.report)
-        self.report.say(
-            "changed",
-            conf,
-            "took out the lines install.sh set (SHUTDOWNCMD, NOTIFYCMD, NOTIFYFLAG); restored "
-            "the ones they replaced, if any",
-        )
 
     # -- the runs ----------------------------------------------------------------------------
 

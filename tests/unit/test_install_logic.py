@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from esxi_suspend.setup import install, nutconf
-from esxi_suspend.setup.install import Installer, InstallError, Layout, Report
+from esxi_suspend.setup import nutconf, nutsteps
+from esxi_suspend.setup.files import InstallError, Layout, Report
+from esxi_suspend.setup.install import Installer
 
 SOURCE = Path(__file__).resolve().parents[2]
 UPSMON = "MONITOR myups@localhost 1 upsmon secret primary\n"
@@ -67,7 +68,7 @@ def test_upssched_is_the_trees_else_the_systems(
         program.parent.mkdir(parents=True)
         program.write_text("#!/bin/sh\n")
         program.chmod(0o755)
-    found = install.find_upssched(Layout(SOURCE, str(tmp_path)), lambda name: on_path)
+    found = nutsteps.find_upssched(Layout(SOURCE, str(tmp_path)), lambda name: on_path)
     assert found == (expected.format(root=tmp_path) if expected else None)
 
 
@@ -121,7 +122,7 @@ def test_early_shutdown_setting(tmp_path: Path, line: str | None, seconds: int) 
     env_file = tmp_path / "esxi-suspend.env"
     if line is not None:
         env_file.write_text(f"ESXI_KEY_FILE=/k\n{line}\n")
-    assert install.read_early_shutdown(env_file) == seconds
+    assert nutsteps.read_early_shutdown(env_file) == seconds
 
 
 @pytest.mark.parametrize("value", ["abc", "-5", "86401", "1.5", "0x10", "1234567"])
@@ -129,7 +130,7 @@ def test_a_bad_early_shutdown_names_the_file_and_the_fix(tmp_path: Path, value: 
     env_file = tmp_path / "esxi-suspend.env"
     env_file.write_text(f"UPS_EARLY_SHUTDOWN={value}\n")
     with pytest.raises(InstallError) as raised:
-        install.read_early_shutdown(env_file)
+        nutsteps.read_early_shutdown(env_file)
     assert str(raised.value).startswith(f"UPS_EARLY_SHUTDOWN={value} in {env_file}: ")
     assert str(raised.value).endswith("fix it, then rerun")
 
