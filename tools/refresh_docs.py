@@ -1,9 +1,9 @@
 """Refresh every excerpt of real output in README.md and docs/*.md from a fresh run.
 
-    .venv/bin/python tools/refresh_docs.py                  # every excerpt
-    .venv/bin/python tools/refresh_docs.py --only demo      # one (repeatable)
-    .venv/bin/python tools/refresh_docs.py --check          # every marker there, once?
-    .venv/bin/python tools/refresh_docs.py --print check    # show it, write nothing
+    .venv/bin/python tools/refresh_docs.py                      # every excerpt
+    .venv/bin/python tools/refresh_docs.py --only demo          # one (repeatable)
+    .venv/bin/python tools/refresh_docs.py --check              # every marker there, once?
+    .venv/bin/python tools/refresh_docs.py --print --only check # show it, write nothing
 
 An excerpt is the text between two marker lines, each alone on its line:
 
@@ -18,17 +18,27 @@ and NAME is one of SOURCES:
     outage-timeline  tests/end_to_end/test_nut_chain.py::test_outage_timeline's timeline,
                      with the upsmon FINALDELAY the chain ran with
     outage-log       what esxi-suspend logged in that same run (plan and host lines cut)
+    install          `bash install.sh --root T` (a first install into a temporary tree T),
+                     shown with T taken out of its paths
+    trust            `esxi-suspend trust` on a terminal, answered yes, against the test suite's
+                     fake ESXi host (tests/sshservers.py: OpenSSH, a root password)
+    enroll           `esxi-suspend enroll` there with the password, then again (no password)
 
 Every excerpt is made first; the files are written only once all of them are, and only
 between the markers. `--check` reads the markers only (real output varies from run to run,
 so no content is compared): each NAME exactly once across README.md and docs/*.md, no
 unknown NAME, no block without its end; exit 1 naming what is wrong.
 
-A good guest: the simulator and the NUT chain listen on 127.0.0.1 only; everything runs in
-one temporary directory (TMPDIR for the children too), removed at the end; no bytecode, no
-pytest cache. Temporary paths in the output are shown as `…/` (the file's name kept); the
-simulator's random port as CHECK_PORT. The outage excerpts need root and Debian's NUT
-(tests/run.sh installs it); a full refresh takes about half a minute, most of it the chain.
+A good guest: the simulator, the NUT chain and the fake ESXi host listen on 127.0.0.1 only;
+everything runs in one temporary directory (TMPDIR for the children too, and pip's cache),
+removed at the end; no bytecode, no pytest cache. install.sh runs from a copy of the source
+tree there (pip builds in the tree it installs from: build/ and *.egg-info/ stay out of this
+checkout). Temporary paths in the output are shown as `…/` (the file's name kept); the random
+ports of the simulator and the fake host as CHECK_PORT. The outage excerpts need root and
+Debian's NUT (tests/run.sh installs it); trust and enroll need root, sshd, unshare and busybox
+(the fake host's mount namespace, as their tests); install needs pip access to the packages.
+A full refresh takes under a minute (45 s here): the chain about 25 s, install.sh's venv and
+pip 10 to 35 s, trust and enroll 2 s.
 """
 
 from __future__ import annotations
@@ -61,6 +71,9 @@ TIMELINE_VARIABLE = "ESXI_SUSPEND_TIMELINE"  # test_nut_chain.TIMELINE_VARIABLE
 DEBIAN_FINALDELAY = 5  # upsmon.conf's default on Debian
 CHAIN_TIMEOUT = 300  # seconds for the chain's pytest run
 DEMO_TIMEOUT = 120
+INSTALL_TIMEOUT = 600  # a venv and pip
+SETUP_TIMEOUT = 60  # one trust or enroll
+SOURCE_SHOWN = "/root/esxi-suspend"  # the source tree install.sh runs from, as the docs show it
 
 
 class RefreshError(Exception):
@@ -278,6 +291,75 @@ def log_excerpt(kept: Kept) -> str:
     return fenced("\n".join(lines))
 
 
+# What this machine's pip configuration says about package indexes it lacks (pip.conf's
+# extra-index-url): not install.sh's, and not what an admin's install shows.
+PIP_INDEX_WARNING = re.compile(
+    r"WARNING: Location '[^']*' is ignored: it is neither a file nor a directory\.\n?"
+)
+
+
+def install_excerpt(output: str, tree: Path, source: Path) -> str:
+    """install.sh's output as on the machine itself: the tree `tree` out of every path (and
+    of the first line's `into TREE`), the source tree as SOURCE_SHOWN, this machine's pip
+    index warnings cut; then a line saying so, and what --root changed that stays."""
+    text = output.replace(f" into {tree}:", ":", 1)
+    text = text.replace(f"{tree}/", "/").replace(str(source), SOURCE_SHOWN)
+    text, cut = PIP_INDEX_WARNING.subn("", text)
+    if not text.startswith(f"Installing esxi-suspend from {SOURCE_SHOWN}:") or str(tree) in text:
+        raise RefreshError("install: not the output of an install into its tree:\n" + output)
+    notes = [
+        "`bash install.sh --root T`, a first install into a temporary directory T, shown as on "
+        "the machine itself: T taken out of every path and the first line's `into T`, the "
+        f"source tree shown as `{SOURCE_SHOWN}`"
+    ]
+    if "--env-file" in text:
+        notes.append(
+            "kept from --root: the steps name the tree's env file (`--env-file "
+            "/etc/esxi-suspend/esxi-suspend.env` here), which an install on the machine "
+            "itself leaves out since that file is the default"
+        )
+    if "no upsmon.conf in" in text:
+        notes.append("the tree has no NUT configuration, so no upsmon.conf is found")
+    if cut:
+        notes.append(
+            f"{cut} warnings of this machine's pip configuration about package indexes it "
+            "lacks left out"
+        )
+    return fenced(text) + "\n(" + "; ".join(notes) + ".)\n"
+
+
+FAKE_ESXI_VERSION = "6.7.0"
+FAKE_HOST_WORDS = (
+    "the test suite's fake ESXi host (OpenSSH on 127.0.0.1 reporting ESXi "
+    f"{FAKE_ESXI_VERSION}, with a root password)"
+)
+
+
+def show_port(text: str, port: int) -> str:
+    """The fake host's random `port` as CHECK_PORT, where a host's port is written."""
+    return re.sub(rf"(127\.0\.0\.1\]?:|port |ESXI_PORT=){port}\b", rf"\g<1>{CHECK_PORT}", text)
+
+
+def trust_excerpt(shown: str, port: int) -> str:
+    return fenced(show_port(shown, port)) + (
+        f"\n(`esxi-suspend trust 127.0.0.1 --port {CHECK_PORT}` on a terminal, answered "
+        f"`yes`, against {FAKE_HOST_WORDS}; its random port shown as {CHECK_PORT}, the "
+        "temporary directory holding the env file, key and known_hosts as `…`.)\n"
+    )
+
+
+def enroll_excerpt(first: str, again: str, port: int) -> str:
+    return (
+        fenced(show_port(first, port))
+        + "\nRun again, once our key works:\n\n"
+        + fenced(show_port(again, port))
+        + f"\n(`esxi-suspend enroll 127.0.0.1 --port {CHECK_PORT}` on a terminal, the "
+        "password typed at its prompt (not echoed), then `esxi-suspend enroll` with no "
+        f"terminal, right after the trust above, against the same fake host; its random port "
+        f"shown as {CHECK_PORT}, the temporary directory as `…`.)\n"
+    )
+
+
 # -- running the sources --------------------------------------------------------------------
 
 
@@ -291,22 +373,26 @@ def _child_env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _run(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> tuple[int, str]:
-    """Its exit status and its output (stdout, then stderr)."""
+def _run(
+    argv: Sequence[str], env: Mapping[str, str], timeout: float, *, interleaved: bool = False
+) -> tuple[int, str]:
+    """Its exit status and its output: stdout, then stderr; or both as they came, as a
+    terminal shows them, when `interleaved`."""
     try:
         done = subprocess.run(
             list(argv),
             cwd=ROOT,
             env=dict(env),
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if interleaved else subprocess.PIPE,
             text=True,
             timeout=timeout,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise RefreshError(f"{' '.join(argv)}: no end after {timeout} s") from exc
-    return done.returncode, done.stdout + done.stderr
+    return done.returncode, done.stdout + (done.stderr or "")
 
 
 def run_demo(tmp: Path) -> str:
@@ -395,13 +481,108 @@ def run_chain(tmp: Path) -> Kept:
     return parse_kept(shorten(kept.read_text(encoding="utf-8"), tmp))
 
 
-SOURCES = ("demo", "check", "outage-timeline", "outage-log")
+def copy_source(directory: Path) -> Path:
+    """The source tree's files as git sees them (tracked and untracked, not ignored; as they
+    are on disk, edits included) copied to `directory`."""
+    done = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RefreshError(f"git ls-files: exit {done.returncode}: {done.stderr.decode()}")
+    for name in sorted(set(os.fsdecode(n) for n in done.stdout.split(b"\0") if n)):
+        source = ROOT / name
+        if not source.exists() and not source.is_symlink():
+            continue  # deleted in the work tree
+        target = directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target, follow_symlinks=False)
+    return directory
+
+
+def run_install(tmp: Path) -> str:
+    """install.sh from a copy of the source tree into a tree of its own, as a first install;
+    its output as a terminal shows it."""
+    source = copy_source(tmp / "src").resolve()
+    tree = (tmp / "root").resolve()
+    argv = ["bash", str(source / "install.sh"), "--root", str(tree)]
+    env = _child_env(tmp, PIP_CACHE_DIR=str(tmp / "pip-cache"))
+    env.pop("DESTDIR", None)
+    code, output = _run(argv, env, INSTALL_TIMEOUT, interleaved=True)
+    if code != 0:
+        raise RefreshError(f"bash install.sh --root: exit {code}\n{output[-3000:]}")
+    return shorten(install_excerpt(output, tree, source), tmp)
+
+
+TRUST_PROMPT = "Type yes if the fingerprint matches the console: "  # setup/trust.py
+ENROLL_PROMPT = "password (used for this one login, never stored): "  # setup/enroll.py
+
+
+def run_trust_enroll(tmp: Path) -> dict[str, str]:
+    """trust, enroll and enroll again, as tests/integration/test_setup_commands.py runs them:
+    against a fake ESXi host taking a root password (tests/sshservers.py), with an env file,
+    a key and no ESXI_HOST, as install.sh leaves them. The password is refused in the output."""
+    sys.path.append(str(ROOT / "tests"))
+    from sshservers import ServerUnavailable, running_enroll_server, ssh_keygen
+    from terminal import run_on_terminal
+
+    directory = tmp / "setup"
+    etc = directory / "etc"
+    etc.mkdir(parents=True, mode=0o700)
+    key = ssh_keygen(etc / "id_ed25519", comment="esxi-suspend")
+    env_file = etc / "esxi-suspend.env"
+    env_file.write_text(
+        f"ESXI_KEY_FILE={key}\nESXI_KNOWN_HOSTS={etc / 'known_hosts'}\n"
+        "ESXI_CONNECT_TIMEOUT=5\nUPS_SERVICE=none\nUPS_RESTART_COMMAND=/bin/true\n"
+    )
+    env_file.chmod(0o600)
+    env = _child_env(tmp, ESXI_SUSPEND_ENV=str(env_file), PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "esxi_suspend"]
+    try:
+        with running_enroll_server(directory / "esxi", FAKE_ESXI_VERSION) as server:
+            where = [server.host, "--port", str(server.port)]
+            password = server.password
+            steps = [
+                ("trust", [*command, "trust", *where], (TRUST_PROMPT, "yes\n")),
+                ("enroll", [*command, "enroll", *where], (ENROLL_PROMPT, password + "\n")),
+            ]
+            shown: dict[str, str] = {}
+            for name, argv, answer in steps:
+                try:
+                    code, text = run_on_terminal(argv, [answer], env=env, timeout=SETUP_TIMEOUT)
+                except TimeoutError as exc:
+                    raise RefreshError(f"esxi-suspend {name}: {exc}") from exc
+                if code != 0:
+                    raise RefreshError(f"esxi-suspend {name}: exit {code}\n{text}")
+                shown[name] = text
+            code, again = _run([*command, "enroll"], env, SETUP_TIMEOUT)
+            if code != 0:
+                raise RefreshError(f"esxi-suspend enroll, again: exit {code}\n{again}")
+            port = server.port
+    except ServerUnavailable as exc:
+        raise RefreshError(f"trust, enroll: no fake ESXi host here: {exc}") from exc
+    if any(password in text for text in (*shown.values(), again)):
+        raise RefreshError("trust, enroll: the password is in the output; nothing written")
+    return {
+        "trust": shorten(trust_excerpt(shown["trust"], port), tmp),
+        "enroll": shorten(enroll_excerpt(shown["enroll"], again, port), tmp),
+    }
+
+
+SOURCES = ("demo", "check", "outage-timeline", "outage-log", "install", "trust", "enroll")
 
 
 def generate(wanted: Sequence[str], tmp: Path) -> dict[str, str]:
-    """The excerpt of each name in `wanted`; the chain runs once for both of its."""
+    """The excerpt of each name in `wanted`; the chain runs once for both of its, the fake
+    ESXi host once for trust and enroll (enroll needs the trust before it)."""
     made: dict[str, str] = {}
-    runs: dict[str, Callable[[Path], str]] = {"demo": run_demo, "check": run_check}
+    runs: dict[str, Callable[[Path], str]] = {
+        "demo": run_demo,
+        "check": run_check,
+        "install": run_install,
+    }
     for name in wanted:
         if name in runs:
             made[name] = runs[name](tmp)
@@ -409,6 +590,8 @@ def generate(wanted: Sequence[str], tmp: Path) -> dict[str, str]:
         kept = run_chain(tmp)
         made["outage-timeline"] = timeline_excerpt(kept)
         made["outage-log"] = log_excerpt(kept)
+    if {"trust", "enroll"} & set(wanted):
+        made.update(run_trust_enroll(tmp))
     return {name: made[name] for name in wanted}
 
 

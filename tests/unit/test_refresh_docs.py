@@ -125,9 +125,13 @@ def test_check_command_exit_status_and_report(
     err = capsys.readouterr().err
     assert "missing: no `<!-- refresh: check -->` block" in err
     assert "outage-timeline" in err and "demo" not in err and "outage-log" not in err
+    for name in ("install", "trust", "enroll"):
+        assert f"missing: no `<!-- refresh: {name} -->` block" in err
     (tmp_path / "docs" / "b.md").write_text(
-        "<!-- refresh: check -->\n<!-- /refresh -->\n"
-        "<!-- refresh: outage-timeline -->\n<!-- /refresh -->\n"
+        "".join(
+            f"<!-- refresh: {name} -->\n<!-- /refresh -->\n"
+            for name in ("check", "outage-timeline", "install", "trust", "enroll")
+        )
     )
     assert tool.main(["--check"], root=tmp_path) == 0
     (tmp_path / "docs" / "c.md").write_text("\n<!-- refresh: bogus -->\n")
@@ -156,6 +160,99 @@ def test_kept_file_parsed_and_rendered() -> None:
     assert tool.log_excerpt(kept) == "```\nesxi-suspend: INFO: summary: ok\n```\n"
     with pytest.raises(tool.RefreshError, match="kept no `FINALDELAY N`"):
         tool.parse_kept("t+  0.0 s  a\n\nlog\n")
+
+
+def test_every_source_has_a_name_for_only() -> None:
+    assert set(tool.SOURCES) == {
+        "demo", "check", "outage-timeline", "outage-log", "install", "trust", "enroll"
+    }  # fmt: skip
+    args = tool._parser().parse_args(["--only", "install", "--only", "trust", "--only", "enroll"])
+    assert args.only == ["install", "trust", "enroll"]
+
+
+TREE = Path("/tmp/esxi-abc/root")
+SOURCE = Path("/tmp/esxi-abc/src")
+PIP_WARNING = (
+    "WARNING: Location 'file:///opt/pypi/simple/fabric/' is ignored: it is neither a file nor "
+    "a directory.\n"
+)
+INSTALLED = f"""\
+Installing esxi-suspend from {SOURCE} into {TREE}:
+  created   {TREE}/opt/esxi-suspend (venv, Python 3.11.7)
+  pip install --upgrade {SOURCE} (fetches fabric and python-dotenv if missing) ...
+{PIP_WARNING}{PIP_WARNING}  installed {TREE}/opt/esxi-suspend/bin/esxi-suspend (esxi-suspend 0.1.0)
+NUT upsmon.conf:
+  no upsmon.conf in {TREE}/etc/nut or {TREE}/etc/ups: when NUT is installed, add
+    SHUTDOWNCMD "{TREE}/usr/local/sbin/esxi-suspend shutdown --env-file {TREE}/etc/e.env"
+"""
+
+
+def test_install_output_as_on_the_machine_itself_and_what_root_changed() -> None:
+    excerpt = tool.install_excerpt(INSTALLED, TREE, SOURCE)
+    text, _, note = excerpt.partition("```\n\n")
+    assert text == (
+        "```\n"
+        "Installing esxi-suspend from /root/esxi-suspend:\n"
+        "  created   /opt/esxi-suspend (venv, Python 3.11.7)\n"
+        "  pip install --upgrade /root/esxi-suspend (fetches fabric and python-dotenv if "
+        "missing) ...\n"
+        "  installed /opt/esxi-suspend/bin/esxi-suspend (esxi-suspend 0.1.0)\n"
+        "NUT upsmon.conf:\n"
+        "  no upsmon.conf in /etc/nut or /etc/ups: when NUT is installed, add\n"
+        '    SHUTDOWNCMD "/usr/local/sbin/esxi-suspend shutdown --env-file /etc/e.env"\n'
+    )
+    assert note.startswith("(`bash install.sh --root T`") and note.endswith(".)\n")
+    assert "`--env-file /etc/esxi-suspend/esxi-suspend.env` here" in note
+    assert "no upsmon.conf is found" in note
+    assert "2 warnings of this machine's pip configuration" in note
+
+
+def test_install_note_says_only_what_happened() -> None:
+    plain = INSTALLED.replace(PIP_WARNING, "").replace(f" --env-file {TREE}/etc/e.env", "")
+    plain = plain.replace("  no upsmon.conf in", "  found upsmon.conf in")
+    note = tool.install_excerpt(plain, TREE, SOURCE).partition("```\n\n")[2]
+    assert "--env-file" not in note and "pip" not in note and "upsmon" not in note
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "",
+        "install.sh: error: pip install failed\n",
+        INSTALLED + f"  created   {TREE}\n",  # the tree itself, left in a path
+    ],
+)
+def test_install_output_not_of_an_install_into_its_tree_is_refused(output: str) -> None:
+    with pytest.raises(tool.RefreshError, match=r"^install: not the output"):
+        tool.install_excerpt(output, TREE, SOURCE)
+
+
+def test_the_fake_hosts_port_shown_as_the_docs_port_where_a_port_is_written() -> None:
+    text = (
+        "host 127.0.0.1 port 40123 shows this host key:\n"
+        "  256 SHA256:ab+40123/x [127.0.0.1]:40123 (ED25519)\n"
+        "set: ESXI_PORT=40123 in …/esxi-suspend.env\n"
+        "verified: key login works (root@127.0.0.1:40123, key …/id_ed25519)\n"
+        "port 401234\n"
+    )
+    assert tool.show_port(text, 40123) == (
+        "host 127.0.0.1 port 2299 shows this host key:\n"
+        "  256 SHA256:ab+40123/x [127.0.0.1]:2299 (ED25519)\n"
+        "set: ESXI_PORT=2299 in …/esxi-suspend.env\n"
+        "verified: key login works (root@127.0.0.1:2299, key …/id_ed25519)\n"
+        "port 401234\n"
+    )
+
+
+def test_trust_and_enroll_excerpts() -> None:
+    trust = tool.trust_excerpt("pin [127.0.0.1]:40123? yes\n", 40123)
+    assert trust.startswith("```\npin [127.0.0.1]:2299? yes\n```\n\n(`esxi-suspend trust ")
+    enroll = tool.enroll_excerpt("added\n", "our key already works: 127.0.0.1:40123\n", 40123)
+    assert enroll.startswith(
+        "```\nadded\n```\n\nRun again, once our key works:\n\n"
+        "```\nour key already works: 127.0.0.1:2299\n```\n\n(`esxi-suspend enroll "
+    )
+    assert "40123" not in trust + enroll
 
 
 def test_committed_docs_have_every_marker_once() -> None:
