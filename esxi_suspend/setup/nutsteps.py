@@ -240,7 +240,7 @@ class NutSetup:
                     f"  and, for the early shutdown after {self.early_shutdown} s on battery "
                     f"({EARLY_SETTING}):"
                 )
-                self._print_early_lines(self._upssched(), "/etc/nut/upssched.conf")
+                self._print_early_lines(self._upssched(), self.layout.nut_dirs[0] / "upssched.conf")
             return
         text = read_text(conf)
         lines = nutconf.active(text, "SHUTDOWNCMD")
