@@ -147,12 +147,16 @@ class Battery:
         return ", ".join(parts) or "no battery.charge or battery.runtime reported"
 
 
-def read_battery(configured: tuple[str, ...], timeout: float = BATTERY_TIMEOUT) -> Battery:
+def read_battery(
+    configured: tuple[str, ...],
+    timeout: float = BATTERY_TIMEOUT,
+    upsc_: Callable[..., str] | None = None,
+) -> Battery:
     """`battery.charge` and `battery.runtime` of every UPS (`upsc`, bounded); never raises."""
     values: dict[str, dict[str, float]] = {}
     names: list[str] = []
     for variable in ("battery.charge", "battery.runtime"):
-        read, _problems = ups.read_values(configured, variable, timeout)
+        read, _problems = ups.read_values(configured, variable, timeout, upsc_)
         for name, value in read:
             try:
                 number = float(value)
@@ -205,6 +209,8 @@ class Looks:
     status: Callable[[tuple[str, ...]], ups.UpsStatus] = ups.read_status
     battery: Callable[[tuple[str, ...]], Battery] = read_battery
     record_dir: Path = outage_record.STATE_DIR
+    now: Callable[[], float] = time.monotonic
+    pause: Callable[[float, Callable[[], bool]], None] = clock.pause
 
 
 def wait_then_wake(
@@ -268,7 +274,7 @@ class _Wait:
         )
         needs = Needs(restart.wake_steady, restart.wake_charge, shutdown + restart.runtime_margin)
         already = max(0.0, time.time() - record.back_at) if record.back_at else 0.0
-        started = time.monotonic() - already  # power came back then
+        started = self.looks.now() - already  # power came back then
         log.info(
             "power back: %s will be woken once %s; a look every %d s, for at most %d s from "
             "power back (UPS_WAKE_LIMIT; then %s)",
@@ -281,11 +287,11 @@ class _Wait:
         steady_since: float | None = started
         failed_again = 0
         told_silent = told_unreadable = False
-        reported = time.monotonic()
+        reported = self.looks.now()
         first = True
         while True:
             if not first:
-                clock.pause(restart.ups_poll_interval, self.stopped, ups.STEP)
+                self.looks.pause(restart.ups_poll_interval, self.stopped)
             first = False
             if self.stopped():
                 log.info(
@@ -298,7 +304,7 @@ class _Wait:
             if record is None:
                 return ExitCode.OK
             outage_record.touch_record(self.looks.record_dir)
-            now = time.monotonic()
+            now = self.looks.now()
             elapsed = now - started
             status = self.looks.status(restart.ups_names)
             battery = Battery(None, None)
