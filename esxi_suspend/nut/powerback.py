@@ -197,7 +197,7 @@ class Needs:
         return (
             f"{steady} and the battery holds enough for another clean shutdown: "
             f"battery.charge at least {self.charge:g} % (UPS_WAKE_CHARGE) and, where the UPS "
-            f"reports it, battery.runtime at least {self.runtime:g} s ({what} {shutdown:.0f} s "
+            f"reports it, battery.runtime at least {self.runtime:.0f} s ({what} {shutdown:.0f} s "
             f"+ UPS_RUNTIME_MARGIN {margin} s)"
         )
 

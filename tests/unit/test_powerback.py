@@ -85,7 +85,7 @@ def woken(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
         calls.append([t.host for t in targets])
         return ExitCode.OK
 
-    monkeypatch.setattr(powerback.wake, "wake_powered_off", fake)
+    monkeypatch.setattr("esxi_suspend.power.wake.wake_powered_off", fake)
     yield calls
 
 
