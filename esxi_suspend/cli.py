@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from esxi_suspend import __version__, clock, logs
 from esxi_suspend.errors import ExitCode
 from esxi_suspend.helptext import DESCRIPTION, EPILOG, WAKE_EPILOG, HelpFormatter
+from esxi_suspend.nut import powerback
 from esxi_suspend.power import wake
 from esxi_suspend.runner import run
 from esxi_suspend.settings.model import DEFAULT_ENV_FILE, ENV_FILE_VARIABLE
@@ -126,6 +127,27 @@ def build_parser() -> argparse.ArgumentParser:
     wake_command.add_argument(
         "-v", "--verbose", action="count", default=0, help="more on stderr (-vv: debug)"
     )
+    power_back = commands.add_parser(
+        powerback.COMMAND,
+        help="the wake after an outage, once power is steady (`shutdown` starts it)",
+        description=(
+            "Started by `shutdown`, detached, when power is back after an outage: waits until "
+            "the UPS has been on line UPS_WAKE_STEADY s and the battery holds UPS_WAKE_CHARGE "
+            "%% (and enough battery.runtime for another shutdown), at most UPS_WAKE_LIMIT s, "
+            "then wakes the hosts named in /run/esxi-suspend/outage.json. A new outage "
+            "meanwhile cancels it. Not meant to be run by hand: `wake` wakes at once. "
+            "CHANGES: powers the hosts on."
+        ),
+        epilog=WAKE_EPILOG,
+        formatter_class=formatter,
+    )
+    power_back.add_argument("--env-file", metavar="PATH", help=env_help)
+    power_back.add_argument(
+        "--token", required=True, help="the pending wake the outage record names"
+    )
+    power_back.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more on stderr (-vv: debug)"
+    )
     setup_commands.add_parsers(commands, env_help)  # trust, enroll, install: never for upsmon
     for sub in commands.choices.values():  # setup's too: every --help wraps the same way
         sub.formatter_class = formatter
@@ -149,7 +171,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in setup_commands.COMMANDS:
             return int(setup_commands.run(args))
         if args.command == "wake":
-            return int(wake.run(args.env_file, args.host, args.dry_run))
+            code = wake.run(args.env_file, args.host, args.dry_run)
+            if not args.dry_run:  # hosts woken by hand: no pending wake after power back
+                powerback.woken_by_hand(args.host)
+            return int(code)
+        if args.command == powerback.COMMAND:
+            return int(powerback.run(args.env_file, args.token))
         dry_run = args.command == "check" or args.dry_run
         return int(run(args.env_file, dry_run, called_at=clock.process_started()))
     except Exception as exc:  # a bug: full traceback to syslog, one line to stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,29 @@ def run_program(argv: Sequence[str], timeout: float) -> subprocess.CompletedProc
         env={**os.environ, "PATH": search_path()},
         cwd="/",
     )
+
+
+def start_detached(argv: Sequence[str]) -> int:
+    """Start a program that outlives us (its own session, cwd /, our PATH); its pid. Its
+    stderr is ours only when that is a regular file: a pipe would keep its reader waiting
+    until the program ends. OSError if it cannot start."""
+    stderr: int | None = subprocess.DEVNULL
+    try:
+        if stat.S_ISREG(os.fstat(2).st_mode):
+            stderr = None
+    except OSError:
+        pass
+    process = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        start_new_session=True,
+        close_fds=True,
+        cwd="/",
+        env={**os.environ, "PATH": search_path()},
+    )
+    return process.pid
 
 
 DMI = Path("/sys/class/dmi/id")

@@ -125,7 +125,7 @@ def _run(
 
     # upsmon calls us again when the monitor is restarted during the outage: hosts this
     # machine already powered off in it are not contacted again (see nut/outage.py)
-    outage = Outage(restart_settings) if not dry_run else None
+    outage = Outage(restart_settings, path) if not dry_run else None
     everything = settings
     if outage is not None:
         settings = outage.leave_out_done_hosts(settings)

@@ -10,5 +10,6 @@ bottom.
     deadline.py    ESXI_DEADLINE=auto: the battery's estimate minus a margin
     outage.py      one shutdown per outage: hosts already off left alone, the wake
     record.py      the outage record: the hosts this machine powered off, under /run
+    powerback.py   power back: the detached wait for steady mains and battery, then the wake
     service.py     restarting the NUT monitor; clearing a forced-shutdown flag
 """

@@ -5,8 +5,10 @@ calls us again at once. So a shutdown run, before its host steps, leaves out the
 outage record (outage_record.py) says this machine already powered off while the UPS is on
 battery; after them, while the UPS is on battery, it writes the record and waits for power
 (ups.py; bounded, SIGTERM ends it) before the NUT monitor is restarted. When power is back,
-during the wait or already during the host steps, the hosts powered off in this outage are
-woken (power/wake.py) and the record removed.
+during the wait or already during the host steps, the monitor is re-armed at once, and the
+hosts powered off in this outage are woken later, by a detached process, once mains is steady
+and the battery recharged (powerback.py); the record stays meanwhile, so that a second outage
+leaves those hosts alone and cancels that wake.
 
 The UPS status at the start is read in the background (a first run loses no time to it): it
 tells a run upsmon started on battery from a shutdown run by hand while on line, whose hosts
@@ -21,13 +23,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
+from esxi_suspend import clock
 from esxi_suspend.errors import EsxiSuspendError, one_line
 from esxi_suspend.host.shutdown import HostResult
+from esxi_suspend.nut import powerback, service, ups
 from esxi_suspend.nut import record as outage_record
-from esxi_suspend.nut import service, ups
-from esxi_suspend.power import wake
-from esxi_suspend.settings.model import RestartSettings, Settings, Target
+from esxi_suspend.settings.model import RestartSettings, Settings, env_file_path
 
 log = logging.getLogger("esxi_suspend")
 
@@ -37,8 +40,9 @@ START_LOOK_BOUND = 10.0  # seconds the end of the run waits at most for the look
 class Outage:
     """The outage as one shutdown run sees it: the record, the UPS at the start, the wait."""
 
-    def __init__(self, restart: RestartSettings) -> None:
+    def __init__(self, restart: RestartSettings, env_file: Path | None = None) -> None:
         self.restart = restart
+        self.env_file = env_file  # what the detached wake after power back reads
         self.record: outage_record.OutageRecord | None = None
         self.left_out: list[str] = []
         self.outcome = ""
@@ -65,10 +69,11 @@ class Outage:
             if status.online:
                 outage_record.remove_record()
                 log.info(
-                    "ups: %s: on line; outage record %s (%s) is from a past outage: removed",
+                    "ups: %s: on line; outage record %s (%s) is from a past outage: removed%s",
                     status.describe(),
                     path,
                     record.describe(),
+                    ": the pending wake is cancelled" if record.wake else "",
                 )
             else:
                 log.info(
@@ -77,6 +82,19 @@ class Outage:
                     path,
                 )
             return settings
+        if record.wake:  # power was back, the wake waited: a second outage cancels it
+            record = replace(record, wake="", pid=os.getpid())
+            try:
+                outage_record.write_record(record)
+            except OSError as exc:
+                log.warning("outage record %s cannot be taken over (%s)", path, exc)
+            log.warning(
+                "outage: the UPS is on battery again (%s) while the wake after power back "
+                "waited for steady mains: the wake is cancelled, no host is powered on; this "
+                "run follows the outage now (record %s)",
+                status.describe(),
+                path,
+            )
         self.record = record
         if settings is None:
             return None
@@ -125,7 +143,8 @@ class Outage:
         """While the UPS is on battery: write the record, wait for power (then wake the
         hosts); never raises. Unreadable status: the restart goes on at once, as before."""
         try:
-            self._wait(everything, self._powered_off(contacted, results), stopped)
+            measured = self._measured(contacted, results)
+            self._wait(everything, self._powered_off(contacted, results), measured, stopped)
         except Exception as exc:  # a bug: the monitor restart must still run
             log.critical("ups: internal error while waiting for power: %s", exc, exc_info=True)
 
@@ -142,10 +161,19 @@ class Outage:
                     hosts.append(outage_record.PoweredOff(target.host, target.user, target.port))
         return hosts
 
+    def _measured(self, contacted: Settings | None, results: list[HostResult]) -> float:
+        """Seconds the hosts' shutdown took, from upsmon's call to the last host off (this
+        run's, or the record's when this run powered none off): what a wake must leave."""
+        earlier = self.record.shutdown_seconds if self.record is not None else 0.0
+        if contacted is None or not any(_powered_off(result) for result in results):
+            return earlier
+        return max(earlier, clock.now() - contacted.called_at)
+
     def _wait(
         self,
         everything: Settings | None,
         hosts: list[outage_record.PoweredOff],
+        measured: float,
         stopped: Callable[[], bool],
     ) -> None:
         restart = self.restart
@@ -164,21 +192,17 @@ class Outage:
                 return  # a shutdown by hand while on line: the hosts stay off
             log.info(
                 "ups: %s: power came back during the host steps: the host sequences were let "
-                "finish; waking the hosts powered off in this outage, then restarting the NUT "
-                "monitor",
+                "finish; restarting the NUT monitor; the hosts powered off in this outage are "
+                "woken once mains is steady and the battery recharged",
                 status.describe(),
             )
             self.outcome = "power back during the host steps"
-            if self.record is not None and outage_record.claim_record() is None:
-                # another run of this outage claimed the record: it wakes the record's hosts
-                record = self.record
-                hosts = [h for h in hosts if not record.covers(h.host, h.port)]
-            _wake(everything, hosts, stopped)
+            self._hand_over(hosts, measured)
             return
         at = self.record.at if self.record is not None else time.time()
         try:
             path = outage_record.write_record(
-                outage_record.OutageRecord(tuple(hosts), at, os.getpid())
+                outage_record.OutageRecord(tuple(hosts), at, os.getpid(), measured)
             )
             where = f"outage record {path}"
         except OSError as exc:
@@ -207,9 +231,10 @@ class Outage:
                 waited.seconds,
             )
             self.outcome = f"power back after {waited.seconds:.0f} s"
-            claimed = outage_record.claim_record()
-            if claimed is not None:  # a second waiting run of this outage gets none
-                _wake(everything, list(claimed.hosts), stopped)
+            record = outage_record.read_record()
+            if record is None or record.wake:  # a second waiting run of this outage handed
+                return  # the wake over already
+            self._hand_over(_union(list(record.hosts), hosts), measured)
             return
         self.outcome = f"waited {waited.seconds:.0f} s, UPS still on battery"
         if waited.outcome == "stopped":
@@ -228,6 +253,39 @@ class Outage:
                 "ups: status cannot be read any more (%s): restarting the NUT monitor now",
                 waited.detail,
             )
+
+    def _hand_over(self, hosts: list[outage_record.PoweredOff], measured: float) -> None:
+        """Power is back: the monitor is re-armed now; the wake of `hosts` waits, detached,
+        for steady mains and a recharged battery (powerback.py). Never raises OSError."""
+        if not hosts:
+            outage_record.remove_record()
+            return
+        names = ", ".join(h.host for h in hosts)
+        token = powerback.new_token()
+        at = self.record.at if self.record is not None else time.time()
+        record = outage_record.OutageRecord(
+            tuple(hosts), at, os.getpid(), measured, token, time.time()
+        )
+        try:
+            outage_record.write_record(record)
+            where = powerback.start(self.env_file or env_file_path(None), token)
+        except OSError as exc:
+            outage_record.remove_record()
+            log.error(
+                "power back: the wake cannot wait for steady mains (%s): %s not woken; once "
+                "mains is steady and the battery recharged, run: esxi-suspend wake",
+                exc.strerror or exc,
+                names,
+            )
+            return
+        log.info(
+            "power back: %s stay off until mains is steady and the battery recharged: that "
+            "wait runs detached from the NUT monitor (%s); outage record %s kept meanwhile",
+            names,
+            where,
+            outage_record.record_path(),
+        )
+        self.outcome += "; the wake waits for steady mains and battery"
 
     def _clear_forced(self, status: ups.UpsStatus) -> None:
         """Power is back, but upsd keeps the FSD flag a primary upsmon set before it called us:
@@ -274,22 +332,7 @@ def _powered_off(result: HostResult) -> bool:
     return any(step.name == "poweroff" and step.ok for step in result.steps)
 
 
-def _wake(
-    settings: Settings | None, hosts: list[outage_record.PoweredOff], stopped: Callable[[], bool]
-) -> None:
-    """Power back on the hosts powered off in this outage (power/wake.py); never raises."""
-    if settings is None or not hosts:
-        return
-    targets = [ups_target(settings, host) for host in hosts]
-    try:
-        wake.wake_powered_off(settings, targets, stopped)
-    except Exception as exc:  # a bug there must not stop the monitor restart
-        log.critical("wake: internal error: %s", exc, exc_info=True)
-
-
-def ups_target(settings: Settings, host: outage_record.PoweredOff) -> Target:
-    """The ESXI_HOST entry a recorded host is (its own user and port when no longer listed)."""
-    for target in settings.all_targets:
-        if target.host == host.host and target.port == host.port:
-            return target
-    return Target(host.host, host.user, host.port)
+def _union(
+    first: list[outage_record.PoweredOff], second: list[outage_record.PoweredOff]
+) -> list[outage_record.PoweredOff]:
+    return first + [h for h in second if not any(h == k for k in first)]

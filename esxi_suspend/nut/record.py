@@ -2,9 +2,13 @@
 
 upsmon calls us again when the NUT monitor is restarted while the UPS is still on battery. A
 run that starts during the same outage (an admin restarting the monitor by hand) reads this
-small file under /run/esxi-suspend and leaves those hosts alone (outage.py); the one run that
-claims it once power is back wakes them. Its own module: the file's format, its freshness and
-its atomic write and claim are one thing, apart from asking NUT.
+small file under /run/esxi-suspend and leaves those hosts alone (outage.py). Once power is
+back the record stays while the wake waits for steady mains and battery (powerback.py): it
+names that wait (`wake`, a token), so a run of a second outage cancels it by taking the record
+over, and the one that claims the record wakes the hosts. It also keeps how long the hosts'
+shutdown took (`shutdown_seconds`), the battery a wake must leave for the next one. Its own
+module: the file's format, its freshness and its atomic write and claim are one thing, apart
+from asking NUT.
 """
 
 from __future__ import annotations
@@ -42,11 +46,15 @@ class OutageRecord:
     hosts: tuple[PoweredOff, ...]
     at: float
     pid: int
+    shutdown_seconds: float = 0.0  # how long the hosts took to go down (0: not measured)
+    wake: str = ""  # the pending wake's token once power is back ("" : none)
+    back_at: float = 0.0  # when power came back (epoch s), for the pending wake
 
     def describe(self) -> str:
         names = ", ".join(f"{h.host}:{h.port}" for h in self.hosts) or "no host"
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.at))
-        return f"{names} at {when} (pid {self.pid})"
+        wake = ", wake pending" if self.wake else ""
+        return f"{names} at {when} (pid {self.pid}{wake})"
 
     def covers(self, host: str, port: int) -> bool:
         return any(h.host == host and h.port == port for h in self.hosts)
@@ -64,6 +72,9 @@ def write_record(record: OutageRecord, directory: Path = STATE_DIR) -> Path:
         "hosts": [{"host": h.host, "user": h.user, "port": h.port} for h in record.hosts],
         "at": record.at,
         "pid": record.pid,
+        "shutdown_seconds": record.shutdown_seconds,
+        "wake": record.wake,
+        "back_at": record.back_at,
     }
     tmp = directory / f".{RECORD_NAME}.{os.getpid()}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -82,11 +93,7 @@ def read_record(directory: Path = STATE_DIR, fresh: float = RECORD_FRESH) -> Out
     path = record_path(directory)
     try:
         age = time.time() - path.stat().st_mtime
-        data = json.loads(path.read_text(encoding="utf-8"))
-        hosts = tuple(
-            PoweredOff(str(h["host"]), str(h["user"]), int(h["port"])) for h in data["hosts"]
-        )
-        record = OutageRecord(hosts, float(data["at"]), int(data["pid"]))
+        record = _parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -134,13 +141,23 @@ def claim_record(directory: Path = STATE_DIR) -> OutageRecord | None:
         log.warning("outage record %s cannot be claimed (%s)", path, exc.strerror or exc)
         return None
     try:
-        data = json.loads(claimed.read_text(encoding="utf-8"))
-        hosts = tuple(
-            PoweredOff(str(h["host"]), str(h["user"]), int(h["port"])) for h in data["hosts"]
-        )
-        return OutageRecord(hosts, float(data["at"]), int(data["pid"]))
+        return _parse(claimed.read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     finally:
         with contextlib.suppress(OSError):
             claimed.unlink()
+
+
+def _parse(text: str) -> OutageRecord:
+    """The record in `text`; raise ValueError, KeyError or TypeError when it is not one."""
+    data = json.loads(text)
+    hosts = tuple(PoweredOff(str(h["host"]), str(h["user"]), int(h["port"])) for h in data["hosts"])
+    return OutageRecord(
+        hosts,
+        float(data["at"]),
+        int(data["pid"]),
+        float(data.get("shutdown_seconds", 0.0)),
+        str(data.get("wake", "")),
+        float(data.get("back_at", 0.0)),
+    )

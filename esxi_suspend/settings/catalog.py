@@ -202,6 +202,35 @@ SETTINGS: tuple[Setting, ...] = (
         "(nut-server.service, or `service nut-server restart`), `none` waits for you to, or a "
         "command line that restarts upsd",
     ),
+    Setting(
+        "UPS_WAKE_STEADY",
+        "120",
+        "power back: seconds of steady mains (the UPS `OL`, no `OB` in between) before the "
+        "hosts powered off in the outage are woken; power often flickers and fails again "
+        "within minutes (the NUT monitor is re-armed at once all the same)",
+    ),
+    Setting(
+        "UPS_WAKE_CHARGE",
+        "50",
+        "power back: the `battery.charge` (percent) the UPS must hold again before the hosts "
+        "are woken, so that a second outage finds battery for another clean shutdown; where "
+        "the UPS reports `battery.runtime`, it must also cover the hosts' last measured "
+        "shutdown plus UPS_RUNTIME_MARGIN; a UPS that reports neither: the steady mains "
+        "wait alone; `0`: no charge needed",
+    ),
+    Setting(
+        "UPS_WAKE_LIMIT",
+        "14400",
+        "power back: seconds the wake waits at most for steady mains and a recharged battery; "
+        "then UPS_WAKE_AT_LIMIT says what happens",
+    ),
+    Setting(
+        "UPS_WAKE_AT_LIMIT",
+        "wake",
+        "power back, UPS_WAKE_LIMIT reached: `wake` wakes the hosts anyway (with a WARNING; "
+        "never while the UPS is on battery), `stay-off` leaves them off (`esxi-suspend wake` "
+        "wakes them by hand)",
+    ),
 )
 
 BY_KEY = {setting.key: setting for setting in SETTINGS}

@@ -61,6 +61,13 @@ class RestartSettings:
     # UPS_CLEAR_FSD: how to clear the forced-shutdown flag a primary upsmon left in this
     # machine's upsd once power is back: ("auto",), ("none",), or a command line.
     clear_fsd: tuple[str, ...] = ("auto",)
+    # Power back (nut/powerback.py): the hosts are woken after UPS_WAKE_STEADY s of steady
+    # mains and once the battery holds UPS_WAKE_CHARGE %; at UPS_WAKE_LIMIT s, wake or stay-off.
+    wake_steady: int = 120
+    wake_charge: int = 50
+    wake_limit: int = 14400
+    wake_at_limit: str = "wake"
+    runtime_margin: int = 30  # UPS_RUNTIME_MARGIN, also read here: the battery left for a wake
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ from esxi_suspend.settings.values import (
 class Reader(ValueReader):
     """The env file's settings, each checked: a typed value or a classified Problem."""
 
+    _margin: int | None = None  # UPS_RUNTIME_MARGIN once read
+
     def restart_settings(self) -> RestartSettings:
         service = self._optional("UPS_SERVICE", service_name)
         value = self._raw("UPS_RESTART_COMMAND")
@@ -59,7 +61,18 @@ class Reader(ValueReader):
             ups_wait_limit=self._optional("UPS_WAIT_LIMIT", integer_in(60, 604800)),
             early_shutdown=self._optional("UPS_EARLY_SHUTDOWN", integer_in(0, 86400)),
             clear_fsd=self._optional("UPS_CLEAR_FSD", keyword_or_command("auto", "none")),
+            wake_steady=self._optional("UPS_WAKE_STEADY", integer_in(0, 86400)),
+            wake_charge=self._optional("UPS_WAKE_CHARGE", integer_in(0, 100)),
+            wake_limit=self._optional("UPS_WAKE_LIMIT", integer_in(10, 604800)),
+            wake_at_limit=self._optional("UPS_WAKE_AT_LIMIT", one_of(("wake", "stay-off"))),
+            runtime_margin=self._runtime_margin(),
         )
+
+    def _runtime_margin(self) -> int:
+        """UPS_RUNTIME_MARGIN, read once (Settings and RestartSettings both carry it)."""
+        if self._margin is None:
+            self._margin = self._optional("UPS_RUNTIME_MARGIN", integer_in(0, 3600))
+        return self._margin
 
     def targets(self) -> tuple[Target, ...]:
         """ESXI_HOST's entries; one that is bad, or needs a bad ESXI_USER or ESXI_PORT, is
@@ -127,7 +140,7 @@ class Reader(ValueReader):
         command_timeout = self._optional("ESXI_COMMAND_TIMEOUT", integer_in(1, 86400))
         strategy = self._optional("ESXI_STRATEGY", one_of(STRATEGIES))
         deadline, deadline_auto = self._deadline(restart)
-        runtime_margin = self._optional("UPS_RUNTIME_MARGIN", integer_in(0, 3600))
+        runtime_margin = self._runtime_margin()
         vm_order = self._vm_order(strategy)
         stop_actions = self._optional("ESXI_STOP_ACTIONS", action_list)
         straggler = self._optional("ESXI_STRAGGLER_ACTION", one_of(STRAGGLER_ACTIONS))

@@ -56,6 +56,7 @@ ALREADY_RUNNING = "A previous upsmon instance is already running"
 WAITING = "on battery: the NUT monitor is restarted once power is back"
 OUTAGE_RECORD = "/run/esxi-suspend/outage.json"  # esxi_suspend.nut.record.record_path()
 FINALDELAY = 0  # upsmon.conf's: seconds before SHUTDOWNCMD (Debian's default: 5)
+STEADY = 3  # the chain's UPS_WAKE_STEADY: seconds of steady mains before the hosts are woken
 
 
 def _write(path: Path, text: str, mode: int = 0o600) -> Path:
@@ -64,10 +65,13 @@ def _write(path: Path, text: str, mode: int = 0o600) -> Path:
     return path
 
 
-def _status(dev: Path, status: str, runtime: int | None = None) -> None:
+def _status(dev: Path, status: str, runtime: int | None = None, charge: int | None = 100) -> None:
+    """The UPS as dummy-ups serves it: `ups.status`, and `battery.charge`, `battery.runtime`
+    when given (None: the UPS does not report it)."""
     tmp = dev.with_suffix(".new")
     extra = f"battery.runtime: {runtime}\n" if runtime is not None else ""
-    tmp.write_text(f"ups.status: {status}\nbattery.charge: 100\n{extra}")
+    extra += f"battery.charge: {charge}\n" if charge is not None else ""
+    tmp.write_text(f"ups.status: {status}\n{extra}")
     os.replace(tmp, dev)
     # dummy-ups re-reads the file when its mtime changes: make sure it does
     later = time.time() + 1
@@ -177,6 +181,7 @@ def nut_chain(
     settings: dict[str, str] | None = None,
     early_shutdown: int | None = None,
     role: str = "secondary",
+    charge: bool = True,
 ) -> Iterator[Chain]:
     """Driver, upsd and upsmon running in a private namespace (made inside `outside` if
     given); yields once upsmon has written its pid file there and sees the UPS on line.
@@ -195,13 +200,18 @@ def nut_chain(
     conf.mkdir()
     state.mkdir(mode=0o700)
     dev = tmp / "ups.dev"
-    _status(dev, "OL")
+    _status(dev, "OL", charge=100 if charge else None)
     port = free_port()
     log = tmp / "shutdowncmd.log"
     nut_log = tmp / "nut.log"
     env_file = server.write_env(
         tmp / "esxi-suspend.env",
-        settings={"UPS_NAME": "auto", "UPS_POLL_INTERVAL": "1", **(settings or {})},
+        settings={
+            "UPS_NAME": "auto",
+            "UPS_POLL_INTERVAL": "1",
+            "UPS_WAKE_STEADY": str(STEADY),
+            **(settings or {}),
+        },
     )
     wrapper = _write(
         tmp / "shutdowncmd",
@@ -396,7 +406,7 @@ def test_one_shutdown_per_outage_then_the_monitor_is_rearmed(
         assert chain.upsmon.poll() is not None  # the old one ended
         time.sleep(3)  # the fresh upsmon logs in and sees OL: it calls nobody
         assert _upsmon_running(chain, chain.upsmon.pid) == fresh
-        assert not record.exists()
+        _wait(lambda: not record.exists(), STEADY + 15, "the wake after power back", chain.nut_log)
         text = _read(chain.log)
 
     outputs.record("nut chain: one shutdown per outage", text)
@@ -599,7 +609,6 @@ def test_outage_timeline(openssh_esxi: SshServer, tmp_path: Path, listener: List
                 packets.append(got)
             return bool(packets)
 
-        until(packet, 20, "magic packet received (127.0.0.1)")
         until(lambda: "esxi-suspend exit" in _read(c.log), 20, "esxi-suspend exits")
         until(
             lambda: _upsmon_running(c, c.upsmon.pid) is not None,
@@ -607,8 +616,16 @@ def test_outage_timeline(openssh_esxi: SshServer, tmp_path: Path, listener: List
             "a fresh upsmon: monitoring re-armed",
         )
         fresh = _upsmon_running(c, c.upsmon.pid)
-        time.sleep(3)  # the fresh upsmon sees OL: it calls nobody
+        assert not packets and listener.poll(0.05) is None  # no host woken yet
+        until(
+            lambda: "mains steady for" in _read(c.log),
+            STEADY + 20,
+            f"mains steady {STEADY} s (UPS_WAKE_STEADY), battery.charge 100 %: wake",
+        )
+        until(packet, 20, "magic packet received (127.0.0.1)")
+        time.sleep(2)  # the fresh upsmon sees OL: it calls nobody
         assert _upsmon_running(c, c.upsmon.pid) == fresh
+        _wait(lambda: not c.run.path(OUTAGE_RECORD).exists(), 10, "the wake's end", c.nut_log)
         text = _read(c.log)
 
     timeline = "\n".join(f"t+{at:5.1f} s  {what}" for at, what in stamps)
@@ -621,6 +638,8 @@ def test_outage_timeline(openssh_esxi: SshServer, tmp_path: Path, listener: List
     assert len(server.restarts()) == 1
     order = [what for _, what in stamps]
     assert order.index("host off (SSH port closed)") < order.index("power back (OL)")
+    times = dict((what, at) for at, what in stamps)
+    assert times["magic packet received (127.0.0.1)"] - times["power back (OL)"] >= STEADY
     keep = os.environ.get(TIMELINE_VARIABLE)
     if keep:  # only a run that passed
         Path(keep).write_text(f"FINALDELAY {FINALDELAY}\n\n{timeline}\n\n{text}")
@@ -689,3 +708,135 @@ def test_a_primarys_fsd_is_cleared_when_power_is_back(
     assert "ups: power is back (dummy@127.0.0.1:" in text, text
     assert server.commands().count("poweroff") == 1
     assert len(server.restarts()) == 1
+
+
+# -- power back, safely: the wake waits for steady mains and a recharged battery ---------------
+
+WAKING = "power back: mains steady for"
+WAKE_MAC = "aa:bb:cc:dd:ee:22"
+
+
+@contextlib.contextmanager
+def _waiting_wake(
+    server: SshServer, tmp_path: Path, listener: Listener, charge: bool = True, **settings: str
+) -> Iterator[Chain]:
+    """A chain whose outage is over: OB LB, the host off (its SSH port closed), OL at
+    battery.charge 20 %, the run ended and the monitor re-armed (a fresh upsmon); the wake
+    waits, detached. `charge`: False, a UPS that reports no battery.charge (dummy-ups keeps
+    a variable once served). `settings`: the env file's, over the chain's."""
+    server.write_fake("poweroff_mode", "halt")
+    restart = _restart_monitor(server, tmp_path)
+    env = {
+        "UPS_RESTART_COMMAND": str(restart),
+        "ESXI_WOL_MAC": f"127.0.0.1={WAKE_MAC}",
+        "ESXI_WOL_BROADCAST": "127.0.0.1",
+        "ESXI_WOL_PORT": str(listener.port),
+        **settings,
+    }
+    with nut_chain(tmp_path / "chain", server, settings=env, charge=charge) as chain:
+        _status(chain.dev, "OB LB", charge=40 if charge else None)
+        _wait(lambda: WAITING in _read(chain.log), CHAIN_BOUND, "the run's wait", chain.nut_log)
+        _wait(lambda: server.process.poll() is not None, 30, "the host off", chain.nut_log)
+        _status(chain.dev, "OL", charge=20 if charge else None)
+        _wait(lambda: "esxi-suspend exit" in _read(chain.log), 20, "power back", chain.nut_log)
+        _fresh_upsmon(chain)
+        yield chain
+
+
+def _no_packet_for(listener: Listener, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        assert listener.poll(0.2) is None, "a host was woken"
+
+
+def _woken(chain: Chain, listener: Listener, seconds: float) -> bytes:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        packet = listener.poll(0.2)
+        if packet is not None:
+            return packet
+    pytest.fail(f"no magic packet within {seconds} s:\n{_read(chain.log)}")
+
+
+def _wake_ended(chain: Chain) -> str:
+    """The log, once the wake is over (the outage record gone)."""
+    record = chain.run.path(OUTAGE_RECORD)
+    _wait(lambda: not record.exists(), 20, "the wake's end", chain.nut_log)
+    time.sleep(0.5)
+    return _read(chain.log)
+
+
+def test_a_flicker_wakes_nobody_and_the_second_outage_leaves_the_host_alone(
+    openssh_esxi: SshServer, tmp_path: Path, listener: Listener
+) -> None:
+    """OL, then OB LB within the steady window: the wake is cancelled (no packet), the
+    re-armed upsmon calls a new run, which contacts no host (the record says it is off) and
+    waits; OL again: the host is woken once, after the steady window."""
+    server = openssh_esxi
+    with _waiting_wake(server, tmp_path, listener, UPS_WAKE_STEADY="8", UPS_WAKE_CHARGE="0") as c:
+        _status(c.dev, "OB LB", charge=15)  # a second outage, within the 8 s
+        _wait(lambda: _read(c.log).count("esxi-suspend exit") == 1, 1, "", c.nut_log)
+        _wait(lambda: _read(c.log).count(WAITING) == 2, CHAIN_BOUND, "the second run", c.nut_log)
+        _no_packet_for(listener, 3)
+        _status(c.dev, "OL", charge=60)
+        back = time.monotonic()
+        assert _woken(c, listener, 30) == magic(WAKE_MAC)
+        assert time.monotonic() - back >= 8
+        text = _wake_ended(c)
+
+    outputs.record("nut chain: a flicker during the wake", text)
+    assert "Traceback" not in text
+    assert text.count("esxi-suspend exit 0") == 2, text  # upsmon called us twice
+    assert text.count(": connecting as ") == 1, text  # only the first run contacted the host
+    assert server.commands().count("poweroff") == 1
+    assert "not contacted (shut down earlier in this outage)" in text, text
+    assert text.count("the wake is cancelled, no host is powered on") == 1, text
+    assert text.count("mains failed again") <= 1, text  # the wait's own line, if it saw OB
+    assert text.count(WAKING) == 1, text
+    assert len(server.restarts()) == 2
+
+
+def test_a_slow_recharge_wakes_only_past_the_threshold(
+    openssh_esxi: SshServer, tmp_path: Path, listener: Listener
+) -> None:
+    """Mains steady, battery.charge 20 % then 45 %: no wake; 55 % (UPS_WAKE_CHARGE=50): wake."""
+    with _waiting_wake(openssh_esxi, tmp_path, listener, UPS_WAKE_CHARGE="50") as c:
+        _no_packet_for(listener, STEADY + 3)
+        _status(c.dev, "OL", charge=45)
+        _no_packet_for(listener, 4)
+        _status(c.dev, "OL", charge=55)
+        assert _woken(c, listener, 20) == magic(WAKE_MAC)
+        text = _wake_ended(c)
+
+    outputs.record("nut chain: slow recharge", text)
+    assert "battery.charge at least 50 % (UPS_WAKE_CHARGE)" in text, text
+    assert re.search(rf"{WAKING} \d+ s, battery\.charge 55 %", text), text
+    assert "Traceback" not in text
+
+
+def test_a_ups_without_charge_wakes_on_steady_mains_alone(
+    openssh_esxi: SshServer, tmp_path: Path, listener: Listener
+) -> None:
+    """dummy-ups reports neither battery.charge nor battery.runtime: the steady wait alone,
+    said in the log."""
+    with _waiting_wake(openssh_esxi, tmp_path, listener, charge=False) as c:
+        assert _woken(c, listener, STEADY + 20) == magic(WAKE_MAC)
+        text = _wake_ended(c)
+
+    outputs.record("nut chain: no battery.charge", text)
+    assert "report(s) neither battery.charge nor battery.runtime" in text, text
+    assert "the steady mains wait alone" in text, text
+
+
+def test_the_wake_ceiling_wakes_anyway_with_a_warning(
+    openssh_esxi: SshServer, tmp_path: Path, listener: Listener
+) -> None:
+    """The battery never reaches UPS_WAKE_CHARGE: at UPS_WAKE_LIMIT the host is woken anyway
+    (UPS_WAKE_AT_LIMIT=wake), with a WARNING."""
+    with _waiting_wake(openssh_esxi, tmp_path, listener, UPS_WAKE_LIMIT="10") as c:
+        assert _woken(c, listener, 40) == magic(WAKE_MAC)
+        text = _wake_ended(c)
+
+    outputs.record("nut chain: the wake's ceiling", text)
+    assert "WARNING: power back: UPS_WAKE_LIMIT (10 s) reached" in text, text
+    assert "waking 127.0.0.1 anyway (UPS_WAKE_AT_LIMIT=wake)" in text, text

@@ -139,6 +139,30 @@ OPTIONAL = [
         "uses the default UPS_EARLY_SHUTDOWN=300",
     ),
     (
+        GOOD + "UPS_WAKE_STEADY=2m\n",
+        ("restart.wake_steady", 120),
+        "UPS_WAKE_STEADY='2m': not a whole number; use an integer from 0 to 86400",
+        "uses the default UPS_WAKE_STEADY=120",
+    ),
+    (
+        GOOD + "UPS_WAKE_CHARGE=101\n",
+        ("restart.wake_charge", 50),
+        "UPS_WAKE_CHARGE='101': out of range; use an integer from 0 to 100",
+        "uses the default UPS_WAKE_CHARGE=50",
+    ),
+    (
+        GOOD + "UPS_WAKE_LIMIT=1\n",
+        ("restart.wake_limit", 14400),
+        "UPS_WAKE_LIMIT='1': out of range; use an integer from 10 to 604800",
+        "uses the default UPS_WAKE_LIMIT=14400",
+    ),
+    (
+        GOOD + "UPS_WAKE_AT_LIMIT=maybe\n",
+        ("restart.wake_at_limit", "wake"),
+        "UPS_WAKE_AT_LIMIT='maybe': use one of: wake, stay-off",
+        "uses the default UPS_WAKE_AT_LIMIT=wake",
+    ),
+    (
         GOOD + 'UPS_CLEAR_FSD="a \'b"\n',
         ("restart.clear_fsd", ("auto",)),
         'UPS_CLEAR_FSD="a \'b": cannot be split into words',

@@ -175,7 +175,25 @@ def test_record_file_shape(tmp_path: Path) -> None:
         "hosts": [{"host": "esxi1", "user": "root", "port": 22}],
         "at": 1e9,
         "pid": 4242,
+        "shutdown_seconds": 0.0,
+        "wake": "",
+        "back_at": 0.0,
     }
+
+
+def test_a_record_of_an_older_version_reads(tmp_path: Path) -> None:
+    """A record written before the pending wake existed: no wake, no measured shutdown."""
+    (tmp_path / "outage.json").write_text(
+        '{"hosts": [{"host": "esxi1", "user": "root", "port": 22}], "at": 1e9, "pid": 4242}'
+    )
+    assert outage_record.read_record(tmp_path) == _record("esxi1")
+
+
+def test_a_pending_wake_round_trips(tmp_path: Path) -> None:
+    record = outage_record.OutageRecord(_record("esxi1").hosts, 1e9, 4242, 65.5, "abc", 2e9)
+    outage_record.write_record(record, tmp_path)
+    assert outage_record.read_record(tmp_path) == record
+    assert "wake pending" in record.describe()
 
 
 # -- the wait --------------------------------------------------------------------------------
