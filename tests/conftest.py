@@ -1,8 +1,8 @@
 """Fixtures: real SSH servers on 127.0.0.1 standing in for ESXi hosts (see sshservers.py).
 
 `fake_esxi` runs each test against OpenSSH (ESXi 5.x and later) and dropbear (ESXi 4.x);
-`openssh_esxi` and `dropbear_esxi` pick one; `bmc` is a BMC (OpenIPMI's ipmi_sim, bmc.py). A missing server binary skips those tests
-locally and fails them when CI=true.
+`openssh_esxi` and `dropbear_esxi` pick one; `bmc` is a BMC (OpenIPMI's ipmi_sim, bmc.py).
+A missing server binary skips those tests locally and fails them when CI=true.
 
 At the end of the session two checks can fail it though every test passed: no secret in any
 output (outputs.py), and nothing left behind in /tmp, /run (/run/esxi-suspend, /run/nut) or the
