@@ -103,13 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wake_command = commands.add_parser(
         "wake",
-        help="power hosts back on by Wake-on-LAN (ESXI_WOL_MAC)",
+        help="power hosts back on by their BMC (ESXI_IPMI_HOST) or Wake-on-LAN (ESXI_WOL_MAC)",
         description=(
-            "Send Wake-on-LAN magic packets (UDP, to ESXI_WOL_BROADCAST port ESXI_WOL_PORT) "
-            "to HOST, or to every ESXI_HOST entry that has an ESXI_WOL_MAC, as a shutdown "
-            "run does by itself when the UPS is back online. A host without one is skipped "
-            "with one line. A packet sent is not a host up: its firmware and NIC must have "
-            "Wake-on-LAN enabled. CHANGES: powers the hosts on."
+            "Power HOST, or every ESXI_HOST entry with a BMC or an ESXI_WOL_MAC, back on, as "
+            "a shutdown run does by itself when the UPS is back online. A host with a BMC "
+            "(ESXI_IPMI_HOST) is powered on by ipmitool if its power state is off, then its "
+            "SSH port is waited for (ESXI_BOOT_WAIT); a host on is left alone. The others get "
+            "Wake-on-LAN magic packets (UDP, to ESXI_WOL_BROADCAST port ESXI_WOL_PORT); a "
+            "host with neither is skipped with one line. A packet sent is not a host up: its "
+            "firmware and NIC must have Wake-on-LAN enabled. CHANGES: powers the hosts on."
         ),
         epilog=WAKE_EPILOG,
         formatter_class=formatter,

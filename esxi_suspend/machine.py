@@ -11,7 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -28,9 +28,20 @@ def which(program: str) -> str | None:
     return shutil.which(program, path=search_path())
 
 
-def run_program(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+def run_program(
+    argv: Sequence[str], timeout: float, env: Mapping[str, str | None] | None = None
+) -> subprocess.CompletedProcess[str]:
     """A local program, as upsmon's minimal environment would find it: our PATH, no stdin, cwd
-    /, output captured; bounded (subprocess.TimeoutExpired), OSError if it cannot start."""
+    /, output captured; bounded (subprocess.TimeoutExpired), OSError if it cannot start.
+
+    `env`: variables set for this program only (None: taken out), e.g. a secret it reads
+    from its environment rather than from its command line."""
+    environment = {**os.environ, "PATH": search_path()}
+    for name, value in (env or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     return subprocess.run(
         list(argv),
         capture_output=True,
@@ -39,7 +50,7 @@ def run_program(argv: Sequence[str], timeout: float) -> subprocess.CompletedProc
         timeout=timeout,
         check=False,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, "PATH": search_path()},
+        env=environment,
         cwd="/",
     )
 

@@ -22,6 +22,7 @@ from esxi_suspend.host.shutdown import HostResult, check_host, shutdown_host
 from esxi_suspend.nut import deadline, early, ups
 from esxi_suspend.nut.outage import Outage
 from esxi_suspend.nut.service import plan_restart, run_restart
+from esxi_suspend.power import bmc
 from esxi_suspend.settings.envfile import (
     RestartAwareConfigError,
     Validation,
@@ -243,6 +244,8 @@ def run_hosts(settings: Settings, dry_run: bool) -> list[HostResult]:
         thread.start()
     # Each host bounds its own waits; this outer bound only guards against a bug.
     bound = time.monotonic() + settings.deadline + 4 * settings.command_timeout + 120
+    if settings.bmcs:  # the BMC's look after the host steps (power/bmc.py), bounded too
+        bound += bmc.CONFIRM_LIMIT + 3 * settings.connect_timeout
     for thread, result in zip(threads, results):
         _join(thread, bound)
         if thread.is_alive():
@@ -261,9 +264,11 @@ def _join(thread: threading.Thread, bound: float) -> None:
 
 
 def run_host(settings: Settings, dry_run: bool, result: HostResult) -> None:
-    """One host, from connect to poweroff (or the dry run's report); never raises."""
+    """One host, from connect to poweroff (or the dry run's report), then its BMC; never
+    raises."""
     try:
         _run_host(settings, dry_run, result)
+        _by_bmc(settings, dry_run, result)
     except Exception as exc:  # a bug: traceback to syslog, the other hosts go on
         log.critical("host %s: internal error: %s", settings.host, exc, exc_info=True)
         result.add("internal", ExitCode.INTERNAL, f"internal error: {exc}")
@@ -292,6 +297,37 @@ def _run_host(settings: Settings, dry_run: bool, result: HostResult) -> None:
             shutdown_host(session, settings, result, lambda: _reconnect(settings))
     finally:
         session.close()
+
+
+def _by_bmc(settings: Settings, dry_run: bool, result: HostResult) -> None:
+    """A host with a BMC (ESXI_IPMI_HOST): `check` reads its power state; a shutdown that
+    powered it off has it confirmed off; one that could not reach it by SSH has its BMC press
+    the power button (power/bmc.py)."""
+    target = bmc.bmc_target(settings)
+    if target is None:
+        return
+    if dry_run:
+        code, text = bmc.describe(target, settings)
+        result.add("ipmi", code, text)
+        line = f"ipmi: {text}"
+        result.report = f"{result.report}\n{line}" if result.report else f"{result.host}: {line}"
+        return
+    if any(step.name == "poweroff" and step.ok for step in result.steps):
+        bmc.confirm_off(settings, target, result.add)
+        for step in result.steps:
+            if step.name == "off":
+                step.word = "confirmed by BMC" if step.ok else "NOT confirmed by BMC"
+        return
+    unreachable = [
+        step
+        for step in result.steps
+        if step.name in ("connect", "poweroff") and step.exit_code == ExitCode.CONNECTION
+    ]
+    if unreachable:
+        bmc.press_power_button(settings, target, result.add)
+        for step in result.steps:
+            if step.name == "poweroff" and step.ok and "BMC" in step.detail:
+                step.word = "ok (BMC)"
 
 
 def _reconnect(settings: Settings) -> RemoteHost | None:

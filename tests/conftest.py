@@ -1,8 +1,8 @@
 """Fixtures: real SSH servers on 127.0.0.1 standing in for ESXi hosts (see sshservers.py).
 
 `fake_esxi` runs each test against OpenSSH (ESXi 5.x and later) and dropbear (ESXi 4.x);
-`openssh_esxi` and `dropbear_esxi` pick one. A missing server binary skips those tests
-locally and fails them when CI=true.
+`openssh_esxi` and `dropbear_esxi` pick one; `bmc` is a BMC (OpenIPMI's ipmi_sim, bmc.py).
+A missing server binary skips those tests locally and fails them when CI=true.
 
 At the end of the session two checks can fail it though every test passed: no secret in any
 output (outputs.py), and nothing left behind in /tmp, /run (/run/esxi-suspend, /run/nut) or the
@@ -16,6 +16,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import NoReturn
 
+import bmc as bmcs
 import leftovers
 import outputs
 import pytest
@@ -179,6 +180,19 @@ def files(tmp_path: Path) -> dict[str, Path]:
     known = tmp_path / "known_hosts"
     known.write_text("")
     return {"key": key, "known": known, "dir": tmp_path}
+
+
+@pytest.fixture
+def bmc(tmp_path: Path) -> Iterator[bmcs.SimulatedBmc]:
+    """A BMC on 127.0.0.1 (OpenIPMI's ipmi_sim; bmc.py), the host's power on; its password is
+    one of the secrets no output may hold."""
+    if bmcs.PASSWORD not in outputs.SECRET_STRINGS:
+        outputs.SECRET_STRINGS.append(bmcs.PASSWORD)
+    try:
+        with bmcs.running_bmc(tmp_path / "bmc") as running:
+            yield running
+    except bmcs.BmcUnavailable as error:
+        unavailable(str(error))
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(openssh-server openssh-client dropbear-bin busybox nut-server nut-client)
+packages=(openssh-server openssh-client dropbear-bin busybox nut-server nut-client openipmi ipmitool)
 python=${PYTHON:-python3}
 if ! "$python" -m venv --help >/dev/null 2>&1; then
     packages+=(python3-venv)

@@ -48,6 +48,7 @@ class StepResult:
     name: str
     exit_code: ExitCode
     detail: str
+    word: str = ""  # the summary's word for it, when more than ok/FAILED (e.g. who confirmed)
 
     @property
     def ok(self) -> bool:
@@ -75,7 +76,7 @@ class HostResult:
         return max((step.exit_code for step in self.steps), default=ExitCode.OK)
 
     def summary(self) -> str:
-        parts = [f"{s.name} {'ok' if s.ok else 'FAILED'}" for s in self.steps]
+        parts = [f"{s.name} {s.word or ('ok' if s.ok else 'FAILED')}" for s in self.steps]
         return f"host {self.host}: {', '.join(parts) or 'nothing done'}"
 
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from esxi_suspend import __version__, clock
 from esxi_suspend.errors import ConnectionFailed, ExitCode
+from esxi_suspend.power import bmc
 from esxi_suspend.settings.envfile import validate
-from esxi_suspend.settings.model import Settings, Target, WakeOnLan, env_file_path
+from esxi_suspend.settings.model import Bmc, Settings, Target, WakeOnLan, env_file_path
 from esxi_suspend.settings.values import match_target
 from esxi_suspend.ssh.remote import open_socket
 
@@ -149,7 +151,31 @@ def wake_powered_off(
 
     A host seen still going down is waited for (wait_until_down), then sent its packets
     DOWN_SETTLE s after it went quiet and again RESEND_AFTER s later. One still answering at
-    DOWN_LIMIT gets its packets all the same, with a line saying how to wake it by hand."""
+    DOWN_LIMIT gets its packets all the same, with a line saying how to wake it by hand.
+
+    A host with a BMC (ESXI_IPMI_HOST) is powered on by it instead (bmc.power_back_all, at
+    the same time): its power state read, powered on once off, its SSH port waited for."""
+    by_bmc = [t for t in targets if settings.bmc_for(t) is not None]
+    targets = [t for t in targets if t not in by_bmc]
+    powering: threading.Thread | None = None
+    codes: list[ExitCode] = []
+    if by_bmc:
+        powering = threading.Thread(
+            target=lambda: codes.append(bmc.power_back_all(settings, by_bmc, stopped)),
+            daemon=True,
+        )
+        powering.start()
+    worst = _wake_by_lan(settings, targets, stopped)
+    if powering is not None:
+        powering.join()  # power_back_all bounds itself
+    return max([worst, *codes])
+
+
+def _wake_by_lan(
+    settings: Settings, targets: list[Target], stopped: Callable[[], bool]
+) -> ExitCode:
+    if not targets:
+        return ExitCode.OK
     wakeable = [t for t in targets if settings.wake_on_lan_for(t) is not None]
     worst = wake_targets(settings, [t for t in targets if t not in wakeable])  # each says why
     if not wakeable:
@@ -181,9 +207,52 @@ class _Outcome:
     code: ExitCode
     text: str
     skipped: bool = False
+    by_ipmi: bool = False
 
 
 def _wake(
+    settings: Settings, targets: tuple[Target, ...] | list[Target], dry_run: bool
+) -> list[_Outcome]:
+    """Each host's outcome, in `targets`' order; the hosts with a BMC all at once."""
+    by_bmc: dict[Target, _Outcome] = {}
+    threads = [
+        threading.Thread(target=_by_bmc, args=(settings, b, dry_run, by_bmc), daemon=True)
+        for b in map(settings.bmc_for, targets)
+        if b is not None
+    ]
+    for thread in threads:
+        thread.start()
+    outcomes = _wake_by_packets(
+        settings, [t for t in targets if settings.bmc_for(t) is None], dry_run
+    )
+    for thread in threads:
+        thread.join()  # power_back bounds itself
+    by_host = {o.host: o for o in outcomes}
+    return [
+        by_bmc[t] if t in by_bmc else by_host[t.host]
+        for t in targets
+        if t in by_bmc or t.host in by_host
+    ]
+
+
+def _by_bmc(settings: Settings, b: Bmc, dry_run: bool, into: dict[Target, _Outcome]) -> None:
+    """One host powered back on by its BMC (or, in a dry run, its state read)."""
+    host = b.target.host
+    try:
+        if dry_run:
+            code, text = bmc.describe(b, settings)
+            if code == ExitCode.OK:
+                text += "; would power it on if off (dry run; not sent)"
+            log.info("wake: host %s: %s", host, text)
+        else:
+            code, text = bmc.power_back(settings, b, going_down=False)
+    except Exception as exc:  # a bug: the other hosts still go on
+        log.critical("wake: host %s: internal error: %s", host, exc, exc_info=True)
+        code, text = ExitCode.INTERNAL, f"internal error: {exc}"
+    into[b.target] = _Outcome(host, code, text, by_ipmi=True)
+
+
+def _wake_by_packets(
     settings: Settings, targets: tuple[Target, ...] | list[Target], dry_run: bool
 ) -> list[_Outcome]:
     outcomes: list[_Outcome] = []
@@ -207,7 +276,8 @@ def _wake(
 
 
 def run(env_file: str | None, host: str | None, dry_run: bool = False) -> ExitCode:
-    """`esxi-suspend wake [HOST]`: every host with an ESXI_WOL_MAC, or the one named."""
+    """`esxi-suspend wake [HOST]`: every host with an ESXI_WOL_MAC or a BMC (powered on by
+    IPMI, then its SSH port waited for), or the one named."""
     path = env_file_path(env_file)
     mode = "wake (dry run: nothing will be sent)" if dry_run else "wake"
     log.info("esxi-suspend %s: %s, settings from %s", __version__, mode, path)
@@ -227,21 +297,23 @@ def run(env_file: str | None, host: str | None, dry_run: bool = False) -> ExitCo
         except ValueError as exc:
             log.error("wake: %s; nothing sent", exc)
             return _finish([], ExitCode.USAGE, "nothing sent")
-        if settings.wake_on_lan_for(targets[0]) is None:
+        no_bmc = settings.bmc_for(targets[0]) is None
+        if settings.wake_on_lan_for(targets[0]) is None and no_bmc:
             name = targets[0].host
             log.error(
                 "wake: host %s has no usable ESXI_WOL_MAC entry; nothing sent; add %s=MAC "
-                "(%s) to ESXI_WOL_MAC in %s",
+                "(%s) to ESXI_WOL_MAC in %s, or %s=BMC to ESXI_IPMI_HOST",
                 name,
                 name,
                 NIC_HINT,
                 path,
+                name,
             )
             return _finish([], ExitCode.CONFIG, "nothing sent")
-    elif not settings.wake_on_lan:
+    elif not settings.wake_on_lan and not settings.bmcs:
         log.error(
             "wake: no host has a usable ESXI_WOL_MAC entry; nothing sent; set "
-            "ESXI_WOL_MAC=host=MAC in %s (%s)",
+            "ESXI_WOL_MAC=host=MAC in %s (%s), or ESXI_IPMI_HOST=host=BMC",
             path,
             NIC_HINT,
         )
@@ -259,9 +331,12 @@ def _finish(
     if outcomes:
         failed = sum(o.code != ExitCode.OK for o in outcomes)
         skipped = sum(o.skipped for o in outcomes)
-        sent = len(outcomes) - failed - skipped
+        by_ipmi = sum(o.by_ipmi and o.code == ExitCode.OK for o in outcomes)
+        sent = len(outcomes) - failed - skipped - by_ipmi
         verb = "would be sent (dry run)" if dry_run else "sent"
-        note = f"{sent} {verb}, {skipped} without ESXI_WOL_MAC, {failed} failed"
+        ipmi_verb = "read by IPMI (dry run)" if dry_run else "powered on by IPMI"
+        ipmi_note = f", {by_ipmi} {ipmi_verb}" if any(o.by_ipmi for o in outcomes) else ""
+        note = f"{sent} {verb}{ipmi_note}, {skipped} without ESXI_WOL_MAC, {failed} failed"
     log.info("wake: summary: %s; exit %d (%s)", note, worst, worst.name)
     print(f"result: {note} (exit {int(worst)} {worst.name})")
     return worst

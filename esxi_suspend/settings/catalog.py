@@ -231,6 +231,58 @@ SETTINGS: tuple[Setting, ...] = (
         "never while the UPS is on battery), `stay-off` leaves them off (`esxi-suspend wake` "
         "wakes them by hand)",
     ),
+    Setting(
+        "ESXI_IPMI_HOST",
+        None,
+        "IPMI, for hosts with a BMC (iDRAC, iLO, Supermicro IPMI...): `host=BMC[:port]` for "
+        "each, the host as in ESXI_HOST, the BMC's address and UDP port (623), e.g. "
+        "`esxi1=192.168.1.21, esxi2=bmc2.lan:623`. Such a host is powered back on by its BMC "
+        "when mains returns (instead of Wake-on-LAN; `esxi-suspend wake` too), its power button "
+        "is pressed (ACPI soft-off) when SSH cannot reach it at shutdown, and it is confirmed "
+        "off by its power state. Needs `ipmitool` on this machine and IPMI over LAN enabled in "
+        "the BMC; `check` reads each BMC's power state",
+        example="esxi1=192.168.1.21",
+    ),
+    Setting(
+        "ESXI_IPMI_USER",
+        None,
+        "the BMC user (operator or admin privilege): one for every BMC, and/or `host=user` "
+        "entries, e.g. `ADMIN, esxi2=root`; required with ESXI_IPMI_HOST",
+        example="ADMIN",
+    ),
+    Setting(
+        "ESXI_IPMI_PASSWORD",
+        None,
+        "the BMC password (the same for every BMC; up to 20 characters); never logged nor put "
+        "on a command line: ipmitool reads it from its environment (`-E`)",
+        example="",
+    ),
+    Setting(
+        "ESXI_IPMI_INTERFACE",
+        "lanplus",
+        "ipmitool's interface: `lanplus` (IPMI 2.0, RMCP+, every BMC of the last 15 years) or "
+        "`lan` (IPMI 1.5, older BMCs)",
+    ),
+    Setting(
+        "ESXI_IPMI_CIPHER",
+        "3",
+        "`lanplus` only: the RMCP+ cipher suite (ipmitool `-C`): `3` (HMAC-SHA1, AES-128) every "
+        "IPMI 2.0 BMC offers, `17` (HMAC-SHA256) newer ones; a fixed suite spares ipmitool's "
+        "query of the BMC's suites, which costs 10 s on each call with a BMC that ignores it",
+    ),
+    Setting(
+        "ESXI_IPMI_HARD_OFF",
+        "no",
+        "`yes`: a host that SSH could not reach at shutdown and that is still on at "
+        "ESXI_DEADLINE after its BMC pressed the power button is powered off hard by its BMC "
+        "(what still runs on it is cut, as by the power cut); `no`: it is left on",
+    ),
+    Setting(
+        "ESXI_BOOT_WAIT",
+        "600",
+        "seconds we wait, after a BMC powered a host on, for its SSH port to answer: the log "
+        "says `host back after N s`, or a WARNING",
+    ),
 )
 
 BY_KEY = {setting.key: setting for setting in SETTINGS}

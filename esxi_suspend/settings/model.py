@@ -37,6 +37,9 @@ VM_ACTIONS = ("shutdown", "suspend", "poweroff")
 STRAGGLER_ACTIONS = ("suspend", "poweroff")
 
 
+IPMI_INTERFACES = ("lanplus", "lan")
+
+
 REQUIRED_KEYS = tuple(setting.key for setting in SETTINGS if setting.required)
 
 
@@ -90,6 +93,26 @@ class WakeOnLan:
 
 
 @dataclass(frozen=True)
+class Bmc:
+    """One ESXI_HOST entry's BMC: ESXI_IPMI_HOST, _USER, _PASSWORD, _INTERFACE, _CIPHER.
+
+    The password never shows in a repr, a log line or a command line (power/ipmi.py)."""
+
+    target: Target
+    address: str  # a host name or IP address (values.host_name)
+    port: int = 623
+    user: str = ""
+    password: str = field(default="", repr=False)
+    interface: str = "lanplus"
+    cipher: int = 3
+
+    @property
+    def where(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything one run needs, validated; the passphrase never shows in a repr or a log.
 
@@ -119,6 +142,9 @@ class Settings:
     self_vm: str | None = None
     poll_interval: float = 2.0
     wake_on_lan: tuple[WakeOnLan, ...] = ()  # only the hosts with a valid ESXI_WOL_MAC
+    bmcs: tuple[Bmc, ...] = ()  # only the hosts with a usable ESXI_IPMI_HOST entry
+    ipmi_hard_off: bool = False  # ESXI_IPMI_HARD_OFF
+    boot_wait: int = 600  # ESXI_BOOT_WAIT
     # `clock.now()` when upsmon called us: ESXI_DEADLINE counts from there.
     called_at: float = field(default_factory=clock.now)
 
@@ -133,6 +159,11 @@ class Settings:
         """`target`'s Wake-on-LAN, None when it has no (valid) ESXI_WOL_MAC entry."""
         key = (target.host, target.port)
         return next((w for w in self.wake_on_lan if (w.target.host, w.target.port) == key), None)
+
+    def bmc_for(self, target: Target) -> Bmc | None:
+        """`target`'s BMC, None when it has no (usable) ESXI_IPMI_HOST entry."""
+        key = (target.host, target.port)
+        return next((b for b in self.bmcs if (b.target.host, b.target.port) == key), None)
 
 
 def env_file_path(cli_value: str | None) -> Path:

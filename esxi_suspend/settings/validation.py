@@ -8,9 +8,11 @@ go on. `check` lists the same problems and refuses them all (envfile.py).
 from __future__ import annotations
 
 from esxi_suspend.settings.model import (
+    IPMI_INTERFACES,
     KNOWN_KEYS,
     STRAGGLER_ACTIONS,
     STRATEGIES,
+    Bmc,
     RestartSettings,
     Settings,
     Target,
@@ -27,7 +29,9 @@ from esxi_suspend.settings.values import (
     keyword_or_command,
     match_target,
     one_of,
+    parse_bmc_address,
     parse_host_entry,
+    parse_ipmi_user,
     parse_ipv4,
     parse_mac,
     parse_ups_names,
@@ -35,6 +39,7 @@ from esxi_suspend.settings.values import (
     seconds_in,
     service_name,
     vm_groups,
+    yes_no,
 )
 
 
@@ -147,6 +152,9 @@ class Reader(ValueReader):
         self_vm = self._raw("ESXI_SELF_VM") or None
         poll = self._optional("ESXI_POLL_INTERVAL", seconds_in(0.01, 60.0))
         wake_on_lan = self.wake_on_lan(targets)
+        bmcs = self.bmcs(targets)
+        hard_off = self._optional("ESXI_IPMI_HARD_OFF", yes_no)
+        boot_wait = self._optional("ESXI_BOOT_WAIT", integer_in(10, 86400))
         passphrase = self.values.get("ESXI_KEY_PASSPHRASE") or None
         if not targets or key_file is None or known_hosts is None:
             return None
@@ -173,6 +181,9 @@ class Reader(ValueReader):
             self_vm=self_vm,
             poll_interval=poll,
             wake_on_lan=wake_on_lan,
+            bmcs=bmcs,
+            ipmi_hard_off=hard_off,
+            boot_wait=boot_wait,
         )
 
     def _deadline(self, restart: RestartSettings) -> tuple[int, bool]:
@@ -214,6 +225,67 @@ class Reader(ValueReader):
                 continue
             found.append(WakeOnLan(target, mac, broadcasts.get(target, default), udp_port))
         return tuple(found)
+
+    def bmcs(self, targets: tuple[Target, ...]) -> tuple[Bmc, ...]:
+        """ESXI_IPMI_HOST's `host=BMC[:port]` entries with their user and the password; a bad
+        entry is left out (that host has no BMC: Wake-on-LAN, if any) and the others go on."""
+        interface = self._optional("ESXI_IPMI_INTERFACE", one_of(IPMI_INTERFACES))
+        cipher = self._optional("ESXI_IPMI_CIPHER", integer_in(0, 17))
+        value = self._raw("ESXI_IPMI_HOST")
+        entries = self._per_host("ESXI_IPMI_HOST", value, targets)
+        default_user, users = self._ipmi_users(targets)
+        password = self.values.get("ESXI_IPMI_PASSWORD") or ""
+        if entries and len(password.encode()) > 20:
+            self._problem(
+                "ESXI_IPMI_PASSWORD: longer than 20 bytes, more than IPMI allows; use the BMC "
+                "user's password as set in the BMC",
+                "no host is powered by IPMI",
+            )
+            return ()
+        found: list[Bmc] = []
+        for text, target, address in entries:
+            where = f"ESXI_IPMI_HOST={value!r}, entry {text!r}"
+            if target is None:
+                host = targets[0].host if targets else "esxi1"
+                why = f"no host; write host=BMC, the host as in ESXI_HOST, e.g. {host}={text}"
+                self._problem(f"{where}: {why}", "ignored: no host has this BMC")
+                continue
+            no_bmc = f"{target.host} has no BMC for this run (Wake-on-LAN, if set)"
+            try:
+                bmc_host, bmc_port = parse_bmc_address(address)
+            except ValueError as exc:
+                self._problem(f"{where}: {exc}", no_bmc)
+                continue
+            user = users.get(target, default_user)
+            if user is None:
+                self._problem(
+                    f"{where}: no BMC user; set ESXI_IPMI_USER (e.g. ADMIN, or "
+                    f"{target.host}=USER) and ESXI_IPMI_PASSWORD",
+                    no_bmc,
+                )
+                continue
+            found.append(Bmc(target, bmc_host, bmc_port, user, password, interface, cipher))
+        return tuple(found)
+
+    def _ipmi_users(self, targets: tuple[Target, ...]) -> tuple[str | None, dict[Target, str]]:
+        """ESXI_IPMI_USER: one user for every BMC and/or `host=user` entries."""
+        value = self._raw("ESXI_IPMI_USER")
+        default: str | None = None
+        per_host: dict[Target, str] = {}
+        for text, target, user_text in self._per_host("ESXI_IPMI_USER", value, targets):
+            where = f"ESXI_IPMI_USER={value!r}, entry {text!r}"
+            try:
+                user = parse_ipmi_user(user_text)
+            except ValueError as exc:
+                self._problem(f"{where}: {exc}", "ignored")
+                continue
+            if target is not None:
+                per_host[target] = user
+            elif default is not None:
+                self._problem(f"{where}: a second user for every BMC; keep one", "ignored")
+            else:
+                default = user
+        return default, per_host
 
     def _wol_broadcasts(self, targets: tuple[Target, ...]) -> tuple[str, dict[Target, str]]:
         """ESXI_WOL_BROADCAST: one address for every host and/or `host=address` entries."""

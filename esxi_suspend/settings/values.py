@@ -108,6 +108,37 @@ def parse_ipv4(text: str) -> str:
         ) from None
 
 
+_BMC_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\s\[\]]+)(?::(?P<port>[0-9]+))?$")
+
+
+def parse_bmc_address(text: str) -> tuple[str, int]:
+    """ESXI_IPMI_HOST's `BMC[:port]`: a host name or IP address (IPv6 in brackets), and the
+    UDP port, 623 by default."""
+    match = _BMC_RE.match(text)
+    if match is None:
+        raise ValueError("not BMC[:port]; write the BMC's address, e.g. 192.168.1.21 or bmc1:623")
+    port = integer_in(1, 65535)(match.group("port")) if match.group("port") else 623
+    return host_name(match.group("host")), port
+
+
+_IPMI_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,15}$")
+
+
+def parse_ipmi_user(text: str) -> str:
+    """A BMC user name: up to 16 characters (IPMI's limit), letters, digits, `_.@-`."""
+    if not _IPMI_USER_RE.match(text):
+        raise ValueError("not a BMC user name (up to 16 letters, digits or _.@-)")
+    return text
+
+
+def yes_no(value: str) -> bool:
+    if value.strip().lower() in ("yes", "true", "1", "on"):
+        return True
+    if value.strip().lower() in ("no", "false", "0", "off"):
+        return False
+    raise ValueError("use yes or no")
+
+
 def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
     def convert(value: str) -> str:
         if value.lower() not in choices:

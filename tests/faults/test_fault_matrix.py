@@ -23,8 +23,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import bmc as bmcs
 import outputs
 import pytest
+from bmc import SimulatedBmc
 from sshservers import CLIENT_PASSPHRASE, SshServer, free_port
 from wol import listening, magic
 
@@ -77,6 +79,7 @@ class Ctx:
     argv: list[str] = field(default_factory=lambda: ["shutdown"])
     syslog: str | None = None  # "absent", "stale" or "listening": run in a private /dev
     syslog_lines: list[str] = field(default_factory=list)
+    bmc: SimulatedBmc | None = None  # the rows with a BMC (Fault.bmc): ipmi_sim, tests/bmc.py
 
     @property
     def bin(self) -> Path:
@@ -164,6 +167,7 @@ class Fault:
     restarts: int = 1  # restart marker lines after the run; -1: the row's check decides
     kinds: tuple[str, ...] = ("openssh",)
     passphrase: bool = True  # the env file holds ESXI_KEY_PASSPHRASE: the secret to leak
+    bmc: bool = False  # the host has a BMC (a real ipmi_sim), its password another secret
 
     @property
     def id(self) -> str:
@@ -593,6 +597,85 @@ def _power_back_during_sequence(ctx: Ctx) -> Run:
     return run
 
 
+def _with_bmc(ctx: Ctx, **extra: str) -> SimulatedBmc:
+    """The host's BMC in the env file (ESXI_IPMI_HOST, _USER, _PASSWORD) and `extra`."""
+    assert ctx.bmc is not None, "a row with a BMC needs Fault(bmc=True)"
+    ctx.settings.update(ctx.bmc.settings(ctx.server.env_settings()["ESXI_HOST"]), **extra)
+    return ctx.bmc
+
+
+def _ipmi_power_back(ctx: Ctx) -> Run:
+    """An outage with a BMC: the host sequence powers the host off, its BMC confirms it off,
+    the run waits for power; power back: the BMC powers the host on, and its SSH port answers
+    again."""
+    assert not OUTAGE_RECORD.exists(), "an outage record of this machine is in the way"
+    status = _fake_upsc(ctx, "OB")
+    ctx.server.write_fake("poweroff_mode", "halt")
+    bmc = _with_bmc(ctx, ESXI_BOOT_WAIT="30")
+    bmc.follow(ctx.server)  # the host is off once its SSH server ends
+    bmc.boots_on(ctx.server.port, seconds=1.0)
+    run = ctx.start()
+    try:
+        _wait_for_sleeping(OUTAGE_RECORD.exists, 60, "the outage record (hosts off)")
+        assert not bmc.on
+        status.write_text("OL\n")
+        run.finish(timeout=120)
+        assert "set power 1" not in bmc.calls()  # the run itself powers nothing on
+        _wake_over(ctx, 60)  # the detached wake, once mains is steady (UPS_WAKE_STEADY=1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.process.pid, signal.SIGKILL)
+        OUTAGE_RECORD.unlink(missing_ok=True)
+    assert "set power 1" in bmc.calls(), bmc.calls()
+    assert bmc.on
+    assert re.search(r"summary: host \S+: .*poweroff ok, .*off confirmed by BMC", run.stderr)
+    return run
+
+
+def _ssh_gone(ctx: Ctx, **extra: str) -> None:
+    """sshd stopped: nothing listens on the host's SSH port; the host has a BMC."""
+    ctx.settings.update(ESXI_PORT=str(free_port()))
+    _with_bmc(ctx, **extra)
+
+
+def _soft_off(ctx: Ctx, run: Run) -> None:
+    assert ctx.bmc is not None and not ctx.bmc.on
+    assert "set shutdown 1" in ctx.bmc.calls() and "set power 0" not in ctx.bmc.calls()
+    assert "connect FAILED, ipmi soft-off ok, poweroff ok (BMC)" in run.stderr, run.stderr
+
+
+def _ignores_the_button(ctx: Ctx, **extra: str) -> None:
+    _ssh_gone(ctx, ESXI_DEADLINE="10", **extra)
+    assert ctx.bmc is not None
+    ctx.bmc.ignore_soft_off()
+
+
+def _cut_hard(ctx: Ctx, run: Run) -> None:
+    assert ctx.bmc is not None and not ctx.bmc.on
+    assert ctx.bmc.calls().index("set shutdown 1") < ctx.bmc.calls().index("set power 0")
+
+
+def _left_on(ctx: Ctx, run: Run) -> None:
+    assert ctx.bmc is not None and ctx.bmc.on
+    assert "set power 0" not in ctx.bmc.calls(), ctx.bmc.calls()
+
+
+def _untouched(ctx: Ctx, run: Run) -> None:
+    assert ctx.bmc is not None and ctx.bmc.on
+    assert ctx.bmc.calls() == [], ctx.bmc.calls()  # refused before any command
+    assert "wrong-bmc-pw" not in run.output
+
+
+def _bmc_silent(ctx: Ctx) -> None:
+    ctx.settings.update(
+        ESXI_PORT=str(free_port()),
+        ESXI_CONNECT_TIMEOUT="3",
+        ESXI_IPMI_HOST=f"{ctx.server.env_settings()['ESXI_HOST']}=127.0.0.1:{bmcs.free_udp_port()}",
+        ESXI_IPMI_USER=bmcs.USER,
+        ESXI_IPMI_PASSWORD=bmcs.PASSWORD,
+    )
+
+
 def _env_text(ctx: Ctx, extra: str) -> None:
     settings = ctx.server.env_settings()
     ctx.env_text = "".join(f"{k}='{v}'\n" for k, v in settings.items()) + extra
@@ -799,6 +882,39 @@ FAULTS: list[Fault] = [
           "the sequence finishes, the monitor is restarted; the host gets its magic packets "
           "once off and mains steady (UPS_WAKE_STEADY), from the detached wake",
           runner=_power_back_during_sequence, check=_powered_off),
+    Fault(32, "IPMI: power back after an outage", 90, 0,
+          r"summary: host \S+: .*off confirmed by BMC.*the wake waits for steady mains",
+          "the host sequence powers the host off, its BMC confirms it off; power back: the "
+          "detached wake, once mains is steady, has the BMC power it on; its SSH port answers "
+          "again",
+          runner=_ipmi_power_back, check=_powered_off, bmc=True),
+    Fault(33, "IPMI: SSH gone at shutdown (sshd stopped)", 30, 5,
+          r"ipmi soft-off: SSH is gone: its BMC pressed the power button \(ACPI soft-off",
+          "the BMC presses the power button; the host goes off by itself in a few seconds "
+          "(power state watched); summary `poweroff ok (BMC)`",
+          setup=_ssh_gone, check=_soft_off, bmc=True),
+    Fault(34, "IPMI: SSH gone, power button ignored, ESXI_IPMI_HARD_OFF=yes", 40, 5,
+          r"still on at ESXI_DEADLINE \d+ s after soft-off: its BMC powers it off hard "
+          r"\(ESXI_IPMI_HARD_OFF=yes\)",
+          "the BMC cuts the power at ESXI_DEADLINE, as asked",
+          setup=lambda c: _ignores_the_button(c, ESXI_IPMI_HARD_OFF="yes"), check=_cut_hard,
+          bmc=True),
+    Fault(35, "IPMI: SSH gone, power button ignored, hard off not asked", 50, 5,
+          r"poweroff: its power state is still on \d+ s after soft-off, at ESXI_DEADLINE: left "
+          r"on \(ESXI_IPMI_HARD_OFF=no\)",
+          "left on, said with the setting that would cut it",
+          setup=_ignores_the_button, check=_left_on, bmc=True),
+    Fault(36, "IPMI: SSH gone, wrong BMC password", 15, 5,
+          r"ipmi soft-off: not sent: the BMC at 127\.0\.0\.1:\d+ refused user admin or its "
+          r"password: check ESXI_IPMI_USER and ESXI_IPMI_PASSWORD",
+          "nothing sent; the password in no output",
+          setup=lambda c: _ssh_gone(c, ESXI_IPMI_PASSWORD="wrong-bmc-pw"), check=_untouched,
+          bmc=True),
+    Fault(37, "IPMI: SSH gone, BMC unreachable", 15, 5,
+          r"ipmi soft-off: not sent: no answer from the BMC at 127\.0\.0\.1:\d+ within 3 s: "
+          r"check ESXI_IPMI_HOST",
+          "bounded by ESXI_CONNECT_TIMEOUT; the fix named (address, network, IPMI over LAN)",
+          setup=_bmc_silent),
 ]  # fmt: skip
 
 CASES = [
@@ -810,6 +926,8 @@ CASES = [
 def test_fault(fault: Fault, kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     server: SshServer = request.getfixturevalue(f"{kind}_esxi")
     ctx = Ctx(server, tmp_path, passphrase=fault.passphrase)
+    if fault.bmc:
+        ctx.bmc = request.getfixturevalue("bmc")
     fault.setup(ctx)
 
     run = fault.runner(ctx) if fault.runner else ctx.start().finish()

@@ -193,6 +193,49 @@ OPTIONAL = [
         "uses the default ESXI_WOL_PORT=9",
     ),
     (
+        GOOD + "ESXI_IPMI_USER=ADMIN\nESXI_IPMI_HOST=esxi1.lan=bmc1 lan\n",
+        ("bmcs", ()),
+        "ESXI_IPMI_HOST='esxi1.lan=bmc1 lan', entry 'esxi1.lan=bmc1 lan': not BMC[:port]",
+        "esxi1.lan has no BMC for this run (Wake-on-LAN, if set)",
+    ),
+    (
+        GOOD + "ESXI_IPMI_HOST=esxi1.lan=bmc1\nESXI_IPMI_USER=a b\n",
+        ("bmcs", ()),
+        "entry 'esxi1.lan=bmc1': no BMC user; set ESXI_IPMI_USER",
+        "esxi1.lan has no BMC for this run",
+    ),
+    (
+        GOOD + "ESXI_IPMI_HOST=esxi1.lan=bmc1\nESXI_IPMI_USER=A\n"
+        "ESXI_IPMI_PASSWORD=123456789012345678901\n",
+        ("bmcs", ()),
+        "ESXI_IPMI_PASSWORD: longer than 20 bytes, more than IPMI allows",
+        "no host is powered by IPMI",
+    ),
+    (
+        GOOD + "ESXI_IPMI_INTERFACE=lanplsu\n",
+        ("bmcs", ()),
+        "ESXI_IPMI_INTERFACE='lanplsu': use one of: lanplus, lan",
+        "uses the default ESXI_IPMI_INTERFACE=lanplus",
+    ),
+    (
+        GOOD + "ESXI_IPMI_CIPHER=18\n",
+        ("bmcs", ()),
+        "ESXI_IPMI_CIPHER='18': out of range; use an integer from 0 to 17",
+        "uses the default ESXI_IPMI_CIPHER=3",
+    ),
+    (
+        GOOD + "ESXI_IPMI_HARD_OFF=maybe\n",
+        ("ipmi_hard_off", False),
+        "ESXI_IPMI_HARD_OFF='maybe': use yes or no",
+        "uses the default ESXI_IPMI_HARD_OFF=no",
+    ),
+    (
+        GOOD + "ESXI_BOOT_WAIT=5\n",
+        ("boot_wait", 600),
+        "ESXI_BOOT_WAIT='5': out of range; use an integer from 10 to 86400",
+        "uses the default ESXI_BOOT_WAIT=600",
+    ),
+    (
         GOOD + "ESXI_DEADLIN=300\n",
         ("deadline", 240),
         "ESXI_DEADLIN: unknown setting (did you mean ESXI_DEADLINE?)",
