@@ -20,6 +20,72 @@ GET_SUMMARY = "vim-cmd vmsvc/get.summary"  # then a VM id: see get_summary
 # Read-only proof that the poweroff step will find its program.
 FIND_POWEROFF = "command -v poweroff"
 
+# How many `vim-cmd` calls our host text keeps in flight on a host at once, the inventory and
+# the host sequence alike: under load hostd resets logins beyond a few concurrent calls (one
+# public ESXi driver keeps a semaphore per host); how many it serves is unknown, so: few.
+CALLS_AT_ONCE = 4
+# What hostd answers when it is too busy to take a call: worth another try a moment later.
+TRANSIENT_FAULTS = (
+    "Failed to login",
+    "Connection reset by peer",
+    "SSL handshake timed out",
+    "std::bad_alloc",
+    "ManagedObjectNotFound",
+)
+# What a call that failed prints, whatever its exit status (from 6.x on only the text is
+# documented): a vim.fault or vmodl.fault object, or `... failed`.
+FAULT_TEXTS = ("(vim.fault.", "(vmodl.fault.", " failed")
+CALL_TRIES = 3
+# Seconds a call waits for a free slot before it goes ahead anyway (a /tmp that takes no
+# directory must not stop the host sequence).
+SLOT_WAIT = 30
+
+
+def hostd_functions(slots: str) -> str:
+    """Shell functions for our host text: `call ARGS` is `vim-cmd ARGS` holding one of
+    CALLS_AT_ONCE slots (directories `SLOTS.N`, taken by `mkdir`, atomic on every release;
+    after SLOT_WAIT seconds without one it goes ahead), tried again after 1 s, then 2 s
+    while hostd turns it away, and failing (status 1 at least) on a fault text even when
+    vim-cmd exits 0. Its output always ends with a newline.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9${}:/_.-]+", slots):
+        raise ValueError(f"not a slot path: {slots!r}")
+    names = " ".join(f"{slots}.{n}" for n in range(1, CALLS_AT_ONCE + 1))
+    transient = "|".join(f'*"{text}"*' for text in TRANSIENT_FAULTS)
+    faults = "|".join(f'*"{text}"*' for text in FAULT_TEXTS)
+    return f"""slot() {{
+  for cz in {names}; do if mkdir "$cz" 2>/dev/null; then return 0; fi; done
+  cz=
+  return 1
+}}
+call() {{
+  ck=0
+  while :; do
+    cw=0
+    while ! slot; do cw=$((cw + 1)); if [ $cw -ge {SLOT_WAIT} ]; then break; fi; sleep 1; done
+    co=$(vim-cmd "$@" 2>&1)
+    cs=$?
+    if [ -n "$cz" ]; then rmdir "$cz"; fi
+    case $co in
+      {transient})
+        ck=$((ck + 1))
+        if [ $ck -lt {CALL_TRIES} ]; then sleep $ck; continue; fi
+        ;;
+    esac
+    break
+  done
+  if [ -n "$co" ]; then echo "$co"; fi
+  case $co in {faults}) if [ $cs -eq 0 ]; then cs=1; fi ;; esac
+  return $cs
+}}"""
+
+
+def called(command: str) -> str:
+    """One of our `vim-cmd ...` command lines as a `call` of the functions above."""
+    if not command.startswith("vim-cmd "):
+        raise ValueError(f"not a vim-cmd command: {command!r}")
+    return "call " + command[len("vim-cmd ") :]
+
 
 class ParseError(ValueError):
     """Host output that does not have the shape we know: never guessed at, always reported."""
@@ -63,6 +129,12 @@ def get_summary(vmid: int) -> str:
     return f"{GET_SUMMARY} {vm_id(vmid)}"
 
 
+# `mark LABEL [N]`: a marker line, on a line of its own whatever the output before it ended
+# with (a listing or a fault text without a final newline): the newline before it is ours,
+# and split_marked drops it again.
+MARK_FUNCTION = 'mark() { echo; echo "$m $@"; }'
+
+
 def echo_marker(label: str, number: int | None = None) -> str:
     """`echo @@label N`: separates the outputs of several commands sent in one line."""
     if not re.fullmatch(r"[a-z]+", label):
@@ -97,4 +169,6 @@ def split_marked(text: str, token: int | None = None) -> dict[str, str]:
             lines.append(line)
     if key is not None:
         sections[key] = "\n".join(lines)
-    return sections
+    # The line `mark` adds before each marker: a newline that ended an output that had
+    # none, or an empty line of ours after one that had.
+    return {key: text.removesuffix("\n") for key, text in sections.items()}

@@ -1,7 +1,8 @@
 """What is on a host right now: its VMs, their power state and tools, the autostart sequence.
 
 Read-only commands only, in one round trip: `inventory_command` runs them on the host, the
-per-VM ones concurrently (each vim-cmd costs hundreds of milliseconds on a real host). Output is
+per-VM ones a few at a time (each vim-cmd costs hundreds of milliseconds on a real host;
+esxi.CALLS_AT_ONCE bounds them). Output is
 parsed here; a listing that fails or prints something unknown raises InventoryError.
 """
 
@@ -31,21 +32,25 @@ log = logging.getLogger(__name__)
 # The host's own temporary directory (ESXi keeps /tmp in RAM and sets no TMPDIR; the test
 # hosts set TMPDIR to a directory of their own): the sequence log, the inventory's files.
 HOST_TMP = "${TMPDIR:-/tmp}"
-# How many `vim-cmd` calls one script runs at once: hostd serves concurrent calls, and a
-# bound keeps a host with a hundred VMs from being flooded.
-CONCURRENT_CALLS = 16
+# Where the inventory keeps what its calls print, and its call slots (esxi.hostd_functions).
+INVENTORY_FILES = f"{HOST_TMP}/esxi-suspend-inv-$$"
 
+# Every output is printed after a `mark` line (esxi.MARK_FUNCTION): on a line of its own even
+# after an output without a final newline. `read -r ... || [ -n "$id" ]` keeps a last line
+# without one.
 _INVENTORY = f"""m="@@TOKEN"
-t={HOST_TMP}/esxi-suspend-inv-$$
-{esxi.GETALLVMS} > $t.vms 2>&1 &
+t={INVENTORY_FILES}
+{esxi.MARK_FUNCTION}
+{esxi.hostd_functions("$t.call")}
+{esxi.called(esxi.GETALLVMS)} > $t.vms 2>&1 &
 a=$!
-{esxi.GET_DEFAULTS} > $t.def 2>&1 &
-{esxi.GET_AUTOSTARTSEQ} > $t.seq 2>&1 &
+{esxi.called(esxi.GET_DEFAULTS)} > $t.def 2>&1 &
+{esxi.called(esxi.GET_AUTOSTARTSEQ)} > $t.seq 2>&1 &
 wait $a
 s=$?
 wait
 ids=
-while read -r id rest; do
+while read -r id rest || [ -n "$id" ]; do
   case $id in
     *[!0-9]*|"") ;;
     *) ids="$ids $id" ;;
@@ -53,21 +58,21 @@ while read -r id rest; do
 done < $t.vms
 n=0
 for id in $ids; do
-  {esxi.GET_SUMMARY} $id > $t.$id 2>&1 &
+  {esxi.called(esxi.GET_SUMMARY)} $id > $t.$id 2>&1 &
   n=$((n + 1))
-  if [ $n -ge {CONCURRENT_CALLS} ]; then wait; n=0; fi
+  if [ $n -ge {esxi.CALLS_AT_ONCE} ]; then wait; n=0; fi
 done
 wait
-echo "$m status $s"
-echo "$m vms"
+mark status $s
+mark vms
 cat $t.vms
-echo "$m defaults"
+mark defaults
 cat $t.def
-echo "$m sequence"
+mark sequence
 cat $t.seq
-for id in $ids; do echo "$m summary $id"; cat $t.$id; rm -f $t.$id; done
+for id in $ids; do mark summary $id; cat $t.$id; rm -f $t.$id; done
 rm -f $t.vms $t.def $t.seq
-echo "$m poweroff"
+mark poweroff
 {esxi.FIND_POWEROFF}"""
 
 

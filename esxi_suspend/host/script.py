@@ -1,14 +1,18 @@
 """The host sequence: the busybox ash script a host runs on its own to carry a plan out. Pure.
 
-It runs detached from our session and drives itself: each phase moves on as soon as its VMs
-are down (each VM watched by its own job), a watchdog powers the host off at the deadline
-whatever still runs, and the final step suspends only the VMs still running. Built from
-constants and integer VM ids only, never from host text; it uses functions, `while`, `for`,
-`if`, `$(( ))`, `&`, `wait`, `grep`, `sleep` and nothing fancier. Every line it prints starts
-with LOG_PREFIX; what a host command printed is marked HOST_TEXT after it.
+It runs detached from our session and drives itself: each phase's stop commands go out a few
+at a time (esxi.CALLS_AT_ONCE slots, inventory and sequence alike), one loop looks at the
+phase's VMs until they are down or its budget is spent, and a watchdog powers the host off at
+the deadline whatever still runs, saying it is alive every ALIVE_SECONDS meanwhile (our side
+falls back to the plain path when it stops hearing it). The final step suspends only the VMs
+still running. Built from constants and integer VM ids only, never from host text; it uses
+functions, `while`, `for`, `if`, `case`, `$(( ))`, `&`, `wait`, `grep`, `sleep`, `mkdir` and
+nothing fancier (docs/esxi-evidence.md lists each, with its evidence). Every line it prints
+starts with LOG_PREFIX; what a host command printed is marked HOST_TEXT after it.
 
 Also the one command of a shutdown that carries it (`shutdown_command`): the inventory, the
-script read on its input and started, its log streamed back.
+script read on its input into a file on the host (checked whole), started as `sh FILE`, its
+log streamed back for a bounded time; and the plain path's command (`plain_command`).
 """
 
 from __future__ import annotations
@@ -20,33 +24,59 @@ from esxi_suspend.host.plan import Phase, ShutdownPlan
 LOG_PREFIX = "esxi-suspend:"
 HOST_TEXT = ">"  # after the prefix: a line a host command printed, never one of our events
 HOST_LOG_PREFIX = f"{HOST_TMP}/esxi-suspend-"
-# Seconds between two looks at a VM's power state, on the host's clock: each look is a
-# `vim-cmd` (a hostd round trip), so a phase of many VMs looks every 2 s; one of at most
-# SMALL_PHASE VMs looks every second, which is still no more than ~1.3 looks a second.
+ALIVE = "alive"  # the watchdog's line, every ALIVE_SECONDS until the deadline
+ALIVE_SECONDS = 2
+# Seconds between two rounds of looks at a phase's VMs, on the host's clock: a round is one
+# `vim-cmd` per VM not yet down, a few at a time; a phase of at most SMALL_PHASE VMs looks
+# every second.
 POLL_SECONDS = 2
 SMALL_PHASE = 2
 SMALL_PHASE_POLL_SECONDS = 1
 
-# `say`: what a host command printed, one log line each, marked as the host's own text.
+# `say`: what a host command printed, one log line each, marked as the host's own text (a
+# last line without a newline included).
 # `down ID`: the VM is off or suspended (an unreadable state counts as still running).
-# `settle ID SECONDS EVERY`: wait until the VM is down, or the seconds are spent, looking
-# every EVERY seconds; `t` is when the sequence started, on the host's clock.
+# `look SECONDS EVERY`: one loop for the VMs listed in `w`: a round of looks (CALLS_AT_ONCE at
+# a time) every EVERY seconds until all are down or SECONDS are spent; those still running
+# go on `r`. `t` is when the sequence started, on the host's clock.
 _FUNCTIONS = f"""P={LOG_PREFIX}
-say() {{ while read -r l; do echo "$P {HOST_TEXT} $l"; done; }}
-down() {{ vim-cmd vmsvc/power.getstate $1 2>/dev/null | grep -q -e "Powered off" -e Suspended; }}
-settle() {{
-  e=$(( $(date +%s) + $2 ))
-  while ! down $1; do
-    if [ $(date +%s) -ge $e ]; then echo "$P VM $1 still running after $2 s"; return 1; fi
-    sleep $3
+q={HOST_TMP}/esxi-suspend-calls-$$
+{esxi.hostd_functions("$q")}
+say() {{ while read -r l || [ -n "$l" ]; do echo "$P {HOST_TEXT} $l"; done; }}
+down() {{
+  {esxi.called(esxi.power_getstate(0))[:-2]} $1 2>/dev/null | grep -q -e "Powered off" -e Suspended
+}}
+look() {{
+  e=$(( $(date +%s) + $1 ))
+  while [ -n "$w" ]; do
+    u=$(
+      n=0
+      for v in $w; do
+        {{ down $v || echo $v; }} &
+        n=$((n + 1))
+        if [ $n -ge {esxi.CALLS_AT_ONCE} ]; then wait; n=0; fi
+      done
+      wait
+    )
+    u=$(echo $u)
+    for v in $w; do
+      case " $u " in *" $v "*) ;; *) echo "$P VM $v down after $(( $(date +%s) - t )) s" ;; esac
+    done
+    w=$u
+    if [ -z "$w" ]; then return 0; fi
+    if [ $(date +%s) -ge $e ]; then
+      for v in $w; do echo "$P VM $v still running after $1 s"; done
+      r="$r $w"
+      return 1
+    fi
+    sleep $2
   done
-  echo "$P VM $1 down after $(( $(date +%s) - t )) s"
 }}
 t=$(date +%s)"""
 
 
 # `$v` is one of our own VM ids: from the list the script itself holds.
-_SUSPEND_V = "vim-cmd vmsvc/power.suspend $v 2>&1 | say"
+_SUSPEND_V = f"{esxi.called(esxi.power_suspend(0))[:-2]} $v 2>&1 | say"
 
 
 def _echo(text: str) -> str:
@@ -70,29 +100,29 @@ def look_seconds(vms: int) -> int:
 
 
 def _phase(phase: Phase, number: int, total: int) -> list[str]:
-    """Its VMs' stop commands at once, each job settling its own VM; or autostop, bounded."""
+    """Its VMs' stop commands, each in its own job (the slots bound how many run at once),
+    then one loop looking at them all; or autostop, bounded, its end told by a file."""
     budget = _seconds(phase.budget)
     what = "the autostart sequence" if phase.autostop else f"{len(phase.steps)} VM(s)"
     lines = [_echo(f"phase {number}/{total} {phase.label}: {what}")]
     if phase.autostop:
         late = _echo(f"autostop still running after {budget} s")
         lines += [
-            f"{esxi.AUTOSTOP} 2>&1 | say &",
-            "a=$!",
+            f"{{ {esxi.called(esxi.AUTOSTOP)} 2>&1 | say; : > $q.autostop; }} &",
             f"e=$(( $(date +%s) + {budget} ))",
-            "while kill -0 $a 2>/dev/null; do",
+            "while [ ! -f $q.autostop ]; do",
             f"  if [ $(date +%s) -ge $e ]; then {late}; break; fi",
             "  sleep 1",
             "done",
         ]
         return lines
-    every = look_seconds(len(phase.steps))
     for step in phase.steps:
-        vmid = esxi.vm_id(step.vmid)
-        stop = f"{{ {step.command()}; }} 2>&1 | say"
-        lines += [f"{{ {stop}; settle {vmid} {budget} {every}; }} &", f"w{vmid}=$!"]
-    # A VM its job saw down needs no second look at the end; the others go on the list.
-    lines += [f'wait $w{step.vmid} || r="$r {step.vmid}"' for step in phase.steps]
+        esxi.vm_id(step.vmid)
+        stop = " || ".join(esxi.called(action.command(step.vmid)) for action in step.actions)
+        lines.append(f"{{ {stop}; }} 2>&1 | say &")
+    # A VM the loop saw down needs no second look at the end; the others go on `r`.
+    ids = " ".join(str(step.vmid) for step in phase.steps)
+    lines += [f'w="{ids}"', f"look {budget} {look_seconds(len(phase.steps))}"]
     return lines
 
 
@@ -117,8 +147,28 @@ def _final(plan: ShutdownPlan) -> list[str]:
     if plan.self_vm is not None:
         own = esxi.vm_id(plan.self_vm)
         words = _echo(f"final: suspending our own VM {own}")
-        lines.append(f"down {own} || {{ {words}; {esxi.power_suspend(own)} 2>&1 | say; }}")
+        suspend = esxi.called(esxi.power_suspend(own))
+        lines.append(f"down {own} || {{ {words}; {suspend} 2>&1 | say; }}")
     return [*lines, _echo("host poweroff"), esxi.POWEROFF]
+
+
+def _watchdog(deadline: int) -> str:
+    """The host poweroff at the deadline, whatever the sequence is doing; until then a line
+    every ALIVE_SECONDS, so that whoever follows the log knows the sequence still has it."""
+    return f"""(
+  e=$(( t + {deadline} ))
+  while [ $(( e - $(date +%s) )) -gt {ALIVE_SECONDS} ]; do
+    {_echo(ALIVE)}
+    sleep {ALIVE_SECONDS}
+  done
+  s=$(( e - $(date +%s) ))
+  if [ $s -gt 0 ]; then sleep $s; fi
+  {_echo("deadline reached: host poweroff")}
+  {esxi.POWEROFF}
+) &"""
+
+
+STARTED_WORDS = "host sequence started"  # the script's own first line begins with these
 
 
 def sequence_script(plan: ShutdownPlan) -> str:
@@ -128,8 +178,8 @@ def sequence_script(plan: ShutdownPlan) -> str:
         'trap "" HUP',
         _FUNCTIONS,
         "r=",
-        _echo(f"host sequence started: strategy {plan.strategy}, poweroff within {deadline} s"),
-        f"( sleep {deadline}; {_echo('deadline reached: host poweroff')}; {esxi.POWEROFF} ) &",
+        _echo(f"{STARTED_WORDS}: strategy {plan.strategy}, poweroff within {deadline} s"),
+        _watchdog(deadline),
     ]
     total = len(plan.phases)
     for number, phase in enumerate(plan.phases, start=1):
@@ -140,35 +190,43 @@ def sequence_script(plan: ShutdownPlan) -> str:
 
 # What the shutdown command prints after the inventory's sections, each on a marker line.
 READY = "ready"  # the inventory is out: the host waits for the script on the command's input
-STARTED = "started"  # the host sequence runs, detached; its log follows
+STARTED = "started"  # the host sequence was started, detached; its log follows
+INCOMPLETE = "incomplete"  # the script did not arrive whole: nothing was run
+# Whether `nohup` is there, tried rather than looked up (`command -v` is no builtin on every
+# busybox): `n` is `nohup` or empty.
+_TRY_NOHUP = "n=\nif nohup true > /dev/null 2>&1 < /dev/null; then n=nohup; fi"
 
 
-def shutdown_command(token: int, log: str) -> str:
+def shutdown_command(token: int, log: str, follow_seconds: int) -> str:
     """The one command of a shutdown: the inventory; then the script we make of it, read
-    from the command's input, started detached (a child of init, as `( ... & )` leaves it);
-    then the script's log, line by line as the host writes it (`tail -f`). With `wait` (a
-    script that only powers the host off) the script runs in the command itself, and its log
-    is printed once it is over.
+    from the command's input into a file next to the log, started as `sh FILE` detached (a
+    child of init, as `( ... & )` leaves it); then the script's log, line by line as the
+    host writes it, for `follow_seconds` at most (`follow_log`). With `wait` (a script that
+    only powers the host off) the script runs in the command itself, and its log is printed
+    once it is over. The command line is the same whatever the number of VMs.
 
-    The script runs only if it arrived whole (its length is sent first): a session lost in the
-    middle of sending it must never run half of it.
+    The script runs only if the file holds it whole (its length is sent first, the file is
+    read back): a session lost in the middle of sending it, or a full /tmp, never runs half.
     """
     path = _checked(log)
+    script = script_path(path)
     return f"""{inventory_command(token)}
-echo "$m {READY}"
+mark {READY}
 read -r mode size || exit 0
-s=$(cat)
-[ "${{#s}}" = "$size" ] || {{ echo "$m incomplete"; exit 1; }}
+f="{script}"
+cat > "$f" || {{ mark {INCOMPLETE}; rm -f "$f"; exit 1; }}
+s=$(cat "$f")
+[ "${{#s}}" = "$size" ] || {{ mark {INCOMPLETE}; rm -f "$f"; exit 1; }}
+s=
 : >> "{path}"
-n=
-if command -v nohup >/dev/null 2>&1; then n=nohup; fi
-echo "$m {STARTED}"
+{_TRY_NOHUP}
+mark {STARTED}
 if [ "$mode" = wait ]; then
-  $n sh -c "$s" >> "{path}" 2>&1 < /dev/null
+  $n sh "$f" >> "{path}" 2>&1 < /dev/null
   cat "{path}"
 else
-  ( $n sh -c "$s" >> "{path}" 2>&1 < /dev/null & )
-  {follow_log(path)}
+  ( $n sh "$f" >> "{path}" 2>&1 < /dev/null & )
+{_follow(path, follow_seconds)}
 fi"""
 
 
@@ -184,10 +242,34 @@ def start_request(script: str, wait: bool) -> str:
     return f"{'wait' if wait else 'follow'} {len(script)}\n{script}"
 
 
-def follow_log(log: str) -> str:
-    """The host's log from its first line, then each line as it is written (a new session's
-    one command, after ours was lost)."""
-    return f'tail -n 100000 -f "{_checked(log)}"'
+def _follow(log: str, seconds: int) -> str:
+    # tail -f, ended after `seconds` by a sleeper that is itself ended once tail is (so that
+    # it never kills a process id used again).
+    return f"""  tail -n 100000 -f "{log}" &
+  k=$!
+  ( sleep {_seconds(seconds)}; kill $k ) > /dev/null 2>&1 < /dev/null &
+  j=$!
+  wait $k
+  kill $j 2>/dev/null"""
+
+
+def follow_log(log: str, seconds: int) -> str:
+    """The host's log from its first line, then each line as it is written, for `seconds`
+    at most (a new session's one command, after ours was lost)."""
+    return _follow(_checked(log), seconds).replace("\n  ", "\n").strip()
+
+
+def plain_command(token: int, seconds: int) -> str:
+    """The plain path, as the original line did it but detached and bounded: autostop, then
+    poweroff; and poweroff after `seconds` whatever autostop does. Says `@@TOKEN started`
+    once both jobs are out; they go on when the session ends."""
+    if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < 10**9:
+        raise ValueError(f"not a marker token: {token!r}")
+    then = _seconds(seconds)
+    return f"""{_TRY_NOHUP}
+( trap "" HUP; $n {esxi.AUTOSTOP}; $n {esxi.POWEROFF} ) > /dev/null 2>&1 < /dev/null &
+( trap "" HUP; sleep {then}; $n {esxi.POWEROFF} ) > /dev/null 2>&1 < /dev/null &
+echo "@@{token} {STARTED}\""""
 
 
 def _checked(log: str) -> str:
@@ -195,6 +277,11 @@ def _checked(log: str) -> str:
     if not shaped or not all(ch.isalnum() or ch in "${}:-/_." for ch in log):
         raise ValueError("refusing an unexpected log path")
     return log
+
+
+def script_path(log: str) -> str:
+    """Where the host keeps the script: next to its log."""
+    return _checked(log)[: -len(".log")] + ".sh"
 
 
 def log_path(stamp: int, pid: int) -> str:

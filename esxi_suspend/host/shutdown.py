@@ -29,10 +29,10 @@ from esxi_suspend.host.inventory import (
     parse_inventory,
     read_inventory,
 )
-from esxi_suspend.host.plan import ShutdownPlan, find_self_vm, make_plan
+from esxi_suspend.host.plan import POWEROFF_SECONDS, ShutdownPlan, find_self_vm, make_plan
 from esxi_suspend.host.report import describe_plan, printable, render_check
-from esxi_suspend.host.script import READY, log_path, shutdown_command
-from esxi_suspend.host.sequence import Reconnect, run_sequence
+from esxi_suspend.host.script import READY, STARTED, log_path, plain_command, shutdown_command
+from esxi_suspend.host.sequence import FOLLOW_GRACE, Reconnect, run_sequence
 from esxi_suspend.settings.model import Settings
 from esxi_suspend.ssh.remote import NO_EXIT_STATUS
 
@@ -91,9 +91,10 @@ def shutdown_host(
     timeout = settings.command_timeout
     token = new_token()
     marker = f"@@{token}"
+    why: str | None = None
     path = log_path(int(time.time()), os.getpid())
     try:
-        command = shutdown_command(token, path)
+        command = shutdown_command(token, path, settings.deadline + FOLLOW_GRACE)
         with remote.exchange(command, timeout, SHUTDOWN_LABEL) as talk:
             try:
                 text = talk.read_until(f"{marker} {READY}", time.monotonic() + timeout)
@@ -108,11 +109,13 @@ def shutdown_host(
                 result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings))
                 for line in describe_plan(inventory, plan, why):
                     log.info("host %s: plan: %s", remote.name, line)
-                run_sequence(
+                why = run_sequence(
                     talk, remote, marker, inventory, plan, settings, reconnect, result.add, path
                 )
     except RemoteCommandFailed as exc:  # the command could not even be sent
         failed = exc
+    if failed is None and why is not None:
+        plain_detached(remote, settings, result, reconnect, why)
     if failed is not None:
         result.add("inventory", failed.exit_code, f"{one_line(failed)}; falling back to autostop")
         plain_shutdown(remote, settings, result, reconnect)
@@ -140,11 +143,68 @@ def _inventory_text(
     )
 
 
+def seconds_left(settings: Settings) -> int:
+    """Seconds until ESXI_DEADLINE, less the host poweroff's own time; 0 when none are left."""
+    left = settings.deadline - (clock.now() - settings.called_at) - POWEROFF_SECONDS
+    return max(0, int(left))
+
+
+def plain_detached(
+    remote: Remote, settings: Settings, result: HostResult, reconnect: Reconnect, why: str
+) -> None:
+    """The host sequence did not start or stopped: the plain path, detached on the host
+    (autostop, then poweroff; poweroff by the deadline whatever autostop does); we do not wait
+    for it."""
+    left = seconds_left(settings)
+    log.error(
+        "host %s: %s: FALLING BACK to the plain path: autostop, then poweroff, detached on "
+        "the host; poweroff within %d s whatever autostop does",
+        remote.name,
+        why,
+        left,
+    )
+    token = new_token()
+    timeout = min(settings.command_timeout, 30)
+    for attempt in (remote, None):
+        current = attempt if attempt is not None else reconnect()
+        if current is None:
+            result.add("fallback", ExitCode.CONNECTION, "not sent: could not reconnect")
+            return
+        try:
+            done = current.run(plain_command(token, left), timeout)
+        except SessionDropped as exc:
+            if attempt is None:
+                result.add("fallback", exc.exit_code, f"{exc}; check the host's console")
+                return
+            continue
+        except RemoteCommandFailed as exc:
+            result.add("fallback", exc.exit_code, f"{exc}; check the host's console")
+            return
+        finally:
+            if attempt is None:
+                current.close()
+        if f"@@{token} {STARTED}" in done.stdout:
+            result.add(
+                "fallback",
+                ExitCode.OK,
+                f"autostop, then poweroff, started on the host; poweroff within {left} s",
+            )
+        else:
+            result.add(
+                "fallback",
+                ExitCode.REMOTE_COMMAND,
+                f"the plain path did not start (exit {done.exit_status}, "
+                f"{done.error_tail()}); power the host off from its console",
+            )
+        return
+
+
 def plain_shutdown(
     remote: Remote, settings: Settings, result: HostResult, reconnect: Reconnect
 ) -> None:
-    """The original path: autostop, then poweroff whatever autostop did."""
-    timeout = settings.command_timeout
+    """The original path: autostop, then poweroff whatever autostop did; autostop bounded by
+    ESXI_COMMAND_TIMEOUT and by what is left of ESXI_DEADLINE."""
+    timeout = max(1, min(settings.command_timeout, seconds_left(settings)))
     log.info("host %s: running `%s` (bound %d s)", remote.name, esxi.AUTOSTOP, timeout)
     session_lost = False
     try:
@@ -164,6 +224,7 @@ def plain_shutdown(
                 f"`{esxi.AUTOSTOP}` exited {done.exit_status} ({done.error_tail()}); "
                 "powering off anyway",
             )
+    timeout = settings.command_timeout
     if not session_lost:
         power_off(remote, timeout, result)
         return

@@ -681,6 +681,87 @@ def _env_text(ctx: Ctx, extra: str) -> None:
     ctx.env_text = "".join(f"{k}='{v}'\n" for k, v in settings.items()) + extra
 
 
+FALLBACK = r": FALLING BACK to the plain path: autostop, then poweroff, detached on the host"
+
+
+def _fell_back(ctx: Ctx, run: Run) -> None:
+    """The plain path went out detached: autostop, then poweroff, on the host without us."""
+    _wait_for(lambda: POWEROFF in ctx.server.commands(), 30, "the plain path's poweroff")
+    _powered_off(ctx, run)
+    assert "fallback: autostop, then poweroff, started on the host" in run.stderr, run.stderr
+
+
+def _many_vms(ctx: Ctx, count: int = 40) -> None:
+    rows = [f"{i:<6} vm-{i:03d}   [ds1] vm-{i:03d}/vm-{i:03d}.vmx   otherGuest   vmx-13"
+            for i in range(1, count + 1)]  # fmt: skip
+    header = "Vmid   Name   File   Guest OS   Version   Annotation"
+    ctx.server.write_fake("getallvms.txt", "\n".join([header, *rows]))
+    ctx.server.write_fake("get_autostartseq.txt", "(vim.host.AutoStartManager.AutoPowerInfo) []")
+
+
+def _many_vms_and_a_4kb_limit(ctx: Ctx) -> None:
+    _many_vms(ctx)
+    ctx.server.write_fake("arg_limit", "4096")
+
+
+def _all_down(ctx: Ctx, run: Run) -> None:
+    """Every VM of the listing off or suspended before the host poweroff; poweroff once."""
+    commands = ctx.server.commands()
+    assert commands.count(POWEROFF) == 1, commands
+    listing = (ctx.server.fake_dir / "getallvms.txt").read_text()
+    ids = re.findall(r"(?m)^(\d+)\s", listing)
+    state = ctx.server.fake_dir / "state"
+    left = [i for i in ids if not (state / i).exists() or "on" in (state / i).read_text()]
+    assert not left, f"still on at poweroff: {left}"
+
+
+def _no_final_newline(ctx: Ctx) -> None:
+    path = ctx.server.fake_dir / "getallvms.txt"
+    path.write_text((ctx.server.fakehost / "data" / "getallvms.txt").read_text().rstrip("\n"))
+    ctx.server.write_fake("no_final_newline", "yes")
+
+
+def _busy_hostd(ctx: Ctx) -> None:
+    _many_vms(ctx, 8)
+    ctx.server.write_fake("hostd_slots", "2")
+    ctx.server.set_latency(0.3)
+
+
+def _resets_retried(ctx: Ctx, run: Run) -> None:
+    _all_down(ctx, run)
+    resets = (ctx.server.fake_dir / "resets.log").read_text().splitlines()
+    assert resets, "hostd never turned a call away: the row proves nothing"
+    commands = ctx.server.commands()
+    for line in resets:
+        call = line.split("\treset: ", 1)[1]
+        # every call hostd turned away was made again (one log line per attempt)
+        assert commands.count(call) > sum(r.endswith(call) for r in resets), call
+
+
+def _fault_exit0(ctx: Ctx) -> None:
+    """VM 12's guest shutdown fails (no Tools, as the fault says) but vim-cmd exits 0; its
+    summary, read before, said Tools ran: the plan tries the shutdown first."""
+    fake = ctx.server.fakehost / "vim-cmd"
+    env = {**os.environ, "FAKE_ESXI_DIR": str(ctx.server.fake_dir)}
+    summary = subprocess.run(
+        [str(fake), "vmsvc/get.summary", "12"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    ctx.server.write_fake("summary/12", summary)
+    (ctx.server.fake_dir / "commands.log").unlink()
+    ctx.server.write_fake("tools/12", "guestToolsNotRunning")
+    ctx.server.write_fake("fault_exit0", "yes")
+    ctx.settings.update(ESXI_STRATEGY="parallel")
+
+
+def _suspended_after_the_fault(ctx: Ctx, run: Run) -> None:
+    commands = ctx.server.commands()
+    shutdown, suspend = "vim-cmd vmsvc/power.shutdown 12", "vim-cmd vmsvc/power.suspend 12"
+    assert shutdown in commands and suspend in commands, commands
+    assert commands.index(shutdown) < commands.index(suspend) < commands.index(POWEROFF)
+    assert (ctx.server.fake_dir / "state" / "12").read_text().strip() == "Suspended"
+    assert "final: suspending" not in run.stderr.split("VM 12")[0]  # not left to the end
+
+
 FAULTS: list[Fault] = [
     Fault(1, "host name does not resolve", 15, 5,
           r"host \S+\.invalid: name (does not resolve|lookup took longer).*ESXI_HOST",
@@ -915,6 +996,39 @@ FAULTS: list[Fault] = [
           r"check ESXI_IPMI_HOST",
           "bounded by ESXI_CONNECT_TIMEOUT; the fix named (address, network, IPMI over LAN)",
           setup=_bmc_silent),
+    Fault(38, "host script refused by the host's shell", 35, 4,
+          r"the host sequence did not start: no line from it within 10 s .*" + FALLBACK,
+          "seen within 10 s; the plain path goes out detached (autostop, then poweroff by the "
+          "deadline); we do not wait for it",
+          setup=lambda c: (c.server.write_fake("sh_refuses_files", "/bin/sh: File too large"),
+                           c.settings.update(ESXI_DEADLINE="60")),
+          check=_fell_back, kinds=("openssh", "dropbear")),
+    Fault(39, "host script killed 3 s in, with its jobs", 40, 4,
+          r"the host sequence stopped: nothing from it for 10 s .*" + FALLBACK,
+          "its watchdog's alive line stops: the plain path goes out within 10 s, detached",
+          setup=lambda c: (c.server.write_fake("script_dies_after", "3"),
+                           c.server.write_fake("shutdown_seconds", "30"),
+                           c.settings.update(ESXI_DEADLINE="60")),
+          check=_fell_back, kinds=("openssh", "dropbear")),
+    Fault(40, "host refuses a command line over 4 KB (40 VMs)", 60, 0,
+          r"inventory: 40 VM\(s\), 40 running",
+          "the script goes to a file on the host, run as `sh FILE`: the command line we send "
+          "is the same for any number of VMs",
+          setup=_many_vms_and_a_4kb_limit,
+          check=_all_down),
+    Fault(41, "outputs without a final newline", 25, 0,
+          r"inventory: 3 VM\(s\), 3 running",
+          "each marker on a line of its own; the last VM row and a fault's last line kept",
+          setup=_no_final_newline, check=_powered_off, kinds=("openssh", "dropbear")),
+    Fault(42, "busy hostd (2 calls at once, logins reset beyond)", 60, 0,
+          r"inventory: 8 VM\(s\), 8 running",
+          "4 calls at most in flight; each reset retried after 1 s, then 2 s; every VM down "
+          "before the host poweroff",
+          setup=_busy_hostd, check=_resets_retried),
+    Fault(43, "a fault printed with exit status 0", 25, 0,
+          r"\[host\] esxi-suspend: > \(vim\.fault\.ToolsUnavailable\) \{",
+          "the fault is known by its text: the next action (suspend) runs at once",
+          setup=_fault_exit0, check=_suspended_after_the_fault),
 ]  # fmt: skip
 
 CASES = [

@@ -25,6 +25,7 @@ from test_shutdown import marker_token
 from esxi_suspend.demo.command import prepare_env
 from esxi_suspend.errors import ExitCode
 from esxi_suspend.host.script import shutdown_command
+from esxi_suspend.host.sequence import FOLLOW_GRACE
 from esxi_suspend.runner import run_hosts
 from esxi_suspend.settings.model import Settings, Target
 from esxi_suspend.simulator import Fate, SimulatedHost, fleet_from_dict
@@ -108,7 +109,8 @@ def test_our_side_only_starts_the_sequence_and_reads_its_log(
     token = marker_token(command)
     assert token is not None
     log = re.findall(r'tail -n 100000 -f "([^"]+)"', command)[0]
-    assert command == shutdown_command(token, log)
+    bound = int(re.findall(r"\( sleep (\d+); kill \$k \)", command)[0])
+    assert command == shutdown_command(token, log, bound) and bound == 900 + FOLLOW_GRACE
     # each host command once: one autostop at most, no stop action twice, no fault for a VM
     # already down
     assert sum("autostop: started" in t for t in texts) == (1 if strategy == "autostop" else 0)

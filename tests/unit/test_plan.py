@@ -138,7 +138,7 @@ def test_self_vm_goes_last_by_suspend() -> None:
     script = sequence_script(plan)
     assert script.splitlines()[-3:] == [
         'down 1 || { echo "$P final: suspending our own VM 1"; '
-        "vim-cmd vmsvc/power.suspend 1 2>&1 | say; }",
+        "call vmsvc/power.suspend 1 2>&1 | say; }",
         'echo "$P host poweroff"',
         "poweroff",
     ]

@@ -11,7 +11,7 @@ import pytest
 from test_plan import inventory, vm
 from test_shutdown import SETTINGS, no_reconnect
 
-from esxi_suspend.errors import ExitCode, SessionDropped
+from esxi_suspend.errors import ExitCode, RemoteTimeout, SessionDropped
 from esxi_suspend.host.inventory import Inventory
 from esxi_suspend.host.plan import make_plan
 from esxi_suspend.host.script import follow_log, log_path
@@ -28,11 +28,15 @@ POWEROFF = "esxi-suspend: host poweroff"
 
 class LogTalk:
     """One command's output after its STARTED line: `lines`, then its end (an exit status,
-    or the session `dropped`); `started=False`: the session is lost before STARTED."""
+    the session `dropped`, or `silent`: nothing more comes in time); `started=False`: the
+    session is lost before STARTED."""
 
-    def __init__(self, lines: list[str], dropped: bool = False, started: bool = True) -> None:
-        self._lines = lines
+    def __init__(
+        self, lines: list[str], dropped: bool = False, started: bool = True, silent: bool = False
+    ) -> None:
+        self._lines = list(lines)
         self.dropped = dropped
+        self.silent = silent
         self.started = started
         self.sent: list[str] = []
         self.asked: list[str] = []
@@ -44,7 +48,10 @@ class LogTalk:
         return ""
 
     def lines(self, deadline: float) -> Iterator[str]:
-        yield from self._lines
+        while self._lines:
+            yield self._lines.pop(0)
+        if self.silent:
+            raise RemoteTimeout("nothing more", "shutdown command")
         if self.dropped:
             raise SessionDropped("gone", "shutdown command")
 
@@ -82,10 +89,17 @@ class LogHost:
 def follow(
     talk: LogTalk, fleet: Inventory, reconnect: Reconnect = no_reconnect, own: int | None = None
 ) -> HostResult:
+    return follow_why(talk, fleet, reconnect, own)[0]
+
+
+def follow_why(
+    talk: LogTalk, fleet: Inventory, reconnect: Reconnect = no_reconnect, own: int | None = None
+) -> tuple[HostResult, str | None]:
+    """The result, and why the plain path must take over (None: it need not)."""
     result = HostResult("esxi1")
     plan = make_plan(fleet, FAST, own)
-    run_sequence(talk, LogHost([]), MARKER, fleet, plan, FAST, reconnect, result.add, LOG)
-    return result
+    why = run_sequence(talk, LogHost([]), MARKER, fleet, plan, FAST, reconnect, result.add, LOG)
+    return result, why
 
 
 def test_the_script_goes_on_the_same_command_whose_log_we_then_read() -> None:
@@ -106,6 +120,7 @@ def test_the_script_goes_on_the_same_command_whose_log_we_then_read() -> None:
     assert talk.asked == [f"{MARKER} started"]
     assert result.exit_code == ExitCode.OK, result.steps
     assert [s.name for s in result.steps] == ["sequence", "poweroff", "VMs"]
+    assert result.steps[0].detail.startswith("started on the host, detached")
     assert result.steps[-1].detail == "1 of 2 seen down before the final step; 1 suspended by it"
 
 
@@ -122,7 +137,8 @@ def test_a_lost_session_is_followed_again_from_where_it_was() -> None:
     )
     other = LogHost([again])
     result = follow(first, fleet, reconnect=lambda: other)
-    assert other.ran == [follow_log(LOG)] and again.sent == [""]
+    assert len(other.ran) == 1 and other.ran[0].startswith(follow_log(LOG, 1)[:40])
+    assert again.sent == [""]
     assert other.closed  # the session we opened again is ours to close
     assert result.exit_code == ExitCode.OK, result.steps
     assert result.steps[-1].detail == "2 of 2 seen down before the final step"
@@ -130,7 +146,7 @@ def test_a_lost_session_is_followed_again_from_where_it_was() -> None:
 
 def test_a_host_with_nothing_to_stop_is_one_command() -> None:
     idle = inventory(vm(6, "off", on=False))
-    talk = LogTalk([POWEROFF])
+    talk = LogTalk([STARTED, POWEROFF])
     result = follow(talk, idle)
     assert talk.sent[0].startswith("wait ")
     assert result.exit_code == ExitCode.OK
@@ -138,7 +154,7 @@ def test_a_host_with_nothing_to_stop_is_one_command() -> None:
     # the host may take the session down under its poweroff before the log is printed
     result = follow(LogTalk([], dropped=True), idle)
     assert result.exit_code == ExitCode.OK, result.steps
-    assert result.steps[1].detail == "host closed the session: it is going down"
+    assert result.steps[0].detail == "host closed the session: it is going down"
     # but a session lost before the host said STARTED is no poweroff of ours
     result = follow(LogTalk([], started=False), idle)
     assert result.exit_code != ExitCode.OK
@@ -164,3 +180,35 @@ def test_stops_nothing_only_when_nothing_at_all_is_left(own_vm: int | None) -> N
     fleet = inventory(vm(1, "nut-client"), vm(6, "off", on=False))
     plan = make_plan(fleet, FAST, own_vm)
     assert plan.stops_nothing is False  # VM 1 runs: as ours, it is suspended last
+
+
+def test_a_script_that_never_starts_is_seen_at_once_and_the_plain_path_takes_over() -> None:
+    """`/bin/sh: File too large`, `sh: can't open`: the log holds the shell's error, never
+    the script's own first line; we do not follow it for ever."""
+    fleet = inventory(vm(2, "web"))
+    talk = LogTalk(["/bin/sh: File too large"], silent=True)
+    result, why = follow_why(talk, fleet)
+    assert why is not None and why.startswith("the host sequence did not start")
+    assert result.exit_code == ExitCode.REMOTE_COMMAND
+    assert [s.name for s in result.steps] == ["sequence"]
+
+
+def test_a_script_that_goes_silent_is_dead_and_the_plain_path_takes_over() -> None:
+    fleet = inventory(vm(2, "web"))
+    talk = LogTalk([STARTED, "esxi-suspend: alive", "esxi-suspend: phase 1/1"], silent=True)
+    result, why = follow_why(talk, fleet)
+    assert why is not None and why.startswith("the host sequence stopped")
+    assert result.steps[0].detail.startswith("started on the host")
+    assert result.steps[1].exit_code == ExitCode.REMOTE_COMMAND
+
+
+def test_a_start_refused_hands_over_to_the_plain_path() -> None:
+    fleet = inventory(vm(2, "web"))
+    _result, why = follow_why(LogTalk([], started=False), fleet)
+    assert why is not None and "was not started" in why
+
+
+def test_a_quick_script_that_ends_without_poweroff_hands_over() -> None:
+    idle = inventory(vm(6, "off", on=False))
+    _result, why = follow_why(LogTalk(["sh: can't open 'x'"]), idle)
+    assert why is not None and "did not start" in why, why

@@ -3,7 +3,9 @@ ESXi's own programs, in commands.py): each takes its arguments and the Context i
 returns a status.
 
     sleep N  cat [FILE...]  rm [-f] FILE...  date +%s  grep [-q] [-e PATTERN]... [PATTERN] [FILE]
-    tail [-n N] [-f] FILE
+    tail [-n N] [-f] FILE  mkdir DIR  rmdir DIR
+
+A directory is an entry of the host's files holding DIRECTORY (nothing is ever under it).
 
 Any other form exits 2 saying so.
 """
@@ -17,6 +19,7 @@ from typing import Callable
 from esxi_suspend.simulator.shell.expand import basic_regex
 from esxi_suspend.simulator.shell.state import Context, command_line, host_path, refuse
 
+DIRECTORY = "\0directory"  # the text of a host "file" that is a directory
 # Seconds between two looks at the file of `tail -f` (busybox's own: one second).
 TAIL_FOLLOW_SECONDS = 1.0
 
@@ -57,6 +60,31 @@ def _rm(args: list[str], ctx: Context) -> int:
                 ctx.out(2, f"rm: can't remove '{name}': No such file or directory\n")
                 status = 1
     return status
+
+
+def _mkdir(args: list[str], ctx: Context) -> int:
+    """`mkdir DIR`: fails when DIR exists (atomic: the lock our slots rely on)."""
+    if len(args) != 1 or args[0].startswith("-"):
+        return refuse(ctx, command_line("mkdir", args), "mkdir DIR")
+    path = host_path(args[0])
+    with ctx.host.cond:
+        if path in ctx.host.files:
+            ctx.out(2, f"mkdir: can't create directory '{args[0]}': File exists\n")
+            return 1
+        ctx.host.files[path] = DIRECTORY
+    return 0
+
+
+def _rmdir(args: list[str], ctx: Context) -> int:
+    if len(args) != 1 or args[0].startswith("-"):
+        return refuse(ctx, command_line("rmdir", args), "rmdir DIR")
+    path = host_path(args[0])
+    with ctx.host.cond:
+        if ctx.host.files.get(path) != DIRECTORY:
+            ctx.out(2, f"rmdir: '{args[0]}': No such file or directory\n")
+            return 1
+        del ctx.host.files[path]
+    return 0
 
 
 def _date(args: list[str], ctx: Context) -> int:
@@ -154,4 +182,6 @@ APPLETS: dict[str, Callable[[list[str], Context], int]] = {
     "grep": _grep,
     "date": _date,
     "tail": _tail,
+    "mkdir": _mkdir,
+    "rmdir": _rmdir,
 }

@@ -2,8 +2,8 @@
 own programs (vimcmd.py). Each takes its arguments and the Context it runs in, returns a status.
 
     :  true  false  echo [-n]  trap (accepted, does nothing)  exit [N]  return [N]  break
-    read -r NAME...  test / [ ] (-z -n = != -eq -ne -lt -le -gt -ge, a leading !)
-    command -v NAME  wait [ID...]  kill -0 ID...  sh -c STRING [NAME [ARG...]]
+    read -r NAME...  test / [ ] (-z -n -f -d -e = != -eq -ne -lt -le -gt -ge, a leading !)
+    command -v NAME  wait [ID...]  kill [-0] ID...  sh -c STRING [NAME [ARG...]]  sh FILE
     nohup / setsid PROGRAM...  and the busybox applets of applets.py
     vim-cmd  vmware  poweroff  shutdown.sh
 
@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Callable
 
 from esxi_suspend.simulator import vimcmd
-from esxi_suspend.simulator.shell.applets import APPLETS
+from esxi_suspend.simulator.shell.applets import APPLETS, DIRECTORY
 from esxi_suspend.simulator.shell.state import (
     BreakSignal,
     Child,
@@ -28,6 +28,7 @@ from esxi_suspend.simulator.shell.state import (
     ReturnSignal,
     ShellExit,
     command_line,
+    host_path,
     refuse,
 )
 from esxi_suspend.simulator.shell.syntax import is_name
@@ -48,6 +49,8 @@ COMMANDS = {
     "grep": "/bin/grep",
     "date": "/bin/date",
     "tail": "/usr/bin/tail",
+    "mkdir": "/bin/mkdir",
+    "rmdir": "/bin/rmdir",
 }
 BUILTINS = (
     "echo", "true", "false", ":", "trap", "command", "exit", "return", "break", "read", "test",
@@ -149,6 +152,10 @@ def _test(args: list[str], ctx: Context) -> int:
         result = bool(terms and terms[0])
     elif len(terms) == 2 and terms[0] in ("-z", "-n"):
         result = (terms[1] == "") == (terms[0] == "-z")
+    elif len(terms) == 2 and terms[0] in ("-f", "-d", "-e"):
+        text = ctx.host.read_file(host_path(terms[1]))
+        is_dir = text == DIRECTORY
+        result = text is not None and (terms[0] == "-e" or is_dir == (terms[0] == "-d"))
     elif len(terms) == 3 and terms[1] in ("=", "!="):
         result = (terms[0] == terms[2]) == (terms[1] == "=")
     elif len(terms) == 3 and terms[1] in _INTEGER_TESTS:
@@ -158,7 +165,9 @@ def _test(args: list[str], ctx: Context) -> int:
                 return 2
         result = _INTEGER_TESTS[terms[1]](int(terms[0]), int(terms[2]))
     else:
-        return refuse(ctx, command_line("test", args), "[ ! ] -z -n = != -eq -ne -lt -le -gt -ge")
+        return refuse(
+            ctx, command_line("test", args), "[ ! ] -z -n -f -d -e = != -eq -ne -lt -le -gt -ge"
+        )
     return 0 if result != negate else 1
 
 
@@ -205,25 +214,39 @@ def _wait_for(child: Child, ctx: Context) -> int:
 
 
 def _kill(args: list[str], ctx: Context) -> int:
-    """`kill -0 ID...`: 0 while every one of those host jobs runs."""
-    if len(args) < 2 or args[0] != "-0" or not all(a.isdigit() for a in args[1:]):
-        return refuse(ctx, command_line("kill", args), "kill -0 ID...")
+    """`kill -0 ID...`: 0 while every one of those host jobs runs; `kill ID...`: ends them
+    (SIGTERM: the job stops at its next wait)."""
+    probe = bool(args) and args[0] == "-0"
+    ids = args[1:] if probe else args
+    if not ids or not all(a.isdigit() for a in ids):
+        return refuse(ctx, command_line("kill", args), "kill [-0] ID...")
     status = 0
-    for arg in args[1:]:
+    for arg in ids:
         with ctx.host.cond:
-            alive = int(arg) in ctx.host.jobs
-        if not alive:
+            job = ctx.host.jobs.get(int(arg))
+            if job is not None and not probe:
+                job.cancelled = True
+                ctx.host.cond.notify_all()
+        if job is None:
             ctx.out(2, f"sh: can't kill pid {arg}: No such process\n")
             status = 1
     return status
 
 
 def _sh(args: list[str], ctx: Context) -> int:
-    """`sh -c STRING [NAME [ARG...]]`: a new shell process; no variable of ours is exported."""
-    if len(args) < 2 or args[0] != "-c":
-        return refuse(ctx, command_line("sh", args), "sh -c STRING")
-    frame = Frame(ctx.job.jid, name=args[2] if len(args) > 2 else "sh", args=args[3:])
-    return ctx.shell.run_script(args[1], replace(ctx, frame=frame))
+    """`sh -c STRING [NAME [ARG...]]` or `sh FILE [ARG...]`: a new shell process; no
+    variable of ours is exported."""
+    if len(args) >= 2 and args[0] == "-c":
+        frame = Frame(ctx.job.jid, name=args[2] if len(args) > 2 else "sh", args=args[3:])
+        return ctx.shell.run_script(args[1], replace(ctx, frame=frame))
+    if not args or args[0].startswith("-"):
+        return refuse(ctx, command_line("sh", args), "sh -c STRING, sh FILE")
+    text = ctx.host.read_file(host_path(args[0]))
+    if text is None or text == DIRECTORY:
+        ctx.out(2, f"sh: can't open '{args[0]}': No such file or directory\n")
+        return 2
+    frame = Frame(ctx.job.jid, name=args[0], args=args[1:])
+    return ctx.shell.run_script(text, replace(ctx, frame=frame))
 
 
 def _wrapper(name: str) -> Handler:
