@@ -117,7 +117,7 @@ def test_demo_verbose_shows_the_commands_sent(capsys: pytest.CaptureFixture[str]
     assert code == 0, out
     assert EXEC_LINE.search(out), out
     # A command's further lines go under its first, in the text column.
-    assert re.search(r"^ {26}vim-cmd vmsvc/getallvms ", out, re.MULTILINE), out
+    assert re.search(r"^ {26}call vmsvc/getallvms ", out, re.MULTILINE), out
     assert "\nrunning: esxi-suspend demo --strategy autostop --verbose\n" in out
     assert clock.now() == pytest.approx(time.monotonic(), abs=1)  # the real clock is back
     assert clock.now is before
