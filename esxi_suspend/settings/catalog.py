@@ -202,6 +202,14 @@ SETTINGS: tuple[Setting, ...] = (
         "(nut-server.service, or `service nut-server restart`), `none` waits for you to, or a "
         "command line that restarts upsd",
     ),
+    Setting(
+        "ESXI_KEY_FROM",
+        "auto",
+        "where `esxi-suspend enroll` lets our key log in from, written as `from=` on its line "
+        "in the host's authorized keys (OpenSSH hosts; dropbear takes none): `auto`, the "
+        "address the host sees us connect from; addresses and networks (`192.168.1.5, "
+        "10.0.0.0/24`) for NAT or an address that changes; `none`, from anywhere",
+    ),
 )
 
 BY_KEY = {setting.key: setting for setting in SETTINGS}

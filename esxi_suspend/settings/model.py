@@ -112,6 +112,8 @@ class Settings:
     self_vm: str | None = None
     poll_interval: float = 2.0
     wake_on_lan: tuple[WakeOnLan, ...] = ()  # only the hosts with a valid ESXI_WOL_MAC
+    # ESXI_KEY_FROM (enroll): ("auto",), ("none",), or addresses and networks for `from=`.
+    key_from: tuple[str, ...] = ("auto",)
     # `clock.now()` when upsmon called us: ESXI_DEADLINE counts from there.
     called_at: float = field(default_factory=clock.now)
 

@@ -24,6 +24,7 @@ from esxi_suspend.settings.values import (
     deadline_value,
     existing_file,
     integer_in,
+    key_from,
     keyword_or_command,
     match_target,
     one_of,
@@ -135,6 +136,7 @@ class Reader(ValueReader):
         poll = self._optional("ESXI_POLL_INTERVAL", seconds_in(0.01, 60.0))
         wake_on_lan = self.wake_on_lan(targets)
         passphrase = self.values.get("ESXI_KEY_PASSPHRASE") or None
+        key_from_value = self._optional("ESXI_KEY_FROM", key_from)
         if not targets or key_file is None or known_hosts is None:
             return None
         first = targets[0]
@@ -160,6 +162,7 @@ class Reader(ValueReader):
             self_vm=self_vm,
             poll_interval=poll,
             wake_on_lan=wake_on_lan,
+            key_from=key_from_value,
         )
 
     def _deadline(self, restart: RestartSettings) -> tuple[int, bool]:

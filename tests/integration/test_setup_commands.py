@@ -37,6 +37,8 @@ PROMPT_YES = "Type yes if the fingerprint matches the console: "
 PROMPT_AGAIN = "Please type 'yes', 'no' or the fingerprint: "
 PROMPT_PASSWORD = "password (used for this one login, never stored): "
 USER = "esxadmin"  # a user other than root, with a uid of its own on the fake host
+# What enroll puts before our key on an OpenSSH host it reaches from 127.0.0.1.
+RESTRICTED = 'from="127.0.0.1",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty '
 
 
 @pytest.fixture
@@ -178,12 +180,15 @@ def test_trust_enroll_check_flow(setup_dir: Path, esxi6: EnrollServer) -> None:
     assert "host runs VMware ESXi 6.7.0" in shown
     assert "added our key to: /etc/ssh/keys-root/authorized_keys" in shown
     assert "verified: key login works" in shown
-    public = (setup_dir / "id_ed25519.pub").read_text()
+    assert "restrictions: from=\"127.0.0.1\", no-port-forwarding" in shown
+    assert "from=127.0.0.1: the address the host sees us connect from" in shown
+    public = RESTRICTED + (setup_dir / "id_ed25519.pub").read_text()
     assert esxi6.keys_file.read_text() == public
 
     rerun = run(setup_dir, "enroll")  # no terminal: asking a password would fail it
     assert rerun.returncode == ExitCode.OK, rerun.stdout + rerun.stderr
     assert "our key already works" in rerun.stdout and "no password asked" in rerun.stdout
+    assert "our key's line was already so in: /etc/ssh/keys-root" in rerun.stdout
     assert esxi6.keys_file.read_text() == public  # never a second line
 
     check = run(setup_dir, "check")
@@ -253,7 +258,7 @@ def test_enroll_on_4x_uses_home_ssh_and_builds_oem_tgz(
 
     status, shown = enroll_on_terminal(setup_dir, esxi4, esxi4.password)
     assert status == ExitCode.OK, shown
-    public = Path(f"{rsa}.pub").read_text()
+    public = RESTRICTED + Path(f"{rsa}.pub").read_text()  # the fake runs OpenSSH
     assert esxi4.keys_file.read_text() == public  # the fake's home is /root, ESXi 4.x's is /
     assert "lost at the next reboot" in shown and "/bootbank/oem.tgz" in shown
     with tarfile.open(setup_dir / "oem.tgz") as archive:
@@ -333,7 +338,8 @@ def test_check_with_a_refused_key_points_to_enroll(setup_dir: Path, esxi6: Enrol
     lines = [line for line in check.stderr.splitlines() if "refused our key" in line]
     assert lines and all(line.rstrip().endswith(hint) for line in lines), check.stderr
     for line in lines:  # the host is the line's subject once, then only in the command
-        assert line.count(esxi6.host) == 2, line
+        ours = f"we connected from {esxi6.host})"  # our own address: 127.0.0.1 here too
+        assert line.count(ours) == 1 and line.replace(ours, "").count(esxi6.host) == 2, line
 
 
 def test_a_user_other_than_root_runs_fake_commands_it_can_reach(esxi7_user: EnrollServer) -> None:
@@ -389,7 +395,7 @@ def test_enroll_a_user_other_than_root(setup_dir: Path, esxi7_user: EnrollServer
     assert f"{USER}@{server.host}'s {PROMPT_PASSWORD}" in shown
     assert f"added our key to: /etc/ssh/keys-{USER}/authorized_keys" in shown
     assert "verified: key login works" in shown
-    public = (setup_dir / "id_ed25519.pub").read_text()
+    public = RESTRICTED + (setup_dir / "id_ed25519.pub").read_text()
     assert server.keys_file.read_text() == public
     assert not (server.keys_file.parent.parent / "keys-root" / "authorized_keys").exists()
 
