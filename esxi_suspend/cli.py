@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from esxi_suspend import __version__, clock, logs
+from esxi_suspend import __version__, clock, daily, logs
 from esxi_suspend.errors import ExitCode
 from esxi_suspend.helptext import DESCRIPTION, EPILOG, WAKE_EPILOG, HelpFormatter
 from esxi_suspend.power import wake
@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     check.add_argument("--env-file", metavar="PATH", help=env_help)
+    check.add_argument(
+        "--daily",
+        action="store_true",
+        help="the daily job's check: silent when ready; else one WARNING to syslog and the "
+        "reasons printed; nothing while a shutdown runs or the UPS is on battery",
+    )
     check.add_argument(
         "-v", "--verbose", action="count", default=0, help="more on stderr (-vv: debug)"
     )
@@ -150,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(setup_commands.run(args))
         if args.command == "wake":
             return int(wake.run(args.env_file, args.host, args.dry_run))
+        if args.command == "check" and args.daily:
+            return int(daily.run_daily(args.env_file))
         dry_run = args.command == "check" or args.dry_run
         return int(run(args.env_file, dry_run, called_at=clock.process_started()))
     except Exception as exc:  # a bug: full traceback to syslog, one line to stderr

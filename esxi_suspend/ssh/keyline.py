@@ -95,7 +95,8 @@ def options_text(from_addresses: tuple[str, ...], restrictions: tuple[str, ...])
 
 def key_line(options: str, key_type: str, base64: str, comment: str = "") -> str:
     """One authorized_keys line; the comment loses anything but plain printable words."""
-    safe = " ".join("".join(ch for ch in comment if ch.isprintable()).split())
+    words = ("".join(ch for ch in word if ch.isprintable()) for word in comment.split())
+    safe = " ".join(word for word in words if word)
     fields = [f for f in (options, key_type, base64, safe) if f]
     return " ".join(fields)
 
