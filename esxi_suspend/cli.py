@@ -58,7 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Connect, authenticate, verify the host key, read the VM inventory and the "
             "autostart sequence, and print what `shutdown` would do, with the time the "
-            "inventory took and what it leaves of ESXI_DEADLINE. CHANGES: nothing."
+            "inventory took and what it leaves of ESXI_DEADLINE. It shows our key's "
+            "restrictions as the host has them (its line in the host's authorized keys, read "
+            "only), and says when the key is unrestricted, with the `esxi-suspend enroll` "
+            "line that fixes it. With --daily (the job install.sh sets up: a systemd timer, "
+            "else /etc/cron.daily/esxi-suspend) it prints nothing when ready; when not, one "
+            "WARNING to syslog and the reasons printed (cron mails them); it does nothing "
+            "while a shutdown runs or the UPS is on battery. CHANGES: nothing."
         ),
         epilog=EPILOG,
         formatter_class=formatter,
