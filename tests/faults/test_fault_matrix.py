@@ -610,6 +610,11 @@ def _daily_warned(ctx: Ctx, run: Run) -> None:
     assert "refused our key" in run.stdout and run.stderr == "", run.output
 
 
+def _daily_on_battery(ctx: Ctx) -> None:
+    _daily(ctx)
+    _fake_upsc(ctx, "OB")
+
+
 def _daily_silent(ctx: Ctx, run: Run) -> None:
     assert run.stdout == "" and run.stderr == "", run.output
     assert len(ctx.syslog_lines) == 1, ctx.syslog_lines
@@ -860,7 +865,7 @@ FAULTS: list[Fault] = [
     Fault(32, "daily check while the UPS is on battery", 10, 0,
           r"daily check: not run: the UPS is on battery \(ups@upsd\.invalid: OB\)",
           "the host is not contacted, nothing printed",
-          setup=lambda c: (_daily(c), _fake_upsc(c, "OB")), runner=_syslog_listening,
+          setup=_daily_on_battery, runner=_syslog_listening,
           check=_daily_left_alone, restarts=0),
 ]  # fmt: skip
 
