@@ -202,11 +202,12 @@ class _Enrollment:
         else:
             write, read = write_5(user), read_5(user)
         line, restricted_from = self._line(session)
-        where, text = self._write(session, write, read, line, restricted_from)
+        where, text, previous = self._write(session, write, read, line)
+        if version.major >= 5:
+            say(f"{where}: {keys_file(user)} {persists(user)}")
+        self._prove(session, write, previous, line, restricted_from)
         if version.major < 5:
             oem_tgz(setup.env_file.parent / "oem.tgz", text, setup, where, say)
-        else:
-            say(f"{where}: {keys_file(user)} {persists(user)}")
         return ExitCode.OK
 
     def _line(self, session: Runner) -> tuple[str, tuple[str, ...]]:
@@ -240,10 +241,10 @@ class _Enrollment:
         return keyline.key_line(options, public.key_type, public.base64, self.comment), addresses
 
     def _write(
-        self, session: Runner, write: str, read: str, line: str, restricted_from: tuple[str, ...]
-    ) -> tuple[str, str]:
-        """Put our line in the file (replacing ours, no other), read it back, prove key login
-        (a refused line is put back as it was). Returns (what was done, the file's text)."""
+        self, session: Runner, write: str, read: str, line: str
+    ) -> tuple[str, str, list[str]]:
+        """Put our line in the file (replacing ours, no other), read it back. Returns what
+        was done, the file's text, and the lines that held our key before."""
         setup, base64 = self.setup, self.public.base64
         user = setup.target.user
         before = session.run(read, COMMAND_TIMEOUT)
@@ -279,8 +280,7 @@ class _Enrollment:
         }[outcome[0]]
         if len(previous) > 1:
             what += f" (it was on {len(previous)} lines: now on one)"
-        self._prove(session, write, previous, line, restricted_from)
-        return what, back.stdout
+        return what, back.stdout, previous
 
     def _prove(
         self,

@@ -165,7 +165,7 @@ def read_command(user: str, base64: str) -> str:
         raise ValueError("a key's base64 holds only A-Z, a-z, 0-9, +, / and =")
     keys_5 = shlex.quote(f"/etc/ssh/keys-{user}/authorized_keys")
     return (
-        f'for f in {keys_5} "${{HOME%/}}/.ssh/authorized_keys"; do '
+        f'for f in {keys_5} "$HOME/.ssh/authorized_keys"; do '
         f'if [ -f "$f" ]; then echo "file $f"; grep -F -e {base64} "$f" | tail -n 4; exit 0; '
         'fi; done; echo "file none"'
     )
