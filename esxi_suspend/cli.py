@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from esxi_suspend import __version__, clock, logs
+from esxi_suspend import __version__, clock, daily, logs
 from esxi_suspend.errors import ExitCode
 from esxi_suspend.helptext import DESCRIPTION, EPILOG, WAKE_EPILOG, HelpFormatter
 from esxi_suspend.nut import powerback
@@ -59,12 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Connect, authenticate, verify the host key, read the VM inventory and the "
             "autostart sequence, and print what `shutdown` would do, with the time the "
-            "inventory took and what it leaves of ESXI_DEADLINE. CHANGES: nothing."
+            "inventory took and what it leaves of ESXI_DEADLINE. It shows our key's "
+            "restrictions as the host has them (its line in the host's authorized keys, read "
+            "only), and says when the key is unrestricted, with the `esxi-suspend enroll` "
+            "line that fixes it. With --daily (the job install.sh sets up: a systemd timer, "
+            "else /etc/cron.daily/esxi-suspend) it prints nothing when ready; when not, one "
+            "WARNING to syslog and the reasons printed (cron mails them); it does nothing "
+            "while a shutdown runs or the UPS is on battery. CHANGES: nothing."
         ),
         epilog=EPILOG,
         formatter_class=formatter,
     )
     check.add_argument("--env-file", metavar="PATH", help=env_help)
+    check.add_argument(
+        "--daily",
+        action="store_true",
+        help="the daily job's check: silent when ready; else one WARNING to syslog and the "
+        "reasons printed; nothing while a shutdown runs or the UPS is on battery",
+    )
     check.add_argument(
         "-v", "--verbose", action="count", default=0, help="more on stderr (-vv: debug)"
     )
@@ -179,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(code)
         if args.command == powerback.COMMAND:
             return int(powerback.run(args.env_file, args.token))
+        if args.command == "check" and args.daily:
+            return int(daily.run_daily(args.env_file))
         dry_run = args.command == "check" or args.dry_run
         return int(run(args.env_file, dry_run, called_at=clock.process_started()))
     except Exception as exc:  # a bug: full traceback to syslog, one line to stderr

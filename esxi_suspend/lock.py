@@ -96,3 +96,29 @@ def _read_holder(fd: int) -> str:
     except OSError:
         text = ""
     return f"pid {text}" if text.isdigit() else "pid unknown"
+
+
+PROC_LOCKS = Path("/proc/locks")
+
+
+def held(host: str, port: int, directory: Path = LOCK_DIR, proc_locks: Path = PROC_LOCKS) -> bool:
+    """Whether some process holds the host's lock now: read from /proc/locks, never by taking
+    the lock (a look that took it, even briefly, could turn a real shutdown away)."""
+    try:
+        status = os.stat(lock_path(host, port, directory))
+        text = proc_locks.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    wanted = (os.major(status.st_dev), os.minor(status.st_dev), status.st_ino)
+    for line in text.splitlines():
+        fields = line.split()
+        if "FLOCK" not in fields or "->" in fields:  # `->`: a process waiting for it
+            continue
+        for field in fields:
+            parts = field.split(":")
+            if len(parts) != 3:
+                continue
+            with contextlib.suppress(ValueError):
+                if (int(parts[0], 16), int(parts[1], 16), int(parts[2])) == wanted:
+                    return True
+    return False

@@ -292,7 +292,7 @@ def _run_host(settings: Settings, dry_run: bool, result: HostResult) -> None:
     result.add("connect", ExitCode.OK, f"host key {session.host_key} matches; key accepted")
     try:
         if dry_run:
-            check_host(session, settings, result)
+            check_host(session, settings, result, (session.server_banner, session.key_base64))
         else:
             shutdown_host(session, settings, result, lambda: _reconnect(settings))
     finally:

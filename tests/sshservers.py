@@ -210,6 +210,14 @@ class SshServer:
         path.touch()
         return path
 
+    @property
+    def authorized_keys(self) -> Path:
+        """The authorized keys file this server reads for root (dropbear: ~root/.ssh/, with
+        the temporary home over /root)."""
+        if self.kind == "dropbear":
+            return self.root / "home" / ".ssh" / "authorized_keys"
+        return self.root / "authorized_keys"
+
     # -- the fake host's state ------------------------------------------------------------
     def commands(self) -> list[str]:
         """Logged command lines in order, without timestamps: `vim-cmd vmsvc/getallvms`."""
@@ -595,6 +603,7 @@ class EnrollServer(SshServer):
     for `user` (5.x and later: /etc/ssh/keys-USER/authorized_keys, as ESXi's sshd_config says;
     4.x: ~USER/.ssh/authorized_keys). For a user other than root, FAKE_ESXI_DIR and the copy
     of the fake commands (`fakehost`) are in a directory of /tmp every user can get through.
+    It allows TCP forwarding and a pty: what refuses them is our key's line (its options).
     """
 
     password: str = ENROLL_PASSWORD
@@ -710,8 +719,8 @@ UsePAM no
 StrictModes no
 PidFile none
 X11Forwarding no
-AllowTcpForwarding no
-PermitTTY no
+AllowTcpForwarding yes
+PermitTTY yes
 ForceCommand {forced}
 """
         )

@@ -13,6 +13,7 @@ nut, power, setup, demo or simulator.
     plan.py        the shutdown plan: phases of VM stop actions within the deadline (pure)
     script.py      the busybox ash script that carries the plan out on the host (pure)
     report.py      the plan in words: log lines, and the report `check` prints
+    keycheck.py    `check`'s read-only look at our key's line: its restrictions on the host
     sequence.py    start the host script detached, follow its log
     shutdown.py    one host's steps: inventory, plan, sequence; or the plain path
 """

@@ -20,7 +20,7 @@ from esxi_suspend.errors import (
     SessionDropped,
     one_line,
 )
-from esxi_suspend.host import esxi
+from esxi_suspend.host import esxi, keycheck
 from esxi_suspend.host.inventory import (
     Inventory,
     Remote,
@@ -259,8 +259,18 @@ def power_off(remote: Remote, timeout: int, result: HostResult) -> None:
         )
 
 
-def check_host(remote: Remote, settings: Settings, result: HostResult) -> None:
-    """Dry run: read the host, make the plan, put the report in the result; change nothing."""
+def check_host(
+    remote: Remote, settings: Settings, result: HostResult, key: tuple[str, str] | None = None
+) -> None:
+    """Dry run: read the host, make the plan, put the report in the result; change nothing.
+
+    `key`: the SSH server's banner and our key's base64, to report our key's restrictions."""
+    key_text = ""
+    if key is not None:
+        key_text = keycheck.describe_key(remote, settings, *key)
+        result.steps.append(StepResult(keycheck.STEP, ExitCode.OK, key_text))
+        level = logging.WARNING if "WARNING: " in key_text else logging.INFO
+        log.log(level, "host %s: %s: %s", remote.name, keycheck.STEP, key_text)
     started = clock.now()
     try:
         inventory = read_inventory(remote, settings.command_timeout)
@@ -290,4 +300,7 @@ def check_host(remote: Remote, settings: Settings, result: HostResult) -> None:
             plan.deadline,
             settings.deadline,
         )
-    result.report = render_check(inventory, plan, settings, why, took)
+    report = render_check(inventory, plan, settings, why, took).split("\n")
+    if key_text:
+        report.insert(1, f"  key: {key_text}")
+    result.report = "\n".join(report)

@@ -283,6 +283,14 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds we wait, after a BMC powered a host on, for its SSH port to answer: the log "
         "says `host back after N s`, or a WARNING",
     ),
+    Setting(
+        "ESXI_KEY_FROM",
+        "auto",
+        "where `esxi-suspend enroll` lets our key log in from, written as `from=` on its line "
+        "in the host's authorized keys (OpenSSH hosts; dropbear takes none): `auto`, the "
+        "address the host sees us connect from; addresses and networks (`192.168.1.5, "
+        "10.0.0.0/24`) for NAT or an address that changes; `none`, from anywhere",
+    ),
 )
 
 BY_KEY = {setting.key: setting for setting in SETTINGS}

@@ -145,6 +145,8 @@ class Settings:
     bmcs: tuple[Bmc, ...] = ()  # only the hosts with a usable ESXI_IPMI_HOST entry
     ipmi_hard_off: bool = False  # ESXI_IPMI_HARD_OFF
     boot_wait: int = 600  # ESXI_BOOT_WAIT
+    # ESXI_KEY_FROM (enroll): ("auto",), ("none",), or addresses and networks for `from=`.
+    key_from: tuple[str, ...] = ("auto",)
     # `clock.now()` when upsmon called us: ESXI_DEADLINE counts from there.
     called_at: float = field(default_factory=clock.now)
 

@@ -26,6 +26,7 @@ from esxi_suspend.settings.values import (
     deadline_value,
     existing_file,
     integer_in,
+    key_from,
     keyword_or_command,
     match_target,
     one_of,
@@ -156,6 +157,7 @@ class Reader(ValueReader):
         hard_off = self._optional("ESXI_IPMI_HARD_OFF", yes_no)
         boot_wait = self._optional("ESXI_BOOT_WAIT", integer_in(10, 86400))
         passphrase = self.values.get("ESXI_KEY_PASSPHRASE") or None
+        key_from_value = self._optional("ESXI_KEY_FROM", key_from)
         if not targets or key_file is None or known_hosts is None:
             return None
         first = targets[0]
@@ -184,6 +186,7 @@ class Reader(ValueReader):
             bmcs=bmcs,
             ipmi_hard_off=hard_off,
             boot_wait=boot_wait,
+            key_from=key_from_value,
         )
 
     def _deadline(self, restart: RestartSettings) -> tuple[int, bool]:

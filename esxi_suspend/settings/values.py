@@ -292,3 +292,28 @@ def parse_ups_names(value: str) -> tuple[str, ...]:
     if not any(names):
         raise ValueError("names no UPS; use auto, none, or ups@host[:port]")
     return tuple(dict.fromkeys(parse_ups_name(name) for name in names if name))
+
+
+def key_from(value: str) -> tuple[str, ...]:
+    """ESXI_KEY_FROM: `auto`, `none`, or addresses and networks (`192.168.1.5, 10.0.0.0/24`).
+
+    Only IP addresses and CIDR networks: they need no quoting inside `from="..."`."""
+    text = value.strip()
+    if text.lower() in ("auto", "none"):
+        return (text.lower(),)
+    found: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            network = ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{part!r} is not an IP address or network; use `auto`, `none`, or addresses "
+                "and networks separated by commas, e.g. 192.168.1.5, 10.0.0.0/24"
+            ) from None
+        single = network.num_addresses == 1 and "/" not in part
+        found.append(str(network.network_address) if single else str(network))
+    if not found:
+        raise ValueError("empty; use `auto`, `none`, or addresses separated by commas")
+    return tuple(dict.fromkeys(found))

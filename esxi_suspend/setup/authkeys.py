@@ -23,24 +23,26 @@ from esxi_suspend.ssh.remote import host_argument
 
 Say = Callable[[str], None]
 
-# Appends the key line read from stdin to $f unless a line of $f already holds its key
-# (second field); prints `added` or `present`. Busybox sh/awk on ESXi, any POSIX sh here.
-_APPEND_TEMPLATE = r"""umask 077
+# Puts our key's line (stdin's second line) in $f in place of every line holding our key
+# (stdin's first line: its base64), other lines untouched; prints `added`, `replaced` or
+# `present` (that very line, once, already there: nothing written). The file is rewritten in
+# place (cat >), not replaced by mv: its inode, owner and mode stay, and ESXi keeps backing it
+# up. Busybox sh and grep on ESXi, any POSIX sh here.
+_WRITE_TEMPLATE = r"""umask 077
 f=@FILE@
-IFS= read -r line || { echo "no key line on stdin" >&2; exit 3; }
-set -f; set -- $line; set +f
+IFS= read -r k && IFS= read -r line || { echo "no key on stdin" >&2; exit 3; }
+case "$k" in ''|*[!A-Za-z0-9+/=]*) echo "not a key: $k" >&2; exit 3;; esac
 mkdir -p "${f%/*}" && touch "$f" || exit 4
-if awk -v k="$2" '{ for (i = 1; i <= NF; i++) if ($i == k) found = 1 } END { exit !found }' "$f"
-then
-    echo present
-else
-    if [ -s "$f" ] && [ -n "$(tail -c 1 "$f")" ]; then echo >>"$f"; fi
-    printf '%s\n' "$line" >>"$f" && echo added
-fi"""
+n=$(grep -c -F -e "$k" "$f")
+if [ "$n" = 1 ] && grep -q -x -F -e "$line" "$f"; then echo present; exit 0; fi
+t="$f.esxi-suspend.$$"
+{ grep -v -F -e "$k" "$f"; printf '%s\n' "$line"; } >"$t" || { rm -f "$t"; exit 4; }
+if cat "$t" >"$f"; then rm -f "$t"; else rm -f "$t"; exit 4; fi
+if [ "$n" = 0 ]; then echo added; else echo replaced; fi"""
 
 # ESXi 4.x: root's home is /, so this is /.ssh/authorized_keys there; lost at reboot unless in
 # /bootbank/oem.tgz, which the host unpacks over / when it boots.
-APPEND_4 = _APPEND_TEMPLATE.replace("@FILE@", '"${HOME%/}/.ssh/authorized_keys"')
+WRITE_4 = _WRITE_TEMPLATE.replace("@FILE@", '"${HOME%/}/.ssh/authorized_keys"')
 READ_4 = (
     'echo "${HOME:-/}"; if [ -e /bootbank/oem.tgz ]; then echo oem=yes; else echo oem=no; fi; '
     'cat "${HOME%/}/.ssh/authorized_keys"'
@@ -55,9 +57,9 @@ def keys_file(user: str) -> str:
     return f"/etc/ssh/keys-{user}/authorized_keys"
 
 
-def append_5(user: str) -> str:
-    """The append script for `user`'s keys file (`user` is a validated ESXI_USER name)."""
-    return _APPEND_TEMPLATE.replace("@FILE@", shlex.quote(keys_file(user)))
+def write_5(user: str) -> str:
+    """The write script for `user`'s keys file (`user` is a validated ESXI_USER name)."""
+    return _WRITE_TEMPLATE.replace("@FILE@", shlex.quote(keys_file(user)))
 
 
 def read_5(user: str) -> str:

@@ -50,27 +50,32 @@ changes:
 
 ENROLL_DESCRIPTION = f"""\
 Authorize our public key (ESXI_KEY_FILE.pub) for the user we log in as (HOST's user@,
-else ESXI_USER, else root). First it logs in with the key: if the host takes it, it says
-so and asks nothing. Otherwise it logs in once with that user's password, asked on the
-terminal (no echo; never stored, logged, or put in an argument, the environment or a
-file), finds the ESXi version (`vmware -v`), checks that it accepts our key's type, adds
-the key to the user's authorized keys unless it is there already, reads the file back,
-then logs in again with the key alone to prove it works. HOST's key must be pinned first
-(`esxi-suspend trust HOST`): the password is never sent to an unknown host.
+else ESXI_USER, else root), restricted. First it logs in with the key: if the host takes
+it, that session does the work and no password is asked. Otherwise it logs in once with
+that user's password, asked on the terminal (no echo; never stored, logged, or put in an
+argument, the environment or a file), finds the ESXi version (`vmware -v`) and checks
+that it accepts our key's type. Our key's line gets from= (ESXI_KEY_FROM; auto: the
+address the host sees us connect from, read on the host) and no-pty, no-port-forwarding,
+no-agent-forwarding, no-X11-forwarding, as far as the host's SSH server takes them
+(OpenSSH: all; dropbear 2020.80 and later: the no-* ones; dropbear 0.52 to 2020.79:
+no-port-forwarding, no-pty; older dropbear: none). It replaces any line holding our key
+(never another key's line), reads the file back, then logs in again with the key alone to
+prove it works; a new line the host refuses is put back as it was. HOST's key must be
+pinned first (`esxi-suspend trust HOST`): the password is never sent to an unknown host.
 
 changes, on the host:
-  ESXi 5.x and later  /etc/ssh/keys-USER/authorized_keys: one line appended (root's,
-                      /etc/ssh/keys-root/authorized_keys, persists across reboots)
-  ESXi 4.x            root only: /.ssh/authorized_keys: one line appended; lost at reboot
-                      unless it is in /bootbank/oem.tgz
+  ESXi 5.x and later  /etc/ssh/keys-USER/authorized_keys: our one line, added or replaced
+                      (root's, /etc/ssh/keys-root/authorized_keys, persists across reboots)
+  ESXi 4.x            root only: /.ssh/authorized_keys: our one line, added or replaced;
+                      lost at reboot unless it is in /bootbank/oem.tgz
 changes, here:
   ESXi 4.x only       oem.tgz next to the env file, holding .ssh/authorized_keys as the host
                       has it now, with the steps to put it in /bootbank printed
 Nothing is changed when the host refuses our key type (4.x and 5.x: RSA only; DSA never),
 or, on ESXi 4.x, for a user other than root.
 
-{_SETTINGS} ESXI_KEY_FILE (and ESXI_KEY_PASSPHRASE) as well; the whole env file is checked
-  as `check` checks it, before any password is asked."""
+{_SETTINGS} ESXI_KEY_FILE (and ESXI_KEY_PASSPHRASE) and ESXI_KEY_FROM as well; the whole
+  env file is checked as `check` checks it, before any password is asked."""
 
 SETUP_EXIT_CODES = f"""\
 exit codes:

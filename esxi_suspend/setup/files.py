@@ -79,6 +79,29 @@ class Layout:
         return self.etc / "known_hosts"
 
     @property
+    def systemd_running(self) -> bool:
+        """systemd runs the machine (sd_booted's test); under --root, the tree says so by
+        having this directory: a test tree makes it to get the timer."""
+        return self._at("/run/systemd/system").is_dir()
+
+    @property
+    def systemd_units(self) -> tuple[Path, Path]:
+        """The daily check's service and timer."""
+        directory = self._at("/etc/systemd/system")
+        return directory / "esxi-suspend-check.service", directory / "esxi-suspend-check.timer"
+
+    @property
+    def cron_daily(self) -> Path:
+        """The daily check without systemd (run-parts: no dot in the name)."""
+        return self._at("/etc/cron.daily/esxi-suspend")
+
+    @property
+    def daily_command(self) -> str:
+        """What the daily job runs; under --root it names the tree's env file."""
+        extra = f" --env-file {self.env_file}" if self.root else ""
+        return f"{self.command_link} check --daily{extra}"
+
+    @property
     def nut_dirs(self) -> tuple[Path, Path]:
         return self._at("/etc/nut"), self._at("/etc/ups")
 

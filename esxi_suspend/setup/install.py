@@ -33,6 +33,7 @@ from esxi_suspend.setup.files import (
     Report,
     ensure_mode,
     mode_of,
+    read_text,
     write_text,
 )
 from esxi_suspend.setup.nutsteps import NutSetup
@@ -68,6 +69,12 @@ What it changes:
   /etc/esxi-suspend/id_ed25519{,.pub}
       SSH key for the ESXi host, made with ssh-keygen if there is none; never
       overwritten
+  /etc/systemd/system/esxi-suspend-check.{service,timer}
+      where systemd runs: the daily check (esxi-suspend check --daily; silent
+      when ready, else one WARNING to syslog and the reasons printed), timer
+      enabled; without systemd: /etc/cron.daily/esxi-suspend (cron mails what
+      it prints). Under --root the tree's /run/systemd/system decides, and
+      nothing is enabled
   upsmon.conf, upssched.conf (/etc/nut or /etc/ups)
       only with --configure-upsmon: see below
 It then prints the next steps: esxi-suspend trust HOST, esxi-suspend enroll
@@ -115,7 +122,8 @@ Options:
                     upsmon yourself afterwards (Debian: systemctl restart
                     nut-monitor)
   --uninstall       remove the venv, the symlink, the man page, the timer
-                    script, and what --configure-upsmon wrote: its
+                    script, the daily check (its timer disabled first), and
+                    what --configure-upsmon wrote: its
                     upssched.conf, and its SHUTDOWNCMD, NOTIFYCMD and
                     NOTIFYFLAG lines (restoring the lines they replaced; a copy
                     of the file is kept); keeps /etc/esxi-suspend (key,
@@ -127,6 +135,52 @@ Needs: python3 with venv and ensurepip (Debian/Ubuntu: apt-get install
 python3-venv), ssh-keygen (apt-get install openssh-client), and pip access to
 PyPI or a wheel directory.
 """
+
+
+# The daily check's files: the first line says whose they are (uninstall removes only ours).
+OURS = "# esxi-suspend: the daily check"
+DAILY_TIMER_NAME = "esxi-suspend-check.timer"
+DAILY_TIMER = f"""{OURS} (install.sh wrote it; install.sh --uninstall removes it)
+[Unit]
+Description=esxi-suspend daily check of the UPS shutdown path
+
+[Timer]
+OnCalendar=daily
+RandomizedDelaySec=1h
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+"""
+
+
+def daily_service(command: str) -> str:
+    return f"""{OURS} (install.sh wrote it; install.sh --uninstall removes it)
+[Unit]
+Description=esxi-suspend daily check: can the UPS shutdown reach the ESXi hosts?
+Documentation=man:esxi-suspend(8)
+
+[Service]
+Type=oneshot
+ExecStart={command}
+"""
+
+
+def daily_cron(command: str) -> str:
+    return f"""#!/bin/sh
+{OURS} (install.sh wrote it; install.sh --uninstall removes it).
+# Silent when the shutdown path is ready; otherwise it prints why, and cron mails that.
+exec {command}
+"""
+
+
+def _is_ours(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            head = file.read(200)
+    except OSError:
+        return False
+    return OURS.encode() in head
 
 
 @dataclass
@@ -260,6 +314,73 @@ class Installer(NutSetup):
             self.report.say("created", public)
         ensure_mode(key, 0o600, self.report)
 
+    # -- the daily check ---------------------------------------------------------------------
+
+    def _daily_files(self) -> dict[Path, str]:
+        """The daily job's files and their text: systemd's service and timer, or cron's."""
+        command = self.layout.daily_command
+        if not self.layout.systemd_running:
+            return {self.layout.cron_daily: daily_cron(command)}
+        service, timer = self.layout.systemd_units
+        return {service: daily_service(command), timer: DAILY_TIMER}
+
+    def daily_check(self) -> None:
+        """Install the daily `check --daily`; enable the timer when systemd runs this machine
+        (never under --root: systemctl would act on the machine, not the tree)."""
+        changed = False
+        for path, text in self._daily_files().items():
+            if path.is_file() and read_text(path) == text:
+                self.report.say("kept", path)
+                continue
+            if (path.exists() or path.is_symlink()) and not _is_ours(path):
+                self.report.say("left", path, "not esxi-suspend's: move it away, then rerun")
+                continue
+            verb = "replaced" if path.exists() else "created"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            path.chmod(0o755 if path == self.layout.cron_daily else 0o644)
+            self.report.say(verb, path, "the daily check: esxi-suspend check --daily")
+            changed = True
+        # Only when the files changed: a timer the admin disabled stays disabled on a rerun.
+        if changed and self.layout.systemd_running and not self.layout.root:
+            self._systemctl(["daemon-reload"])
+            self._systemctl(["enable", "--now", DAILY_TIMER_NAME])
+
+    def _systemctl(self, argv: list[str]) -> None:
+        """Run systemctl; a failure is a WARNING (the files are in place), never fatal."""
+        program = self.which("systemctl")
+        if program is None:
+            self.report.warn(f"no systemctl: run `systemctl {' '.join(argv)}` yourself")
+            return
+        try:
+            done = machine.run_program([program, *argv], PROGRAM_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self.report.warn(f"systemctl {' '.join(argv)}: {exc}; run it yourself")
+            return
+        if done.returncode != 0:
+            self.report.warn(
+                f"systemctl {' '.join(argv)} exited {done.returncode} "
+                f"({done.stderr.strip()}); run it yourself"
+            )
+        elif argv[0] != "daemon-reload":
+            self.report.say("ran", f"systemctl {' '.join(argv)}")
+
+    def remove_daily_check(self) -> None:
+        layout, say = self.layout, self.report.say
+        service, timer = layout.systemd_units
+        if timer.is_file() and _is_ours(timer) and not layout.root and layout.systemd_running:
+            self._systemctl(["disable", "--now", DAILY_TIMER_NAME])
+        for path in (timer, service, layout.cron_daily):
+            if path.is_file() and _is_ours(path):
+                path.unlink()
+                say("removed", path)
+            elif path.exists() or path.is_symlink():
+                say("left", path, "not esxi-suspend's: remove it yourself")
+            else:
+                say("absent", path)
+        if not layout.root and layout.systemd_running:
+            self._systemctl(["daemon-reload"])
+
     # -- the runs ----------------------------------------------------------------------------
 
     def install(self) -> None:
@@ -267,6 +388,7 @@ class Installer(NutSetup):
         self.man_page()
         self.sched_script()
         self.etc()
+        self.daily_check()
         self.report.line("NUT upsmon.conf:")
         self.upsmon()
         if not self.report.changed:
@@ -313,6 +435,7 @@ Next steps (HOST is your ESXi host, with SSH enabled on it); each is safe to rer
             say("left", page, "not esxi-suspend's man page: remove it yourself")
         else:
             say("absent", page)
+        self.remove_daily_check()
         script = layout.sched_script
         if script.exists() or script.is_symlink():
             script.unlink()

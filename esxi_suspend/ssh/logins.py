@@ -126,7 +126,13 @@ class PasswordSession:
             self.close()
             raise ConnectionFailed(f"host {name}: login failed ({first_line(exc)})") from None
 
-    def run(self, command: str, timeout: float, stdin: bytes = b"") -> CommandResult:
+    @property
+    def server_banner(self) -> str:
+        """The SSH server's identification, e.g. `SSH-2.0-dropbear_2022.83` (keyline.py)."""
+        transport = self._transport
+        return str(transport.remote_version) if transport is not None else ""
+
+    def run(self, command: str, timeout: float, stdin: str = "") -> CommandResult:
         """Run `command` (a constant: data goes on stdin); bounded by `timeout` seconds."""
         host = self.target.host
         transport = self._transport
@@ -139,7 +145,7 @@ class PasswordSession:
             channel.settimeout(timeout)
             channel.exec_command(command)
             if stdin:
-                channel.sendall(stdin)
+                channel.sendall(stdin.encode())
             channel.shutdown_write()
             while True:
                 busy = False

@@ -175,6 +175,7 @@ class RemoteHost:
         self.settings = settings
         self.name = settings.host
         self._connection: Connection | None = None
+        self.key_base64 = ""  # our public key's base64, once open() has read the key
 
     def __enter__(self) -> RemoteHost:
         self.open()
@@ -192,6 +193,7 @@ class RemoteHost:
         """Connect, check the host key against the pinned one, authenticate with our key."""
         settings = self.settings
         key = load_private_key(settings)
+        self.key_base64 = key.get_base64()
         timeout = settings.connect_timeout
         sock = open_socket(settings.host, settings.port, timeout)
         connection = Connection(
@@ -228,10 +230,13 @@ class RemoteHost:
                 "on its console and replace its line in that file"
             ) from None
         except paramiko.AuthenticationException:
+            seen_from = _local_address(sock)
             _close_quietly(connection, sock)
             # No "host X:" here: every caller's log line already starts with the host.
             raise KeyRefused(
-                f"user {settings.user} refused our key {settings.key_file}; add "
+                f"user {settings.user} refused our key {settings.key_file} (a from= on its "
+                f"line must allow the address the host sees us at: we connected from "
+                f"{seen_from}); add "
                 f"{settings.key_file}.pub to the host's authorized keys (one login with "
                 f"{settings.user}'s password): {enroll_command(settings)}"
             ) from None
@@ -248,16 +253,23 @@ class RemoteHost:
         self._connection = connection
 
     @property
+    def server_banner(self) -> str:
+        """The SSH server's identification, e.g. `SSH-2.0-OpenSSH_9.2p1 ...` (keyline.py)."""
+        transport = self._connection.client.get_transport() if self._connection else None
+        return str(transport.remote_version) if transport else ""
+
+    @property
     def host_key(self) -> str:
         """The verified host key's type and fingerprint, for the log."""
         transport = self._connection.client.get_transport() if self._connection else None
         return fingerprint(transport.get_remote_server_key()) if transport else "unknown"
 
-    def run(self, command: str, timeout: int) -> CommandResult:
-        """Run one command; raise RemoteTimeout or SessionDropped, else return how it ended."""
+    def run(self, command: str, timeout: int, stdin: str = "") -> CommandResult:
+        """Run one command (`stdin`: all its input); raise RemoteTimeout or SessionDropped,
+        else return how it ended."""
         deadline = time.monotonic() + timeout
         with self.exchange(command, timeout) as talk:
-            talk.send("")
+            talk.send(stdin)
             stdout = talk.rest(deadline)
             status = talk.wait_status(deadline)
             if status == NO_EXIT_STATUS:
@@ -423,6 +435,14 @@ class Exchange:
         if self.channel is not None:
             with contextlib.suppress(Exception):  # closing a dead channel must never raise
                 self.channel.close()
+
+
+def _local_address(sock: socket.socket) -> str:
+    """Our end of the connection: the address the host sees us at, unless NAT is between."""
+    try:
+        return str(sock.getsockname()[0])
+    except (OSError, IndexError):
+        return "an unknown address"
 
 
 def _close_quietly(connection: Connection, sock: socket.socket | None) -> None:

@@ -19,6 +19,8 @@ import outputs
 import pytest
 from sshservers import FAKEHOST_DATA, SshServer
 
+from esxi_suspend.ssh import keyline
+
 COMMAND = Path(sys.executable).parent / "esxi-suspend"
 UPSMON_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 TIMEOUT = 90.0
@@ -388,3 +390,31 @@ def test_python_dash_m_is_the_same_command() -> None:
     )
     assert done.returncode == 2  # usage
     assert "usage: esxi-suspend" in done.stderr
+
+
+# -- the key restricted as enroll writes it ------------------------------------------------
+
+
+def test_shutdown_and_check_with_the_restricted_key(fake_esxi: SshServer) -> None:
+    """Our key's line as enroll writes it for this server (its banner: OpenSSH takes from=
+    and every no-*, Debian's dropbear every no-*): the whole shutdown path still works, and
+    check shows the restrictions where it finds the line (dropbear's ~/.ssh here)."""
+    takes = keyline.server_options(fake_esxi.banner)
+    addresses = ("127.0.0.1",) if takes.takes_from else ()
+    options = keyline.options_text(addresses, takes.restrictions)
+    assert "no-pty" in options and "no-port-forwarding" in options
+    fields = Path(f"{fake_esxi.key_file}.pub").read_text().split()
+    fake_esxi.authorized_keys.write_text(keyline.key_line(options, *fields) + "\n")
+
+    check = esxi_suspend("check", "--env-file", str(fake_esxi.write_env()))
+    assert check.returncode == 0, check.output
+    if fake_esxi.kind == "dropbear":
+        assert (
+            "  key: our line in /root/.ssh/authorized_keys: no-port-forwarding, "
+            "no-agent-forwarding, no-X11-forwarding, no-pty\n" in check.stdout
+        ), check.stdout
+
+    outcome = shutdown(fake_esxi)
+    assert outcome.returncode == 0, outcome.output
+    assert_autostop_then_poweroff(fake_esxi)
+    assert_clean(outcome)

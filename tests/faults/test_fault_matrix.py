@@ -30,6 +30,8 @@ from bmc import SimulatedBmc
 from sshservers import CLIENT_PASSPHRASE, SshServer, free_port
 from wol import listening, magic
 
+from esxi_suspend import lock
+
 COMMAND = Path(sys.executable).parent / "esxi-suspend"
 UPSMON_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 MATRIX_DOC = Path(__file__).resolve().parents[2] / "docs" / "fault-matrix.md"
@@ -676,6 +678,57 @@ def _bmc_silent(ctx: Ctx) -> None:
     )
 
 
+def _restricted_elsewhere(ctx: Ctx) -> None:
+    """Both client keys' lines say from= an address this machine never has (TEST-NET-1)."""
+    lines = ctx.server.keys.authorized_keys.splitlines()
+    text = "".join(f'from="192.0.2.7",no-pty {line}\n' for line in lines)
+    ctx.server.authorized_keys.write_text(text)
+    ctx.argv = ["check"]
+
+
+def _not_ready_nothing_ran(ctx: Ctx, run: Run) -> None:
+    _nothing_ran(ctx, run)
+    assert "result: NOT ready (exit 5 CONNECTION)" in run.stdout, run.stdout
+
+
+def _daily(ctx: Ctx, **settings: str) -> None:
+    ctx.argv = ["check", "--daily"]
+    ctx.syslog = "listening"
+    ctx.settings.update(settings)
+
+
+def _daily_warned(ctx: Ctx, run: Run) -> None:
+    """One WARNING in syslog, nothing else there; the reasons printed for cron to mail."""
+    assert len(ctx.syslog_lines) == 1, ctx.syslog_lines
+    assert run.stdout.startswith("esxi-suspend daily check (") and "NOT ready" in run.stdout
+    assert "refused our key" in run.stdout and run.stderr == "", run.output
+
+
+def _daily_on_battery(ctx: Ctx) -> None:
+    _daily(ctx)
+    _fake_upsc(ctx, "OB")
+
+
+def _daily_silent(ctx: Ctx, run: Run) -> None:
+    assert run.stdout == "" and run.stderr == "", run.output
+    assert len(ctx.syslog_lines) == 1, ctx.syslog_lines
+
+
+def _daily_left_alone(ctx: Ctx, run: Run) -> None:
+    _daily_silent(ctx, run)
+    _nothing_ran(ctx, run)
+
+
+def _daily_while_locked(ctx: Ctx) -> Run:
+    """A shutdown run holds the host's lock (this test process stands in for it)."""
+    fd = lock.acquire(ctx.server.host, ctx.server.port)
+    assert fd is not None
+    try:
+        return _syslog_listening(ctx)
+    finally:
+        os.close(fd)
+
+
 def _env_text(ctx: Ctx, extra: str) -> None:
     settings = ctx.server.env_settings()
     ctx.env_text = "".join(f"{k}='{v}'\n" for k, v in settings.items()) + extra
@@ -1029,6 +1082,33 @@ FAULTS: list[Fault] = [
           r"\[host\] esxi-suspend: > \(vim\.fault\.ToolsUnavailable\) \{",
           "the fault is known by its text: the next action (suspend) runs at once",
           setup=_fault_exit0, check=_suspended_after_the_fault),
+    Fault(44, "key restricted to another address (from=), check", 15, 5,
+          r"user root refused our key \S+ \(a from= on its line must allow the address the host "
+          r"sees us at: we connected from 127\.0\.0\.1\)",
+          "check: NOT ready, naming from= and the address we connected from; nothing run",
+          setup=_restricted_elsewhere, check=_not_ready_nothing_ran, restarts=0),
+    Fault(45, "daily check, key refused", 15, 5,
+          r"WARNING: daily check: NOT ready \(exit 5 CONNECTION\): host \S+: connect: user "
+          r"root refused our key",
+          "one WARNING to syslog, nothing else there; the reasons printed (cron mails them)",
+          passphrase=False,
+          setup=lambda c: _daily(c, ESXI_KEY_FILE=str(c.server.keys.stranger_key)),
+          runner=_syslog_listening, check=_daily_warned, restarts=0,
+          kinds=("openssh", "dropbear")),
+    Fault(46, "daily check, path ready", 15, 0,
+          r"INFO: daily check: ready",
+          "nothing printed; one INFO line to syslog",
+          setup=_daily, runner=_syslog_listening, check=_daily_silent, restarts=0,
+          kinds=("openssh", "dropbear")),
+    Fault(47, "daily check while a run holds the host's lock", 10, 0,
+          r"daily check: not run: a run holds host 127\.0\.0\.1:\d+",
+          "the host is not contacted, nothing printed",
+          setup=_daily, runner=_daily_while_locked, check=_daily_left_alone, restarts=0),
+    Fault(48, "daily check while the UPS is on battery", 10, 0,
+          r"daily check: not run: the UPS is on battery \(ups@upsd\.invalid: OB\)",
+          "the host is not contacted, nothing printed",
+          setup=_daily_on_battery, runner=_syslog_listening,
+          check=_daily_left_alone, restarts=0),
 ]  # fmt: skip
 
 CASES = [

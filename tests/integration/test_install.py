@@ -82,6 +82,19 @@ class Tree:
         return self.etc / "id_ed25519.pub"
 
     @property
+    def cron_daily(self) -> Path:
+        return self.root / "etc/cron.daily/esxi-suspend"
+
+    @property
+    def units(self) -> tuple[Path, Path]:
+        directory = self.root / "etc/systemd/system"
+        return directory / "esxi-suspend-check.service", directory / "esxi-suspend-check.timer"
+
+    @property
+    def daily_command(self) -> str:
+        return f"{self.command} check --daily --env-file {self.env_file}"
+
+    @property
     def shutdowncmd(self) -> str:
         """Our SHUTDOWNCMD in this tree: it names the tree's env file, so it works here."""
         return f'SHUTDOWNCMD "{self.command} shutdown --env-file {self.env_file}"'
@@ -326,6 +339,8 @@ def test_edits_survive_rerun_and_uninstall_keeps_etc(tmp_path: Path) -> None:
     assert not tree.command.is_symlink()
     assert not tree.man_page.exists()
     assert f"removed   {tree.man_page}" in removed.stdout
+    assert not tree.cron_daily.exists()
+    assert f"removed   {tree.cron_daily}" in removed.stdout
     assert tree.env_file.read_text() == edited
     assert tree.key.read_bytes() == key
     assert f"kept      {tree.etc}" in removed.stdout
@@ -334,6 +349,45 @@ def test_edits_survive_rerun_and_uninstall_keeps_etc(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"absent    {tree.venv}" in again.stdout
     assert f"absent    {tree.man_page}" in again.stdout
+
+
+def test_daily_check_without_systemd_is_a_cron_job(installed: tuple[Tree, str]) -> None:
+    """The tree has no /run/systemd/system: /etc/cron.daily/esxi-suspend runs the check."""
+    tree, stdout = installed
+    assert f"created   {tree.cron_daily} (the daily check" in stdout
+    assert mode(tree.cron_daily) == 0o755
+    assert f"\nexec {tree.daily_command}\n" in tree.cron_daily.read_text()
+    assert not any(unit.exists() for unit in tree.units)
+    done = subprocess.run(  # cron runs it as sh: it parses, and the command exists
+        ["sh", "-n", str(tree.cron_daily)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert os.access(tree.command, os.X_OK)
+
+
+def test_daily_check_with_systemd_is_a_timer(tmp_path: Path) -> None:
+    """A tree with /run/systemd/system gets the service and timer (never enabled under
+    --root: systemctl would act on this machine); uninstall removes them, and only ours."""
+    tree = Tree(tmp_path)
+    (tree.root / "run/systemd/system").mkdir(parents=True)
+    result = install(tree.root)
+    service, timer = tree.units
+    assert f"created   {service} (the daily check" in result.stdout
+    assert f"ExecStart={tree.daily_command}\n" in service.read_text()
+    assert "OnCalendar=daily" in timer.read_text() and "Persistent=true" in timer.read_text()
+    assert mode(service) == mode(timer) == 0o644
+    assert not tree.cron_daily.exists()
+    assert "systemctl" not in result.stdout + result.stderr
+
+    foreign = tree.cron_daily
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text("#!/bin/sh\necho an admin's job of the same name\n")
+    removed = run_install("--root", str(tree.root), "--uninstall", timeout=QUICK_TIMEOUT)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert not service.exists() and not timer.exists()
+    assert f"removed   {timer}" in removed.stdout and f"removed   {service}" in removed.stdout
+    assert f"left      {foreign} (not esxi-suspend's" in removed.stdout
+    assert foreign.read_text().endswith("same name\n")
 
 
 def test_uninstall_leaves_a_man_page_that_is_not_ours(tmp_path: Path) -> None:

@@ -37,6 +37,8 @@ PROMPT_YES = "Type yes if the fingerprint matches the console: "
 PROMPT_AGAIN = "Please type 'yes', 'no' or the fingerprint: "
 PROMPT_PASSWORD = "password (used for this one login, never stored): "
 USER = "esxadmin"  # a user other than root, with a uid of its own on the fake host
+# What enroll puts before our key on an OpenSSH host it reaches from 127.0.0.1.
+RESTRICTED = 'from="127.0.0.1",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty '
 
 
 @pytest.fixture
@@ -178,12 +180,15 @@ def test_trust_enroll_check_flow(setup_dir: Path, esxi6: EnrollServer) -> None:
     assert "host runs VMware ESXi 6.7.0" in shown
     assert "added our key to: /etc/ssh/keys-root/authorized_keys" in shown
     assert "verified: key login works" in shown
-    public = (setup_dir / "id_ed25519.pub").read_text()
+    assert 'restrictions: from="127.0.0.1", no-port-forwarding' in shown
+    assert "from=127.0.0.1: the address the host sees us connect from" in shown
+    public = RESTRICTED + (setup_dir / "id_ed25519.pub").read_text()
     assert esxi6.keys_file.read_text() == public
 
     rerun = run(setup_dir, "enroll")  # no terminal: asking a password would fail it
     assert rerun.returncode == ExitCode.OK, rerun.stdout + rerun.stderr
     assert "our key already works" in rerun.stdout and "no password asked" in rerun.stdout
+    assert "our key's line was already so in: /etc/ssh/keys-root" in rerun.stdout
     assert esxi6.keys_file.read_text() == public  # never a second line
 
     check = run(setup_dir, "check")
@@ -253,7 +258,7 @@ def test_enroll_on_4x_uses_home_ssh_and_builds_oem_tgz(
 
     status, shown = enroll_on_terminal(setup_dir, esxi4, esxi4.password)
     assert status == ExitCode.OK, shown
-    public = Path(f"{rsa}.pub").read_text()
+    public = RESTRICTED + Path(f"{rsa}.pub").read_text()  # the fake runs OpenSSH
     assert esxi4.keys_file.read_text() == public  # the fake's home is /root, ESXi 4.x's is /
     assert "lost at the next reboot" in shown and "/bootbank/oem.tgz" in shown
     with tarfile.open(setup_dir / "oem.tgz") as archive:
@@ -333,7 +338,8 @@ def test_check_with_a_refused_key_points_to_enroll(setup_dir: Path, esxi6: Enrol
     lines = [line for line in check.stderr.splitlines() if "refused our key" in line]
     assert lines and all(line.rstrip().endswith(hint) for line in lines), check.stderr
     for line in lines:  # the host is the line's subject once, then only in the command
-        assert line.count(esxi6.host) == 2, line
+        ours = f"we connected from {esxi6.host})"  # our own address: 127.0.0.1 here too
+        assert line.count(ours) == 1 and line.replace(ours, "").count(esxi6.host) == 2, line
 
 
 def test_a_user_other_than_root_runs_fake_commands_it_can_reach(esxi7_user: EnrollServer) -> None:
@@ -389,7 +395,7 @@ def test_enroll_a_user_other_than_root(setup_dir: Path, esxi7_user: EnrollServer
     assert f"{USER}@{server.host}'s {PROMPT_PASSWORD}" in shown
     assert f"added our key to: /etc/ssh/keys-{USER}/authorized_keys" in shown
     assert "verified: key login works" in shown
-    public = (setup_dir / "id_ed25519.pub").read_text()
+    public = RESTRICTED + (setup_dir / "id_ed25519.pub").read_text()
     assert server.keys_file.read_text() == public
     assert not (server.keys_file.parent.parent / "keys-root" / "authorized_keys").exists()
 
@@ -433,3 +439,150 @@ def test_enroll_on_4x_refuses_a_user_other_than_root(
     assert f"esxi-suspend enroll root@{esxi4_user.host}" in shown
     assert not esxi4_user.keys_file.exists()
     assert not (setup_dir / "oem.tgz").exists()
+
+
+def _trusted(setup_dir: Path, server: EnrollServer) -> None:
+    done = run(setup_dir, "trust", server.host, "--port", str(server.port), "--yes")
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+
+
+def test_a_rerun_replaces_our_line_and_no_other(setup_dir: Path, esxi6: EnrollServer) -> None:
+    """Our key already works (an old unrestricted line, and a second copy): enroll rewrites
+    it through our key, no password; the other keys' lines stay as they were, in order."""
+    _trusted(setup_dir, esxi6)
+    ours = (setup_dir / "id_ed25519.pub").read_text().strip()
+    other = ssh_keygen(setup_dir / "someone_else")
+    theirs = Path(f"{other}.pub").read_text().strip()
+    admin = f'from="10.1.1.1",no-pty {theirs} admin key'
+    esxi6.keys_file.write_text(f"{theirs}\n{ours}\n{admin}\nno-pty {ours}")  # no final newline
+
+    rerun = run(setup_dir, "enroll")  # no terminal: a password prompt would fail it
+    assert rerun.returncode == ExitCode.OK, rerun.stdout + rerun.stderr
+    assert "no password asked" in rerun.stdout
+    assert "replaced our key's line in (it was on 2 lines: now on one)" in rerun.stdout
+    assert esxi6.keys_file.read_text() == f"{theirs}\n{admin}\n{RESTRICTED}{ours}\n"
+    assert "verified: key login works" in rerun.stdout
+
+    again = run(setup_dir, "enroll")
+    assert again.returncode == ExitCode.OK, again.stdout + again.stderr
+    assert "our key's line was already so in" in again.stdout
+    assert esxi6.keys_file.read_text() == f"{theirs}\n{admin}\n{RESTRICTED}{ours}\n"
+
+    check = run(setup_dir, "check")
+    assert check.returncode == ExitCode.OK, check.stdout + check.stderr
+    shown = [line for line in check.stdout.splitlines() if line.startswith("  key: ")]
+    assert shown == [
+        '  key: our line in /etc/ssh/keys-root/authorized_keys: from="127.0.0.1", '
+        "no-port-forwarding, no-agent-forwarding, no-X11-forwarding, no-pty"
+    ], check.stdout
+
+
+def test_check_says_when_our_key_is_unrestricted(setup_dir: Path, esxi6: EnrollServer) -> None:
+    _trusted(setup_dir, esxi6)
+    esxi6.keys_file.write_text((setup_dir / "id_ed25519.pub").read_text())
+    check = run(setup_dir, "check")
+    assert check.returncode == ExitCode.OK, check.stdout + check.stderr  # still ready
+    env = setup_dir / "esxi-suspend.env"
+    fix = f"fix: esxi-suspend enroll root@{esxi6.host}:{esxi6.port} --env-file {env}"
+    line = next(line for line in check.stdout.splitlines() if line.startswith("  key: "))
+    assert "our line in /etc/ssh/keys-root/authorized_keys: none;" in line
+    assert "WARNING: our key is unrestricted" in line and line.endswith(fix), line
+    assert "WARNING: host" in check.stderr and "unrestricted" in check.stderr
+
+    esxi6.keys_file.write_text("no-pty " + (setup_dir / "id_ed25519.pub").read_text())
+    check = run(setup_dir, "check")
+    line = next(line for line in check.stdout.splitlines() if line.startswith("  key: "))
+    assert "WARNING: OpenSSH_" in line and "would also take from=, no-port-forwarding" in line
+    assert line.endswith(fix), line
+
+    done = run(setup_dir, "enroll")  # the one command that fixes it: no password needed
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+    assert esxi6.keys_file.read_text().startswith(RESTRICTED)
+    check = run(setup_dir, "check")
+    line = next(line for line in check.stdout.splitlines() if line.startswith("  key: "))
+    assert "WARNING" not in line and "unrestricted" not in check.stderr, check.stdout
+
+
+def test_a_key_restricted_to_another_address_is_refused(
+    setup_dir: Path, esxi6: EnrollServer
+) -> None:
+    _trusted(setup_dir, esxi6)
+    public = (setup_dir / "id_ed25519.pub").read_text()
+    esxi6.keys_file.write_text(RESTRICTED.replace("127.0.0.1", "192.0.2.7") + public)
+    check = run(setup_dir, "check")
+    assert check.returncode == ExitCode.CONNECTION, check.stdout + check.stderr
+    assert "result: NOT ready (exit 5 CONNECTION)" in check.stdout
+    refused = next(line for line in check.stderr.splitlines() if "refused our key" in line)
+    assert "a from= on its line must allow the address the host sees us at" in refused
+    assert "we connected from 127.0.0.1" in refused
+
+
+def test_the_key_refuses_port_forwarding_and_a_pty(setup_dir: Path, esxi6: EnrollServer) -> None:
+    """The fake host allows both (sshd_config): without our options the same key forwards a
+    port and gets a pty; with them, OpenSSH refuses both (nothing we run asks for a pty)."""
+    _trusted(setup_dir, esxi6)
+    public = (setup_dir / "id_ed25519.pub").read_text()
+    esxi6.keys_file.write_text(public)
+    forward = [*esxi6_ssh(setup_dir, esxi6), "-W", f"{esxi6.host}:{esxi6.port}"]
+    pty = [*esxi6_ssh(setup_dir, esxi6), "-tt", "vmware -v"]
+
+    opened = subprocess.run(forward, capture_output=True, timeout=30, check=False)
+    assert opened.stdout.startswith(b"SSH-2.0-OpenSSH"), opened  # forwarded to sshd itself
+    with_pty = subprocess.run(pty, capture_output=True, text=True, timeout=30, check=False)
+    assert with_pty.returncode == 0 and "PTY allocation request failed" not in with_pty.stderr
+
+    esxi6.keys_file.write_text(RESTRICTED + public)
+    refused = subprocess.run(forward, capture_output=True, timeout=30, check=False)
+    assert refused.returncode != 0 and not refused.stdout, refused
+    assert b"administratively prohibited" in refused.stderr, refused.stderr
+    no_pty = subprocess.run(pty, capture_output=True, text=True, timeout=30, check=False)
+    assert "PTY allocation request failed" in no_pty.stderr, no_pty.stderr
+    assert no_pty.returncode != 0 and not no_pty.stdout  # -tt insists: nothing ran
+
+
+def esxi6_ssh(setup_dir: Path, server: EnrollServer) -> list[str]:
+    """OpenSSH's client with our key alone, the pinned host key, no config of this machine."""
+    return [
+        "ssh", "-F", "/dev/null",
+        "-i", str(setup_dir / "id_ed25519"),
+        "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+        "-o", f"UserKnownHostsFile={setup_dir / 'known_hosts'}",
+        "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
+        "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+        "-p", str(server.port), f"root@{server.host}",
+    ]  # fmt: skip
+
+
+def test_key_from_set_by_hand_and_none(setup_dir: Path, esxi6: EnrollServer) -> None:
+    _trusted(setup_dir, esxi6)
+    env = setup_dir / "esxi-suspend.env"
+    public = (setup_dir / "id_ed25519.pub").read_text()
+    esxi6.keys_file.write_text(public)
+    env.write_text(env.read_text() + "ESXI_KEY_FROM=10.0.0.0/8, 127.0.0.1\n")
+    done = run(setup_dir, "enroll")
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+    assert "from=10.0.0.0/8,127.0.0.1 (ESXI_KEY_FROM)" in done.stdout
+    assert (
+        esxi6.keys_file.read_text()
+        == RESTRICTED.replace('"127.0.0.1"', '"10.0.0.0/8,127.0.0.1"') + public
+    )
+
+    env.write_text(env.read_text() + "ESXI_KEY_FROM=none\n")
+    done = run(setup_dir, "enroll")
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+    assert esxi6.keys_file.read_text() == RESTRICTED.replace('from="127.0.0.1",', "") + public
+
+
+def test_a_refused_new_line_is_put_back(setup_dir: Path, esxi6: EnrollServer) -> None:
+    """ESXI_KEY_FROM names an address the host never sees us at: the host refuses the new
+    line, so enroll puts the line that worked back, and says what to set."""
+    _trusted(setup_dir, esxi6)
+    env = setup_dir / "esxi-suspend.env"
+    public = (setup_dir / "id_ed25519.pub").read_text()
+    esxi6.keys_file.write_text(public)
+    env.write_text(env.read_text() + "ESXI_KEY_FROM=192.0.2.7\n")
+    done = run(setup_dir, "enroll")
+    assert done.returncode == ExitCode.REMOTE_COMMAND, done.stdout + done.stderr
+    assert "its previous line was put back" in done.stderr
+    assert "set ESXI_KEY_FROM to that address" in done.stderr
+    assert esxi6.keys_file.read_text() == public

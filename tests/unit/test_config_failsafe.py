@@ -163,6 +163,12 @@ OPTIONAL = [
         "uses the default UPS_WAKE_AT_LIMIT=wake",
     ),
     (
+        GOOD + "ESXI_KEY_FROM=10.0.0.0/8, office\n",
+        ("key_from", ("auto",)),
+        "ESXI_KEY_FROM='10.0.0.0/8, office': 'office' is not an IP address or network",
+        "uses the default ESXI_KEY_FROM=auto",
+    ),
+    (
         GOOD + 'UPS_CLEAR_FSD="a \'b"\n',
         ("restart.clear_fsd", ("auto",)),
         'UPS_CLEAR_FSD="a \'b": cannot be split into words',

@@ -14,7 +14,7 @@ import pytest
 from esxi_suspend.errors import BadArgument, ConfigError, NotConfirmed
 from esxi_suspend.settings.envfile import load_settings, read_env_values
 from esxi_suspend.settings.model import DEFAULT_ENV_FILE, Target
-from esxi_suspend.setup.authkeys import APPEND_4, append_5, keys_file, parse_version, read_5
+from esxi_suspend.setup.authkeys import WRITE_4, keys_file, parse_version, read_5, write_5
 from esxi_suspend.setup.target import resolve_target
 from esxi_suspend.setup.trust import AGAIN, _confirm, entry_names_host, replace_entries
 from esxi_suspend.ssh.hostkeys import HostKeyInfo, known_hosts_name
@@ -85,7 +85,7 @@ def test_no_version_in_other_output() -> None:
 
 
 def test_remote_commands_are_constants_without_key_material() -> None:
-    for command in (APPEND_4, append_5("root"), append_5("esxadmin")):
+    for command in (WRITE_4, write_5("root"), write_5("esxadmin")):
         assert "ssh-" not in command and "AAAA" not in command
         assert "read -r line" in command  # the key line comes on stdin
 
@@ -100,7 +100,7 @@ def test_remote_commands_are_constants_without_key_material() -> None:
 )
 def test_keys_file_is_the_users_own(user: str, path: str) -> None:
     assert keys_file(user) == path
-    assert f"f={path}\n" in append_5(user)
+    assert f"f={path}\n" in write_5(user)
     assert read_5(user) == f"cat {path}"
 
 
