@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 
 from esxi_suspend import clock
-from esxi_suspend.errors import ConnectionFailed, ExitCode
+from esxi_suspend.errors import ExitCode
 from esxi_suspend.power import ipmi
 from esxi_suspend.power.ipmi import IpmiError
 from esxi_suspend.settings.model import Bmc, Settings, Target
-from esxi_suspend.ssh.remote import open_socket
+from esxi_suspend.ssh.remote import port_answers
 
 log = logging.getLogger("esxi_suspend")
 
@@ -29,7 +29,6 @@ LOOK_EVERY = 2.0  # seconds between two looks at a power state or an SSH port
 DOWN_LIMIT = 300.0  # power back: how long a host still on (going down) is waited for
 CONFIRM_LIMIT = 90.0  # after a host sequence's poweroff: how long the BMC may still say on
 MIN_WATCH = 30.0  # soft-off past the deadline: how long we still watch, to say what happened
-PROBE_TIMEOUT = 2.0
 
 
 def _never() -> bool:
@@ -39,15 +38,6 @@ def _never() -> bool:
 def bmc_target(settings: Settings) -> Bmc | None:
     """The BMC of the host `settings` is for (Settings.for_target), if it has one."""
     return settings.bmc_for(Target(settings.host, settings.user, settings.port))
-
-
-def _ssh_answers(target: Target) -> bool:
-    try:
-        sock = open_socket(target.host, target.port, PROBE_TIMEOUT)
-    except ConnectionFailed:
-        return False
-    sock.close()
-    return True
 
 
 def wait_power(
@@ -72,7 +62,7 @@ def wait_ssh(target: Target, seconds: float, stopped: Stopped = _never) -> float
     """Seconds until the host's SSH port answers; None if it did not within `seconds`."""
     started = time.monotonic()
     while not stopped() and time.monotonic() - started < seconds:
-        if _ssh_answers(target):
+        if port_answers(target.host, target.port):
             return time.monotonic() - started
         clock.pause(LOOK_EVERY, stopped)
     return None

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from esxi_suspend import __version__, clock
-from esxi_suspend.errors import ConnectionFailed, ExitCode
+from esxi_suspend.errors import ExitCode
 from esxi_suspend.power import bmc
 from esxi_suspend.settings.envfile import validate
 from esxi_suspend.settings.model import Bmc, Settings, Target, WakeOnLan, env_file_path
 from esxi_suspend.settings.values import match_target
-from esxi_suspend.ssh.remote import open_socket
+from esxi_suspend.ssh.remote import port_answers
 
 log = logging.getLogger("esxi_suspend")
 
@@ -37,7 +37,6 @@ NIC_HINT = "its NIC's MAC; on the host: esxcli network nic list"
 # DOWN_SETTLE s later and once more RESEND_AFTER s after that, for a host still shutting down.
 DOWN_LIMIT = 300.0
 PROBE_EVERY = 2.0
-PROBE_TIMEOUT = 2.0
 DOWN_SETTLE = 10.0
 RESEND_AFTER = 30.0
 
@@ -101,15 +100,9 @@ def wake_targets(
     return max((o.code for o in _wake(settings, targets, dry_run)), default=ExitCode.OK)
 
 
-def answers(target: Target, timeout: float = PROBE_TIMEOUT) -> bool:
-    """Does the host still accept a TCP connection on its SSH port? (A name that does not
-    resolve, a refusal or silence: no.)"""
-    try:
-        sock = open_socket(target.host, target.port, timeout)
-    except ConnectionFailed:
-        return False
-    sock.close()
-    return True
+def answers(target: Target) -> bool:
+    """Does the host still accept a TCP connection on its SSH port?"""
+    return port_answers(target.host, target.port)
 
 
 def wait_until_down(

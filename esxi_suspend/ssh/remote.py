@@ -102,6 +102,20 @@ def load_private_key(settings: Settings) -> paramiko.PKey:
     raise ConfigError(str(settings.source), [f"ESXI_KEY_FILE={settings.key_file}: {problem}"])
 
 
+PROBE_TIMEOUT = 2.0  # a look at a host's SSH port, whether it is up or down
+
+
+def port_answers(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Does the host accept a TCP connection on its SSH port? (A name that does not resolve,
+    a refusal or silence: no.) How a host going down or coming back is seen."""
+    try:
+        sock = open_socket(host, port, timeout)
+    except ConnectionFailed:
+        return False
+    sock.close()
+    return True
+
+
 def open_socket(host: str, port: int, timeout: float) -> socket.socket:
     """TCP connection with a bound on name resolution too (getaddrinfo itself has none)."""
     if _Abort.requested:
