@@ -100,6 +100,7 @@ class SimulatedBmc:
         self._listener: socket.socket | None = None
         self.server: SshServer | None = None
         self.boot_port: int | None = None
+        self.boot_address = HOST
         self.boot_seconds = 1.0
 
     # -- the power ------------------------------------------------------------------------
@@ -144,9 +145,9 @@ class SimulatedBmc:
         self.server = server
         self._start()
 
-    def boots_on(self, port: int, seconds: float = 1.0) -> None:
-        """Powered on, the host answers on `port` (its SSH port) `seconds` later."""
-        self.boot_port, self.boot_seconds = port, seconds
+    def boots_on(self, port: int, seconds: float = 1.0, address: str = HOST) -> None:
+        """Powered on, the host answers on `address`:`port` (its SSH port) `seconds` later."""
+        self.boot_port, self.boot_seconds, self.boot_address = port, seconds, address
         self._start()
 
     def _start(self) -> None:
@@ -169,7 +170,7 @@ class SimulatedBmc:
                 booting_at = None
                 listener = socket.socket()
                 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                listener.bind((HOST, self.boot_port))
+                listener.bind((self.boot_address, self.boot_port))
                 listener.listen(8)
                 self._listener = listener
             was_on = on

@@ -130,20 +130,20 @@ def _pub_key_fields(text: str) -> str:
     raise ServerFailed(f"no public key in {text!r}")
 
 
-def known_hosts_line(port: int, pub: str) -> str:
-    host = HOST if port == 22 else f"[{HOST}]:{port}"
+def known_hosts_line(port: int, pub: str, address: str = HOST) -> str:
+    host = address if port == 22 else f"[{address}]:{port}"
     return f"{host} {pub}\n"
 
 
-def free_port() -> int:
+def free_port(address: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
+        sock.bind((address, 0))
         return int(sock.getsockname()[1])
 
 
-def read_banner(port: int, timeout: float = 2.0) -> str:
+def read_banner(port: int, timeout: float = 2.0, address: str = HOST) -> str:
     """The server's identification line, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3`."""
-    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+    with socket.create_connection((address, port), timeout=timeout) as sock:
         data = b""
         while b"\n" not in data:
             chunk = sock.recv(256)
@@ -193,7 +193,7 @@ class SshServer:
         """Pins this server's real host key."""
         path = self.local_dir / "known_hosts"
         if not path.exists():
-            path.write_text(known_hosts_line(self.port, self.host_pub))
+            path.write_text(known_hosts_line(self.port, self.host_pub, self.host))
         return path
 
     @property
@@ -201,7 +201,7 @@ class SshServer:
         """Pins another key for this host and port: the host key 'changed'."""
         path = self.local_dir / "known_hosts.wrong"
         if not path.exists():
-            path.write_text(known_hosts_line(self.port, self.keys.other_host_pub))
+            path.write_text(known_hosts_line(self.port, self.keys.other_host_pub, self.host))
         return path
 
     @property
@@ -369,12 +369,14 @@ def dotenv_text(settings: dict[str, str]) -> str:
 # -- starting servers ---------------------------------------------------------------------
 
 
-def _sshd_config(root: Path, port: int, host_key: Path, fake_dir: Path, fakehost: Path) -> Path:
+def _sshd_config(
+    root: Path, port: int, host_key: Path, fake_dir: Path, fakehost: Path, address: str = HOST
+) -> Path:
     config = root / "sshd_config"
     forced = _forced_command(fake_dir, fakehost)
     config.write_text(
         f"""\
-ListenAddress {HOST}
+ListenAddress {address}
 Port {port}
 HostKey {host_key}
 AuthorizedKeysFile {root / "authorized_keys"}
@@ -395,7 +397,7 @@ ForceCommand {forced}
 
 
 def _openssh_argv(
-    root: Path, port: int, fake_dir: Path, fakehost: Path, keys: ClientKeys
+    root: Path, port: int, fake_dir: Path, fakehost: Path, keys: ClientKeys, address: str
 ) -> tuple[list[str], str]:
     sshd = "/usr/sbin/sshd"
     if not os.access(sshd, os.X_OK):
@@ -405,7 +407,7 @@ def _openssh_argv(
     if not host_key.exists():
         ssh_keygen(host_key, comment="fake-esxi-openssh")
     (root / "authorized_keys").write_text(keys.authorized_keys)
-    config = _sshd_config(root, port, host_key, fake_dir, fakehost)
+    config = _sshd_config(root, port, host_key, fake_dir, fakehost, address)
     home = root / "home"
     home.mkdir(mode=0o700, exist_ok=True)
     argv = _with_own_root_home(home, [sshd, "-D", "-e", "-f", str(config)])
@@ -430,7 +432,7 @@ def _with_own_root_home(home: Path, argv: list[str]) -> list[str]:
 
 
 def _dropbear_argv(
-    root: Path, port: int, fake_dir: Path, fakehost: Path, keys: ClientKeys
+    root: Path, port: int, fake_dir: Path, fakehost: Path, keys: ClientKeys, address: str
 ) -> tuple[list[str], str]:
     dropbear = shutil.which("dropbear") or shutil.which("dropbear", path="/usr/sbin:/sbin")
     dropbearkey = shutil.which("dropbearkey") or shutil.which("dropbearkey", path="/usr/sbin")
@@ -449,7 +451,7 @@ def _dropbear_argv(
     forced = _forced_command(fake_dir, fakehost)
     argv = [
         dropbear, "-F", "-E", "-s", "-j", "-k",
-        "-p", f"{HOST}:{port}",
+        "-p", f"{address}:{port}",
         "-r", str(host_key),
         "-P", str(root / "dropbear.pid"),
         "-c", forced,
@@ -457,7 +459,9 @@ def _dropbear_argv(
     return _with_own_root_home(home, argv), pub
 
 
-def _wait_ready(process: subprocess.Popen[bytes], port: int, log_file: Path) -> str:
+def _wait_ready(
+    process: subprocess.Popen[bytes], port: int, log_file: Path, address: str = HOST
+) -> str:
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -465,12 +469,12 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, log_file: Path) -> 
                 f"server exited with {process.returncode}:\n{log_file.read_text(errors='replace')}"
             )
         with contextlib.suppress(OSError):
-            banner = read_banner(port, timeout=1.0)
+            banner = read_banner(port, timeout=1.0, address=address)
             if banner.startswith("SSH-"):
                 return banner
         time.sleep(0.05)
     raise ServerFailed(
-        f"no SSH banner on {HOST}:{port} within {READY_TIMEOUT:.0f} s:\n"
+        f"no SSH banner on {address}:{port} within {READY_TIMEOUT:.0f} s:\n"
         + log_file.read_text(errors="replace")
     )
 
@@ -534,8 +538,12 @@ def kill_leftovers(fake_dir: Path, timeout: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def running_server(kind: ServerKind, root: Path, keys: ClientKeys) -> Iterator[SshServer]:
-    """Start a fake ESXi host of `kind` under `root`; stop it (and its leftovers) on exit."""
+def running_server(
+    kind: ServerKind, root: Path, keys: ClientKeys, address: str = HOST
+) -> Iterator[SshServer]:
+    """Start a fake ESXi host of `kind` under `root`, listening on `address` (one of
+    127.0.0.0/8: a second host with an address of its own); stop it (and its leftovers) on
+    exit."""
     root.mkdir(parents=True, exist_ok=True)
     fake_dir = _make_fake_dir(root)
     fakehost = copy_fakehost(root / "fakehost")
@@ -543,8 +551,8 @@ def running_server(kind: ServerKind, root: Path, keys: ClientKeys) -> Iterator[S
     build = _openssh_argv if kind == "openssh" else _dropbear_argv
     last_error: ServerFailed | None = None
     for _attempt in range(3):  # the free port can be taken between probe and bind
-        port = free_port()
-        argv, pub = build(root, port, fake_dir, fakehost, keys)
+        port = free_port(address)
+        argv, pub = build(root, port, fake_dir, fakehost, keys, address)
         with log_file.open("ab") as log:
             process = subprocess.Popen(
                 argv,
@@ -554,7 +562,7 @@ def running_server(kind: ServerKind, root: Path, keys: ClientKeys) -> Iterator[S
                 start_new_session=True,
             )
         try:
-            banner = _wait_ready(process, port, log_file)
+            banner = _wait_ready(process, port, log_file, address)
         except ServerFailed as error:
             stop_process(process)
             last_error = error
@@ -575,6 +583,7 @@ def running_server(kind: ServerKind, root: Path, keys: ClientKeys) -> Iterator[S
             log_file=log_file,
             fakehost=fakehost,
             banner=banner,
+            host=address,
         )
         try:
             yield server

@@ -29,16 +29,17 @@ between the markers. `--check` reads the markers only (real output varies from r
 so no content is compared): each NAME exactly once across README.md and docs/*.md, no
 unknown NAME, no block without its end; exit 1 naming what is wrong.
 
-A good guest: the simulator, the NUT chain and the fake ESXi host listen on 127.0.0.1 only;
+A good guest: the simulator, the NUT chain, the BMC simulator (ipmi_sim) and the fake ESXi
+hosts listen on 127.0.0.0/8 only (127.0.0.1; the timeline's second host 127.0.0.2);
 everything runs in one temporary directory (TMPDIR for the children too, and pip's cache),
 removed at the end; no bytecode, no pytest cache. install.sh runs from a copy of the source
 tree there (pip builds in the tree it installs from: build/ and *.egg-info/ stay out of this
 checkout). Temporary paths in the output are shown as `…/` (the file's name kept); the random
-ports of the simulator and the fake host as CHECK_PORT. The outage excerpts need root and
-Debian's NUT (tests/run.sh installs it); trust and enroll need root, sshd, unshare and busybox
-(the fake host's mount namespace, as their tests); install needs pip access to the packages.
-A full refresh takes under a minute (45 s here): the chain about 25 s, install.sh's venv and
-pip 10 to 35 s, trust and enroll 2 s.
+ports of the simulator and the fake host as CHECK_PORT. The outage excerpts need root,
+Debian's NUT and OpenIPMI's ipmi_sim with ipmitool (tests/run.sh installs them); trust and
+enroll need root, sshd, unshare and busybox (the fake host's mount namespace, as their tests);
+install needs pip access to the packages. A full refresh takes about a minute (50 s here):
+the chain about 30 s, install.sh's venv and pip 10 to 35 s, trust and enroll 2 s.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Starts the built-in simulator (default fleet, or `--fleet FILE`) on 127.0.0.1, writes a
 throwaway key, a pinned known_hosts and an env file in a temporary directory, and runs
 `runner.run`, the same code upsmon's SHUTDOWNCMD runs, with a harmless local restart command.
-The timeline is printed as it happens, in simulated seconds; each VM's fate at the end.
+The timeline is printed as it happens, in simulated seconds; each VM's fate at the end, then
+what a real outage does next, which the demo does not play (power back; a host's BMC).
 Nothing leaves this machine and nothing is logged to syslog.
 """
 
@@ -204,5 +205,19 @@ def _outcome(host: SimulatedHost, dry_run: bool, restarted: bool, code: ExitCode
     lines.append(
         f"local NUT monitor restart (stand-in command): {'ran' if restarted else 'not run'}"
     )
+    if not dry_run and host.powered_off_at is not None:
+        lines += AFTER_POWER_OFF
     lines.append(f"esxi-suspend exit {int(code)} ({code.name})")
     return lines
+
+
+# The rest of a real outage, which the demo (no UPS, no BMC) does not play: said once, at the end.
+AFTER_POWER_OFF = [
+    "",
+    "in a real outage, what follows (not simulated here; docs/outage.md shows a real run):",
+    "  a host with a BMC (ESXI_IPMI_HOST) is confirmed off by its power state;",
+    "  the run waits for power back, then re-arms the NUT monitor; once mains is steady and",
+    "  the battery recharged, each host is powered on by its BMC, else by Wake-on-LAN",
+    "  (ESXI_WOL_MAC); a host with a BMC is then waited for until its SSH port answers",
+    "",
+]

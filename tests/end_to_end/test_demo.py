@@ -129,6 +129,8 @@ def test_demo_parallel_is_faster_and_kills_nothing() -> None:
     assert "Web Server (prod)               clean shutdown" in done.stdout
     assert "hard-killed at host power-off (autostop left them running): 0" in done.stdout
     assert "local NUT monitor restart (stand-in command): ran" in done.stdout
+    assert "is confirmed off by its power state" in done.stdout  # what a BMC would add
+    assert "each host is powered on by its BMC, else by Wake-on-LAN" in done.stdout
     assert "esxi-suspend exit 0 (OK)" in done.stdout
     assert "\nrunning: esxi-suspend demo --strategy parallel\n" in done.stdout
 

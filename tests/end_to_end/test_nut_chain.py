@@ -29,9 +29,17 @@ from pathlib import Path
 import leftovers
 import outputs
 import pytest
+from bmc import SimulatedBmc
 from conftest import unavailable
 from privaterun import PrivateRun, Unavailable, private_run
-from sshservers import SshServer, free_port, stop_process
+from sshservers import (
+    ClientKeys,
+    ServerUnavailable,
+    SshServer,
+    free_port,
+    running_server,
+    stop_process,
+)
 from wol import Listener, magic
 
 COMMAND = Path(sys.executable).parent / "esxi-suspend"
@@ -555,94 +563,189 @@ def test_power_back_before_the_delay_cancels_the_early_shutdown(
 TIMELINE_VARIABLE = "ESXI_SUSPEND_TIMELINE"
 WOL_MAC = "aa:bb:cc:dd:ee:10"
 RUNTIME = 200  # dummy-ups's battery.runtime while on battery: ESXI_DEADLINE=auto reads it
+BMC_HOST = "127.0.0.2"  # the timeline's second host, the one with a BMC: an address of its own
+BACK = f"host {BMC_HOST}: SSH port answers: host back"  # + the run's figure: `after N s`
 
 
-def test_outage_timeline(openssh_esxi: SshServer, tmp_path: Path, listener: Listener) -> None:
-    """The whole outage, every part real but the host: ONBATT → upssched's timer → upsmon -c
-    fsd → esxi-suspend shutdown (ESXI_DEADLINE=auto from dummy-ups's battery.runtime) → the
-    host off (its SSH port closes) → the run waits → OL → the host's magic packet (to a
-    listener on 127.0.0.1) → the NUT monitor restarted (a fresh upsmon, quiet on OL).
+@contextlib.contextmanager
+def _second_host(tmp: Path, client_keys: ClientKeys) -> Iterator[SshServer]:
+    """Another fake ESXi host (OpenSSH), on BMC_HOST; skipped as the fixtures' are."""
+    stack = contextlib.ExitStack()
+    try:
+        server = stack.enter_context(running_server("openssh", tmp, client_keys, BMC_HOST))
+    except ServerUnavailable as error:
+        unavailable(str(error))
+    with stack:
+        yield server
+
+
+def test_outage_timeline(
+    openssh_esxi: SshServer,
+    tmp_path: Path,
+    listener: Listener,
+    bmc: SimulatedBmc,
+    client_keys: ClientKeys,
+) -> None:
+    """The whole outage, every part real but the hosts: ONBATT → upssched's timer → upsmon -c
+    fsd → esxi-suspend shutdown (ESXI_DEADLINE=auto from dummy-ups's battery.runtime) → both
+    hosts off (their SSH ports close; the second one's BMC, an ipmi_sim, confirms it by its
+    power state) → the run waits → OL → the NUT monitor restarted (a fresh upsmon, quiet on
+    OL) → mains steady: the first host's magic packet (to a listener on 127.0.0.1), the second
+    powered on by its BMC, its SSH port back.
 
     Each milestone is stamped in seconds from ONBATT (docs/outage.md, Outage timeline, shows one).
     """
     server = openssh_esxi
-    server.write_fake("poweroff_mode", "halt")
-    restart = _restart_monitor(server, tmp_path)
-    settings = {
-        "UPS_RESTART_COMMAND": str(restart),
-        "ESXI_DEADLINE": "auto",
-        "ESXI_WOL_MAC": f"127.0.0.1={WOL_MAC}",
-        "ESXI_WOL_BROADCAST": "127.0.0.1",
-        "ESXI_WOL_PORT": str(listener.port),
-    }
+    with _second_host(tmp_path / "esxi-bmc", client_keys) as second:
+        for host in (server, second):
+            host.write_fake("poweroff_mode", "halt")
+        bmc.follow(second)  # its power goes off once its SSH server has ended
+        bmc.boots_on(second.port, 1.0, second.host)  # powered on: its SSH port back 1 s later
+        known = tmp_path / "known_hosts"
+        known.write_text(server.known_hosts.read_text() + second.known_hosts.read_text())
+        settings = {
+            "ESXI_HOST": f"{server.host}:{server.port},{second.host}:{second.port}",
+            "ESXI_KNOWN_HOSTS": str(known),
+            "UPS_RESTART_COMMAND": str(_restart_monitor(server, tmp_path)),
+            "ESXI_DEADLINE": "auto",
+            "ESXI_WOL_MAC": f"{server.host}={WOL_MAC}",
+            "ESXI_WOL_BROADCAST": "127.0.0.1",
+            "ESXI_WOL_PORT": str(listener.port),
+            **bmc.settings(second.host),
+            "ESXI_BOOT_WAIT": "30",
+        }
+        stamps, text, packets = _outage(server, second, bmc, listener, tmp_path, settings)
+
+    outputs.record("nut chain: outage timeline", text)
+    assert text.count("esxi-suspend exit 0") == 1, text
+    assert "Traceback" not in text and "connect FAILED" not in text, text
+    assert re.search(rf"deadline: ESXI_DEADLINE=auto: \d+ s = battery.runtime {RUNTIME} s", text)
+    assert packets[0] == magic(WOL_MAC)
+    assert all(packet == magic(WOL_MAC) for packet in packets)  # the BMC host gets none
+    assert server.commands().count("poweroff") == 1
+    assert second.commands().count("poweroff") == 1
+    assert len(server.restarts()) == 1
+    assert bmc.on and bmc.calls().count("set power 1") == 1
+    assert "set shutdown 1" not in bmc.calls()  # SSH worked: the power button stays unpressed
+    back = re.search(rf"host {BMC_HOST}: powered on by its BMC; host back after (\d+) s", text)
+    assert back, text
+    stamps = [(at, f"{what} after {back[1]} s" if what == BACK else what) for at, what in stamps]
+    timeline = "\n".join(f"t+{at:5.1f} s  {what}" for at, what in stamps)
+    order = [what for _, what in stamps]
+    power_back = order.index("power back (OL)")
+    assert order.index(f"host {BMC_HOST}: off confirmed by its BMC (its power state)") < power_back
+    assert order.index(f"host {server.host}: off (SSH port closed)") < power_back
+    times = dict((what, at) for at, what in stamps)
+    for woken in (f"host {server.host}: magic", f"host {BMC_HOST}: powered on by its BMC"):
+        at = next(at for what, at in times.items() if what.startswith(woken))
+        assert at - times["power back (OL)"] >= STEADY
+    keep = os.environ.get(TIMELINE_VARIABLE)
+    if keep:  # only a run that passed
+        Path(keep).write_text(f"FINALDELAY {FINALDELAY}\n\n{timeline}\n\n{text}")
+
+
+def _outage(
+    server: SshServer,
+    second: SshServer,
+    bmc: SimulatedBmc,
+    listener: Listener,
+    tmp_path: Path,
+    settings: dict[str, str],
+) -> tuple[list[tuple[float, str]], str, list[bytes]]:
+    """test_outage_timeline's outage: its milestones stamped (seconds from ONBATT, in the
+    order they were seen), the run's log, the magic packets received."""
     stamps: list[tuple[float, str]] = []
     packets: list[bytes] = []
+    wol, other = server.host, second.host
     with nut_chain(tmp_path / "chain", server, settings=settings, early_shutdown=EARLY) as c:
         t0 = time.monotonic()
 
         def stamp(what: str) -> None:
             stamps.append((time.monotonic() - t0, what))
 
-        def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-            _wait(condition, seconds, what, c.nut_log)
-            stamp(what)
+        def watch(milestones: dict[str, Callable[[], bool]], seconds: float) -> None:
+            """Stamp each milestone once it holds (they happen at once: all looked at every
+            0.1 s); until all have, `seconds` at most. `milestones` in the order they happen:
+            the last looked at first, so an effect is never stamped before its cause."""
+            pending = dict(milestones)
+            deadline = time.monotonic() + seconds
+            while pending:
+                held = {what for what, holds in reversed(pending.items()) if holds()}
+                for what in [what for what in pending if what in held]:
+                    stamp(what)
+                    del pending[what]
+                if pending and time.monotonic() > deadline:
+                    pytest.fail(
+                        f"waited {seconds} s for: {'; '.join(pending)}\nesxi-suspend's output:\n"
+                        f"{_read(c.log)}\nNUT's output:\n{_read(c.nut_log)}"
+                    )
+                time.sleep(0.1)
 
-        _status(c.dev, "OB", RUNTIME)
-        stamp(f"UPS on battery (OB, battery.runtime {RUNTIME} s): upsmon → upssched ONBATT")
-        until(lambda: _read(c.logger_log) != "", EARLY + 15, "timer fired: upsmon -c fsd")
-        until(lambda: _read(c.log) != "", 15, "upsmon runs SHUTDOWNCMD: esxi-suspend")
-        until(
-            lambda: "sequence: started on the host" in _read(c.log),
-            CHAIN_BOUND,
-            "host sequence started, detached",
-        )
-        until(lambda: "poweroff" in server.commands(), CHAIN_BOUND, "host poweroff")
-        until(lambda: WAITING in _read(c.log), CHAIN_BOUND, "run waits for power")
-        until(lambda: server.process.poll() is not None, 30, "host off (SSH port closed)")
-        time.sleep(2)
-        _status(c.dev, "OL")
-        stamp("power back (OL)")
+        def logged(words: str) -> Callable[[], bool]:
+            return lambda: words in _read(c.log)
 
         def packet() -> bool:
-            got = listener.poll()
+            got = listener.poll(0.02)
             if got is not None:
                 packets.append(got)
             return bool(packets)
 
-        until(lambda: "esxi-suspend exit" in _read(c.log), 20, "esxi-suspend exits")
-        until(
-            lambda: _upsmon_running(c, c.upsmon.pid) is not None,
+        _status(c.dev, "OB", RUNTIME)
+        stamp(f"UPS on battery (OB, battery.runtime {RUNTIME} s): upsmon → upssched ONBATT")
+        watch(
+            {
+                "timer fired: upsmon -c fsd": lambda: _read(c.logger_log) != "",
+                "upsmon runs SHUTDOWNCMD: esxi-suspend": lambda: _read(c.log) != "",
+                f"host {wol}: sequence started, detached": logged(
+                    f"host {wol}: sequence: started on the host"
+                ),
+                f"host {other}: sequence started, detached": logged(
+                    f"host {other}: sequence: started on the host"
+                ),
+                f"host {wol}: poweroff": lambda: "poweroff" in server.commands(),
+                f"host {other}: poweroff": lambda: "poweroff" in second.commands(),
+                f"host {wol}: off (SSH port closed)": lambda: server.process.poll() is not None,
+                f"host {other}: off (SSH port closed)": lambda: second.process.poll() is not None,
+                f"host {other}: off confirmed by its BMC (its power state)": logged(
+                    f"host {other}: off: confirmed by its BMC"
+                ),
+                "run waits for power": logged(WAITING),
+            },
+            EARLY + 15 + 2 * CHAIN_BOUND,
+        )
+        time.sleep(2)
+        _status(c.dev, "OL")
+        stamp("power back (OL)")
+        watch(
+            {
+                "esxi-suspend exits": logged("esxi-suspend exit"),
+                "a fresh upsmon: monitoring re-armed": lambda: (
+                    _upsmon_running(c, c.upsmon.pid) is not None
+                ),
+            },
             25,
-            "a fresh upsmon: monitoring re-armed",
         )
         fresh = _upsmon_running(c, c.upsmon.pid)
         assert not packets and listener.poll(0.05) is None  # no host woken yet
-        until(
-            lambda: "mains steady for" in _read(c.log),
-            STEADY + 20,
-            f"mains steady {STEADY} s (UPS_WAKE_STEADY), battery.charge 100 %: wake",
+        assert "set power 1" not in bmc.calls()
+        watch(
+            {
+                f"mains steady {STEADY} s (UPS_WAKE_STEADY), battery.charge 100 %: wake": (
+                    logged("mains steady for")
+                ),
+                f"host {wol}: magic packet received": packet,
+                f"host {other}: powered on by its BMC (chassis power on)": lambda: (
+                    "set power 1" in bmc.calls()
+                ),
+                BACK: logged(f"host {other}: powered on by its BMC; host back after"),
+            },
+            STEADY + 40,
         )
-        until(packet, 20, "magic packet received (127.0.0.1)")
         time.sleep(2)  # the fresh upsmon sees OL: it calls nobody
         assert _upsmon_running(c, c.upsmon.pid) == fresh
         _wait(lambda: not c.run.path(OUTAGE_RECORD).exists(), 10, "the wake's end", c.nut_log)
-        text = _read(c.log)
-
-    timeline = "\n".join(f"t+{at:5.1f} s  {what}" for at, what in stamps)
-    outputs.record("nut chain: outage timeline", timeline + "\n\n" + text)
-    assert text.count("esxi-suspend exit 0") == 1, text
-    assert "Traceback" not in text and "connect FAILED" not in text, text
-    assert re.search(rf"deadline: ESXI_DEADLINE=auto: \d+ s = battery.runtime {RUNTIME} s", text)
-    assert packets[0] == magic(WOL_MAC)
-    assert server.commands().count("poweroff") == 1
-    assert len(server.restarts()) == 1
-    order = [what for _, what in stamps]
-    assert order.index("host off (SSH port closed)") < order.index("power back (OL)")
-    times = dict((what, at) for at, what in stamps)
-    assert times["magic packet received (127.0.0.1)"] - times["power back (OL)"] >= STEADY
-    keep = os.environ.get(TIMELINE_VARIABLE)
-    if keep:  # only a run that passed
-        Path(keep).write_text(f"FINALDELAY {FINALDELAY}\n\n{timeline}\n\n{text}")
+        packets.extend(iter(lambda: listener.poll(0.05), None))
+        return stamps, _read(c.log), packets
 
 
 CLEAR_FSD = """\
