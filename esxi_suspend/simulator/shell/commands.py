@@ -3,7 +3,7 @@ own programs (vimcmd.py). Each takes its arguments and the Context it runs in, r
 
     :  true  false  echo [-n]  trap (accepted, does nothing)  exit [N]  return [N]  break
     continue
-    read -r NAME...  test / [ ] (-z -n -f -d -e = != -eq -ne -lt -le -gt -ge, a leading !)
+    read -r NAME...  test / [ ] (-z -n -f -d -e -x = != -eq -ne -lt -le -gt -ge, a leading !)
     command -v NAME  wait [ID...]  kill [-0] ID...  sh -c STRING [NAME [ARG...]]  sh FILE
     nohup / setsid PROGRAM...  and the busybox applets of applets.py
     vim-cmd  vmware  poweroff  shutdown.sh
@@ -167,6 +167,11 @@ def _test(args: list[str], ctx: Context) -> int:
         result = bool(terms and terms[0])
     elif len(terms) == 2 and terms[0] in ("-z", "-n"):
         result = (terms[1] == "") == (terms[0] == "-z")
+    elif len(terms) == 2 and terms[0] == "-x":  # ESXi's own programs, at their paths
+        name = program_name(terms[1])
+        missing = ctx.host.fleet.missing_commands
+        result = name is not None and "/" in terms[1] and COMMANDS.get(name) == terms[1]
+        result = result and name not in missing
     elif len(terms) == 2 and terms[0] in ("-f", "-d", "-e"):
         text = ctx.host.read_file(host_path(terms[1]))
         is_dir = text == DIRECTORY
@@ -181,7 +186,7 @@ def _test(args: list[str], ctx: Context) -> int:
         result = _INTEGER_TESTS[terms[1]](int(terms[0]), int(terms[2]))
     else:
         return refuse(
-            ctx, command_line("test", args), "[ ! ] -z -n -f -d -e = != -eq -ne -lt -le -gt -ge"
+            ctx, command_line("test", args), "[ ! ] -z -n -f -d -e -x = != -eq -ne -lt -le -gt -ge"
         )
     return 0 if result != negate else 1
 
