@@ -14,10 +14,13 @@ P2 fleet time: simulated seconds from the first command to host power-off, and V
 P3 many hosts: wall time of one run against 1, then 10 simulated hosts.
 P4 time to start: real seconds from the call of `esxi-suspend shutdown` (a new process, as
    upsmon runs it) to the host sequence started, on the simulator at real time (time scale 1)
-   with 0.5 s per host command, for 1, 12, 40 and 100 VMs; and the SSH commands it took.
+   with 0.5 s per host command, for 1, 40 and 100 VMs; and the SSH commands it took.
+P5 busy hostd: 40 VMs, parallel, hostd serving 8 calls at once and resetting the logins
+   beyond (then 3 at once, where resets happen): VMs hard-killed, logins reset, resets left
+   unretried (not a call's last try), and the time to host power-off against the floor.
 
 Needs openssh-server and openssh-client for P1 (P1 is skipped without them) and root (sshd).
-Prints Markdown tables for docs/benchmarks.md. About 3 minutes on 2 cores.
+Prints Markdown tables for docs/benchmarks.md. About 5 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -48,6 +52,7 @@ from sshservers import ServerUnavailable, make_client_keys, running_server  # no
 from esxi_suspend import runner  # noqa: E402
 from esxi_suspend.demo.command import prepare_env  # noqa: E402
 from esxi_suspend.errors import RemoteCommandFailed, SessionDropped  # noqa: E402
+from esxi_suspend.host.esxi import CALL_TRIES, CALLS_AT_ONCE  # noqa: E402
 from esxi_suspend.host.script import STARTED  # noqa: E402
 from esxi_suspend.host.shutdown import HostResult, shutdown_host  # noqa: E402
 from esxi_suspend.settings.envfile import load_settings  # noqa: E402
@@ -65,7 +70,7 @@ ORIGINAL = "vim-cmd hostsvc/autostartmanager/autostop ; poweroff"
 FLEET_SIZES = (1, 4, 12, 40)
 # simulated seconds a P2 run may take in all: ESXI_DEADLINE (240 s), the host's poweroff, room
 WHOLE_RUN_SECONDS = 300
-P4_SIZES = (1, 12, 40, 100)
+P4_SIZES = (1, 40, 100)
 
 
 def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -396,14 +401,79 @@ def p4(runs: int = 3) -> list[str]:
         trips.append(str(commands))
     header = " | ".join(f"{n} VM{'s' if n > 1 else ''}" for n in P4_SIZES)
     return [
-        f"P4 time to start (simulator at time scale 1, 0.5 s per host command, at most 16 at "
-        f"once; {runs} runs, medians): seconds from the call of `esxi-suspend shutdown` (a "
-        "new process) to the host sequence started, and the SSH commands sent until then:",
+        f"P4 time to start (simulator at time scale 1, 0.5 s per host command, hostd serving "
+        f"16 at once, our host text holding {CALLS_AT_ONCE}; {runs} runs, medians): seconds "
+        "from the call of `esxi-suspend shutdown` (a new process) to the host sequence "
+        "started, and the SSH commands sent until then:",
         "",
         f"| | {header} |",
         "| --- |" + " ---: |" * len(P4_SIZES),
         "| call to sequence started | " + " | ".join(cells) + " |",
         "| SSH commands | " + " | ".join(trips) + " |",
+    ]
+
+
+P5_SLOTS = (8, 3)  # calls hostd serves at once: the target's, then fewer than our 4
+P5_VMS = 40
+
+
+def unretried_resets(host: SimulatedHost) -> tuple[int, int]:
+    """Logins hostd reset, and those never made again although the call had tries left
+    (esxi.CALL_TRIES a call: a reset after two resets in a row was its last)."""
+    tries: dict[str, list[bool]] = {}
+    for event in host.events:
+        if event.kind == "hostd":
+            how, command = event.text.split(": ", 1)
+            tries.setdefault(command, []).append(how == "reset")
+    resets = unretried = 0
+    for turned in tries.values():
+        for i, reset in enumerate(turned):
+            if not reset:
+                continue
+            resets += 1
+            last = i >= CALL_TRIES - 1 and all(turned[i - CALL_TRIES + 1 : i + 1])
+            unretried += i + 1 == len(turned) and not last
+    return resets, unretried
+
+
+def p5(time_scale: float) -> list[str]:
+    """Busy hostd: logins reset beyond its slots; 40 VMs, parallel."""
+    logger = logging.getLogger("esxi_suspend")
+    logger.handlers[:] = [logging.NullHandler()]
+    logger.propagate = False
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL + 1)
+    rows = []
+    for slots in P5_SLOTS:
+        fleet = replace(generated_fleet(P5_VMS), hostd_concurrency=slots, hostd_overflow="reset")
+        private, public = generate_ed25519()
+        with (
+            tempfile.TemporaryDirectory(prefix="esxi-bench-") as tmp,
+            SimulatedHost(fleet, authorized_key=public, time_scale=time_scale) as host,
+        ):
+            strategy("parallel")(host, Path(tmp), private)
+            host.wait_powered_off(10 + WHOLE_RUN_SECONDS * time_scale)
+            execs = [e.at for e in host.events if e.kind == "exec"]
+            if host.powered_off_at is None or not execs:
+                rows.append(f"| {slots} | no power-off | | | | |")
+                continue
+            killed = sum(f is Fate.HARD_KILLED for f in host.fates().values())
+            resets, unretried = unretried_resets(host)
+            seconds = host.powered_off_at - execs[0]
+            floor = floor_seconds(fleet)
+            rows.append(
+                f"| {slots} | {killed} | {resets} | {unretried} | {seconds:.0f} s "
+                f"(floor {floor:.0f} s) | {seconds / floor:.2f}x |"
+            )
+    return [
+        f"P5 busy hostd (simulator, time scale {time_scale:g}; {P5_VMS} VMs as in P2, "
+        "ESXI_STRATEGY=parallel, 0.5 s per vim-cmd; hostd serves N calls at once and resets "
+        "the login of any call beyond, at once): VMs hard-killed, logins reset, resets left "
+        "unretried (a call with tries left not made again), host off against the floor:",
+        "",
+        "| hostd serves at once | hard-killed | logins reset | left unretried | host off "
+        "| / floor (target <= 1.2) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
     ]
 
 
@@ -436,7 +506,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="P1 runs of each command")
     parser.add_argument("--time-scale", type=float, default=0.02, help="P2, P3 time scale")
-    parser.add_argument("--only", choices=["p1", "p2", "p3", "p4"], help="run one benchmark")
+    parser.add_argument("--only", choices=["p1", "p2", "p3", "p4", "p5"], help="run one benchmark")
     parser.add_argument(
         "--fleets",
         type=lambda text: tuple(int(n) for n in text.split(",")),
@@ -454,7 +524,9 @@ def main() -> int:
         if args.only in (None, "p3"):
             print("\n".join(p3(args.time_scale)) + "\n")
         if args.only in (None, "p4"):
-            print("\n".join(p4()))
+            print("\n".join(p4()) + "\n")
+        if args.only in (None, "p5"):
+            print("\n".join(p5(args.time_scale)))
     finally:  # the shutdown runs leave their HOST:PORT.lock files (as the tests' do)
         leftovers.clean(before)
     return 0

@@ -17,8 +17,10 @@ GETALLVMS = "vim-cmd vmsvc/getallvms"
 GET_DEFAULTS = "vim-cmd hostsvc/autostartmanager/get_defaults"
 GET_AUTOSTARTSEQ = "vim-cmd hostsvc/autostartmanager/get_autostartseq"
 GET_SUMMARY = "vim-cmd vmsvc/get.summary"  # then a VM id: see get_summary
-# Read-only proof that the poweroff step will find its program.
-FIND_POWEROFF = "command -v poweroff"
+# Read-only proof that the poweroff step will find its program: at the path public scripts
+# run, looked at with `[ -x ]` (`command -v` is no builtin on every busybox).
+POWEROFF_PATH = "/sbin/poweroff"
+FIND_POWEROFF = f"if [ -x {POWEROFF_PATH} ]; then echo {POWEROFF_PATH}; fi"
 
 # How many `vim-cmd` calls our host text keeps in flight on a host at once, the inventory and
 # the host sequence alike: under load hostd resets logins beyond a few concurrent calls (one

@@ -290,7 +290,8 @@ def check_host(
         result.add(
             "poweroff present",
             ExitCode.REMOTE_COMMAND,
-            "`command -v poweroff` found nothing: this host cannot be powered off this way",
+            f"no {esxi.POWEROFF_PATH} (`[ -x {esxi.POWEROFF_PATH} ]` failed): this host "
+            "cannot be powered off this way",
         )
     if not plan.fits:
         log.warning(

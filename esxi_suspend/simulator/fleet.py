@@ -9,6 +9,8 @@ A fleet file (JSON; TOML too on Python 3.11+) looks like:
 
 Every VM key but `id` and `name` has a default (see `VmSpec`). `autostart` is the VM's start
 order in the autostart sequence, or absent/null/false when it is not in the sequence.
+`tools_hung` (VMware Tools reported running, yet a guest shutdown fails with
+vim.fault.ToolsUnavailable) makes a fault.
 
 Host keys, all optional (see `Fleet`): `name`, `version`, `stop_action`, `stop_delay`,
 `start_delay`, `autostart_enabled`, the durations `suspend_seconds`, `power_off_seconds`,
@@ -18,6 +20,23 @@ dominates a real shutdown's timing: `command_latency` (simulated seconds each `v
 `vmware -v` call takes before it acts; default 0.5, as ~0.5-0.67 s is observed) and
 `hostd_concurrency` (how many such calls hostd serves at once; default 16; further calls
 wait for a free slot).
+
+Knobs that make the host fail as real ESXi hosts are reported to (each a row of
+docs/fault-matrix.md), all off by default:
+
+    hostd_overflow     "queue" (the default: calls beyond hostd_concurrency wait for a slot)
+                       or "reset" (each answers at once `Failed to login: Connection reset by
+                       peer`, exit 1, as a busy hostd does)
+    command_jitter     up to this many simulated seconds more per call, at random (seeded
+                       by the host's name: the same fleet draws the same delays)
+    arg_limit          the longest argument the host's `sh` takes, in bytes (an exec request's
+                       command line, a `sh -c STRING`): longer, `/bin/sh: File too large`
+    fault_exit0        a vim-cmd that fails prints its fault and exits 0 (as 6.x+ may)
+    no_final_newline   what vim-cmd prints ends without a newline
+    missing_commands   applets and builtins the host's busybox lacks: any of "nohup",
+                       "setsid", "command" (a 4.x-like busybox: ["nohup", "command"])
+    script_dies_after  `sh FILE` is killed this many simulated seconds in, with every job
+                       it started (out of memory, a full /tmp)
 """
 
 from __future__ import annotations
@@ -31,6 +50,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+HOSTD_OVERFLOW = ("queue", "reset")
+MISSABLE_COMMANDS = ("nohup", "setsid", "command")
 STOP_ACTIONS = ("systemDefault", "powerOff", "suspend", "guestShutdown", "none")
 POWER_STATES = ("Powered on", "Powered off", "Suspended")
 DEFAULT_FLEET_RESOURCE = "default_fleet.json"
@@ -57,6 +78,7 @@ class VmSpec:
     stop_action: str = "systemDefault"
     stop_delay: int = -1  # -1: the host default
     uuid: str = ""  # BIOS UUID (vim-cmd vmsvc/get.config: uuid = "...")
+    tools_hung: bool = False  # Tools reported running, yet a guest shutdown fails (a fault)
 
     @property
     def in_autostart(self) -> bool:
@@ -91,6 +113,13 @@ class Fleet:
     host_poweroff_seconds: float = 10.0  # `poweroff` to power gone: sessions live until then
     command_latency: float = 0.5  # each vim-cmd / vmware call: a round trip to hostd
     hostd_concurrency: int = 16  # calls hostd serves at once; more wait for a slot
+    hostd_overflow: str = "queue"  # or "reset": a call beyond the slots is turned away
+    command_jitter: float = 0.0  # up to this much more per call, at random
+    arg_limit: int = 0  # the longest argument `sh` takes (bytes); 0: no limit
+    fault_exit0: bool = False  # a failing vim-cmd exits 0
+    no_final_newline: bool = False  # vim-cmd's output ends without a newline
+    missing_commands: tuple[str, ...] = ()  # busybox applets/builtins the host lacks
+    script_dies_after: float | None = None  # `sh FILE` killed, with its jobs, this far in
     source: str = field(default="<built in>", compare=False)
 
     def vm(self, vmid: int) -> VmSpec | None:
@@ -111,6 +140,7 @@ _VM_KEYS = {
     "stop_action": "stop_action",
     "stop_delay": "stop_delay",
     "uuid": "uuid",
+    "tools_hung": "tools_hung",
 }
 _HOST_KEYS = {
     "name",
@@ -125,6 +155,13 @@ _HOST_KEYS = {
     "host_poweroff_seconds",
     "command_latency",
     "hostd_concurrency",
+    "hostd_overflow",
+    "command_jitter",
+    "arg_limit",
+    "fault_exit0",
+    "no_final_newline",
+    "missing_commands",
+    "script_dies_after",
     "vms",
 }
 _NUMBER = (int, float)
@@ -152,8 +189,9 @@ def _vm_from(raw: object, where: str, problems: list[str]) -> VmSpec | None:
             problems.append(f"{where}: {key} must be a string")
     if "power" in values and values["power"] not in POWER_STATES:
         problems.append(f"{where}: power must be one of {', '.join(POWER_STATES)}")
-    if "tools" in values and not isinstance(values["tools"], bool):
-        problems.append(f"{where}: tools must be true or false")
+    for key in ("tools", "tools_hung"):
+        if key in values and not isinstance(values[key], bool):
+            problems.append(f"{where}: {key} must be true or false")
     seconds = values.get("shutdown_seconds", 0)
     if isinstance(seconds, bool) or not isinstance(seconds, _NUMBER) or seconds < 0:
         problems.append(f"{where}: shutdown_seconds must be a number >= 0")
@@ -204,6 +242,7 @@ def fleet_from_dict(data: object, source: str = "<dict>") -> Fleet:
         "host_shutdown_seconds",
         "host_poweroff_seconds",
         "command_latency",
+        "command_jitter",
     )
     for key in durations:
         value = host.get(key, 0)
@@ -214,14 +253,36 @@ def fleet_from_dict(data: object, source: str = "<dict>") -> Fleet:
     concurrency = host.get("hostd_concurrency", 1)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         problems.append("hostd_concurrency: must be an integer >= 1")
-    if "autostart_enabled" in host and not isinstance(host["autostart_enabled"], bool):
-        problems.append("autostart_enabled: must be true or false")
+    for key in ("autostart_enabled", "fault_exit0", "no_final_newline"):
+        if key in host and not isinstance(host[key], bool):
+            problems.append(f"{key}: must be true or false")
+    _fault_knobs(host, problems)
     if "name" in host and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}", host["name"]):
         problems.append("name: must be a host name")
     if problems:
         listed = "\n".join(f"  - {problem}" for problem in problems)
         raise FleetError(f"fleet {source} has {len(problems)} problem(s):\n{listed}")
     return Fleet(vms=tuple(vm for vm in vms if vm is not None), source=source, **host)
+
+
+def _fault_knobs(host: dict[str, Any], problems: list[str]) -> None:
+    """Check (and normalise in `host`) the knobs that make the host fail like ESXi."""
+    if host.get("hostd_overflow", "queue") not in HOSTD_OVERFLOW:
+        problems.append(f"hostd_overflow: must be one of {', '.join(HOSTD_OVERFLOW)}")
+    limit = host.get("arg_limit", 0)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        problems.append("arg_limit: must be an integer >= 0 (bytes; 0: no limit)")
+    missing = host.get("missing_commands", [])
+    if not isinstance(missing, list) or not all(m in MISSABLE_COMMANDS for m in missing):
+        problems.append(f"missing_commands: must be a list of {', '.join(MISSABLE_COMMANDS)}")
+    elif "missing_commands" in host:
+        host["missing_commands"] = tuple(missing)
+    dies = host.get("script_dies_after")
+    if dies is not None:
+        if isinstance(dies, bool) or not isinstance(dies, _NUMBER) or not 0 < dies < math.inf:
+            problems.append("script_dies_after: must be a number > 0 (simulated seconds)")
+        else:
+            host["script_dies_after"] = float(dies)
 
 
 def load_fleet(path: str | Path) -> Fleet:

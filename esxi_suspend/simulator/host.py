@@ -18,7 +18,7 @@ from typing import Callable
 
 from esxi_suspend.simulator.clock import SimClock
 from esxi_suspend.simulator.fleet import Fleet, VmSpec
-from esxi_suspend.simulator.hostd import Hostd
+from esxi_suspend.simulator.hostd import Hostd, HostdBusy
 from esxi_suspend.simulator.vm import (
     OFF,
     ON,
@@ -62,6 +62,7 @@ class Job:
     command: str
     session: int | None
     background: bool
+    parent: int | None = None  # the job that started it (`&`, a killed `sh FILE`)
     cancelled: bool = False
     done: bool = False
     thread: threading.Thread | None = field(default=None, repr=False)
@@ -120,11 +121,21 @@ class HostModel:
         `HostDown` if the host powers off meanwhile, `Interrupted` if `job` is cancelled."""
         return self.clock.sleep(seconds, lambda: self.check(job), until)
 
-    def hostd_call(self, job: Job | None) -> None:
+    def hostd_call(self, job: Job | None, call: str = "", may_reset: bool = True) -> bool:
         """The cost of one call to hostd (each `vim-cmd`, `vmware -v`): `command_latency`
         simulated seconds in one of `hostd_concurrency` slots, waiting for a free slot first.
-        A shutdown's timing on a real host is mostly these round trips."""
-        self._hostd.call(lambda: self.check(job))
+        A shutdown's timing on a real host is mostly these round trips. False: hostd turned
+        it away (`hostd_overflow` "reset"); `call` (the command) is in the event log either
+        way, kind "hostd"."""
+        session = job.session if job is not None else None
+        try:
+            self._hostd.call(lambda: self.check(job), may_reset)
+        except HostdBusy:
+            self.record("hostd", f"reset: {call}", session)
+            return False
+        if call:
+            self.record("hostd", f"call: {call}", session)
+        return True
 
     def _tick(self) -> None:
         """Complete VM operations when they are due, so events appear in time order."""
@@ -197,7 +208,7 @@ class HostModel:
             self.settle()
             if vm.power != ON:
                 raise invalid_power_state(vm.power)
-            if not vm.tools:
+            if not vm.tools or vm.spec.tools_hung:
                 raise tools_unavailable()
             if vm.pending is None:
                 vm.pending, vm.busy_until = "shutdown", self.now() + vm.spec.shutdown_seconds
@@ -296,11 +307,38 @@ class HostModel:
         return True
 
     # -- jobs -----------------------------------------------------------------------------
-    def new_job(self, command: str, session: int | None, background: bool) -> Job:
+    def new_job(
+        self, command: str, session: int | None, background: bool, parent: int | None = None
+    ) -> Job:
         with self.cond:
-            job = Job(next(self._ids), command, session, background)
+            job = Job(next(self._ids), command, session, background, parent)
             self.jobs[job.jid] = job
             return job
+
+    def kill_after(self, job: Job, seconds: float) -> None:
+        """`seconds` simulated seconds from now, unless it ended, `job` is killed with every
+        job it started (and theirs): as a host out of memory kills a script and its children."""
+
+        def kill() -> None:
+            try:
+                if self.sleep(seconds, None, until=lambda: job.done):
+                    return
+            except HostDown:
+                return
+            with self.cond:
+                doomed = {job.jid}
+                grew = True
+                while grew:
+                    more = {j.jid for j in self.jobs.values() if j.parent in doomed}
+                    grew = not more <= doomed
+                    doomed |= more
+                for jid in doomed:
+                    if jid in self.jobs:
+                        self.jobs[jid].cancelled = True
+                self.cond.notify_all()
+            self.record("background", f"job {job.jid} killed with its jobs: {job.command}")
+
+        threading.Thread(target=kill, name=f"esxi-sim-kill-{job.jid}", daemon=True).start()
 
     def end_job(self, job: Job) -> None:
         with self.cond:

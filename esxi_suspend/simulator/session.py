@@ -17,6 +17,7 @@ from typing import Any, Callable
 import paramiko
 
 from esxi_suspend.simulator.host import HostDown, HostModel, Interrupted
+from esxi_suspend.simulator.shell.commands import TOO_LARGE
 from esxi_suspend.simulator.shell.interpreter import Shell
 from esxi_suspend.simulator.shell.state import Source
 
@@ -196,6 +197,13 @@ def execute(model: HostModel, connection: Connection, channel: Any, command: str
     """One exec request: the command line through the shell, its exit status on the channel."""
     model.record("exec", f"exec: {command}", connection.number)
     terminal = ChannelTerminal(channel)
+    limit = model.fleet.arg_limit
+    if limit and len(command.encode("utf-8", "surrogateescape")) > limit:
+        # sshd runs the command line as one argument, `sh -c LINE`: a host refused a long one
+        terminal.write(2, f"/bin/sh: {TOO_LARGE}\n")
+        model.record("exit", f"exit 1: {command}", connection.number)
+        terminal.finish(1)
+        return
     shell = Shell(model, connection.number)
     try:
         status = shell.run(command, terminal, ChannelSource(channel, model))

@@ -10,6 +10,7 @@ from typing import Callable
 
 from esxi_suspend.simulator.autostop import autostop
 from esxi_suspend.simulator.host import HostDown, HostModel, Job
+from esxi_suspend.simulator.hostd import RESET
 from esxi_suspend.simulator.vimcmd_output import (
     get_autostartseq,
     get_config,
@@ -29,8 +30,25 @@ _USAGE = "Usage: vim-cmd [options] [command]\n"
 
 def vim_cmd(host: HostModel, job: Job, args: list[str], write: Write) -> int:
     """`vim-cmd SUBCOMMAND [ID]`; an unknown subcommand or VM id fails like ESXi's. Every call
-    first pays its round trip to hostd (`HostModel.hostd_call`), failing ones too."""
-    host.hostd_call(job)
+    first pays its round trip to hostd (`HostModel.hostd_call`), failing ones too; a busy
+    hostd may turn it away. The fleet's `fault_exit0` and `no_final_newline` apply here."""
+    chunks: list[tuple[int, str]] = []
+    status = _vim_cmd(host, job, args, lambda fd, text: chunks.append((fd, text)))
+    fleet = host.fleet
+    if fleet.fault_exit0 and status == 1 and any("fault." in text for _fd, text in chunks):
+        status = 0
+    if fleet.no_final_newline and chunks:
+        fd, text = chunks[-1]
+        chunks[-1] = (fd, text.rstrip("\n"))
+    for fd, text in chunks:
+        write(fd, text)
+    return status
+
+
+def _vim_cmd(host: HostModel, job: Job, args: list[str], write: Write) -> int:
+    if not host.hostd_call(job, " ".join(["vim-cmd", *args])):
+        write(1, f"{RESET}\n")
+        return 1
     if not args:
         write(2, _USAGE)
         return 1
@@ -86,7 +104,7 @@ def vim_cmd(host: HostModel, job: Job, args: list[str], write: Write) -> int:
 def vmware(host: HostModel, args: list[str], write: Write, job: Job | None = None) -> int:
     """`vmware -v`/`-l`: also a hostd call, so it pays `command_latency` too. Without `job`
     the wait still ends when the host powers off, but not when the session drops."""
-    host.hostd_call(job)
+    host.hostd_call(job, may_reset=False)
     if args in (["-v"], ["--version"]):
         write(1, f"{host.fleet.version}\n")
     elif args in (["-l"], ["--level"]):

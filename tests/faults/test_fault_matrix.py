@@ -9,6 +9,7 @@ traceback. docs/fault-matrix.md is this table (`test_docs_list_the_matrix`).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -31,6 +32,8 @@ from sshservers import CLIENT_PASSPHRASE, SshServer, free_port
 from wol import listening, magic
 
 from esxi_suspend import lock
+from esxi_suspend.host.esxi import CALL_TRIES
+from esxi_suspend.simulator import Fate, SimulatedHost, load_fleet
 
 COMMAND = Path(sys.executable).parent / "esxi-suspend"
 UPSMON_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -82,6 +85,8 @@ class Ctx:
     syslog: str | None = None  # "absent", "stale" or "listening": run in a private /dev
     syslog_lines: list[str] = field(default_factory=list)
     bmc: SimulatedBmc | None = None  # the rows with a BMC (Fault.bmc): ipmi_sim, tests/bmc.py
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    sim: SimulatedHost | None = None  # the rows on the simulator (`_on_simulator`)
 
     @property
     def bin(self) -> Path:
@@ -815,6 +820,117 @@ def _suspended_after_the_fault(ctx: Ctx, run: Run) -> None:
     assert "final: suspending" not in run.stderr.split("VM 12")[0]  # not left to the end
 
 
+# -- rows on the built-in simulator: each a knob of its fleet file (simulator/fleet.py) ------
+SIMULATED = {"simulator": "openssh"}  # whose restart marker and client keys a row uses
+SIM_SCALE = 0.05  # real seconds per simulated second: a 240 s deadline is 12 s
+
+
+def _sim_fleet(count: int, **knobs: object) -> dict[str, object]:
+    """A fleet file's content: `count` running VMs (1 in 4 without Tools, stop action
+    powerOff), all in the autostart sequence, guest shutdowns of 10 to 28 s, and `knobs`."""
+    vms = [{"id": i, "name": f"vm-{i:03d}", "tools": i % 4 != 0, "autostart": i,
+            "shutdown_seconds": 10 + (i * 7) % 19,
+            "stop_action": "guestShutdown" if i % 4 else "powerOff", "stop_delay": 60}
+           for i in range(1, count + 1)]  # fmt: skip
+    return {"name": "esxi-sim", "vms": vms, **knobs}
+
+
+def _on_simulator(
+    fleet: dict[str, object], hung: int | None = None, **settings: str
+) -> Callable[[Ctx], Run]:
+    """Run the installed command against a simulated host built from `fleet` (written to a
+    fleet file and read back, as `demo --fleet` does); it stays up for the row's check.
+    `hung`: that VM's Tools are reported running, yet its guest shutdown fails."""
+
+    def runner(ctx: Ctx) -> Run:
+        path = ctx.tmp / "fleet.json"
+        vms = fleet["vms"]
+        assert isinstance(vms, list)
+        for vm in vms:
+            vm["tools_hung"] = vm["id"] == hung
+        path.write_text(json.dumps(fleet))
+        public = Path(f"{ctx.server.keys.passphrase_key}.pub")
+        host = SimulatedHost(load_fleet(path), authorized_key=public, time_scale=SIM_SCALE)
+        ctx.sim = ctx.stack.enter_context(host)
+        known = ctx.tmp / "simulator_known_hosts"
+        known.write_text(host.known_hosts_line())
+        ctx.settings.update(
+            ESXI_HOST=host.address, ESXI_PORT=str(host.port), ESXI_KNOWN_HOSTS=str(known),
+            ESXI_DEADLINE="240", ESXI_STRATEGY="parallel", ESXI_COMMAND_TIMEOUT="60",
+            ESXI_POLL_INTERVAL=f"{5 * SIM_SCALE:g}",
+        )  # fmt: skip
+        ctx.settings.update(settings)
+        run = ctx.start().finish()
+        host.wait_powered_off(30)
+        return run
+
+    return runner
+
+
+def _sim(ctx: Ctx) -> SimulatedHost:
+    assert ctx.sim is not None
+    return ctx.sim
+
+
+def _none_killed(ctx: Ctx, run: Run) -> None:
+    """The host powered off, every VM it had stopped first: none hard-killed."""
+    host = _sim(ctx)
+    assert host.powered_off, "the host is still on"
+    fates = host.fates()
+    assert Fate.HARD_KILLED not in fates.values(), fates
+
+
+def _sim_resets_retried(ctx: Ctx, run: Run) -> None:
+    """hostd turned calls away; each one turned away was made again, unless it was its
+    call's last try (esxi.CALL_TRIES: the two before it turned away too); no VM hard-killed."""
+    _none_killed(ctx, run)
+    tries: dict[str, list[bool]] = {}  # each command's attempts in order: turned away or not
+    for event in _sim(ctx).events:
+        if event.kind == "hostd":
+            how, command = event.text.split(": ", 1)
+            tries.setdefault(command, []).append(how == "reset")
+    assert any(any(t) for t in tries.values()), "hostd never turned a call away"
+    for command, turned in tries.items():
+        for i, reset in enumerate(turned):
+            last_try = i >= CALL_TRIES - 1 and all(turned[i - CALL_TRIES + 1 : i + 1])
+            assert not reset or i + 1 < len(turned) or last_try, f"not retried: {command}"
+
+
+def _sim_lines_short(ctx: Ctx, run: Run) -> None:
+    _none_killed(ctx, run)
+    execs = [e.text.removeprefix("exec: ") for e in _sim(ctx).events if e.kind == "exec"]
+    assert execs and all(len(line.encode()) <= 4096 for line in execs), [len(x) for x in execs]
+
+
+def _sim_suspended_at_once(ctx: Ctx, run: Run) -> None:
+    """VM 1's guest shutdown failed (a fault, exit 0): it was suspended right after, long
+    before its stop delay (60 s) was spent."""
+    host = _sim(ctx)
+    assert host.fates()[1] is Fate.SUSPENDED, host.fates()
+    faulted = [e.at for e in host.events if e.text == "call: vim-cmd vmsvc/power.shutdown 1"]
+    suspend = [e.at for e in host.events if e.text == "call: vim-cmd vmsvc/power.suspend 1"]
+    assert faulted and suspend and suspend[0] - faulted[0] < 5, (faulted, suspend)
+
+
+def _sim_4x(ctx: Ctx, run: Run) -> None:
+    """No nohup, no `command`: the script was still started detached, the host went down."""
+    _none_killed(ctx, run)
+    log = next(text for path, text in _sim(ctx).files.items() if "esxi-suspend-" in path
+               and "host sequence started" in text)  # fmt: skip
+    assert "host poweroff" in log, log
+
+
+def _sim_fell_back(ctx: Ctx, run: Run) -> None:
+    """The script was killed: the plain path (autostop, then poweroff) went out, detached."""
+    host = _sim(ctx)
+    assert host.powered_off, "the host is still on"
+    killed = [e for e in host.events if "killed with its jobs" in e.text]
+    assert killed, "the script was never killed: the row proves nothing"
+    autostops = [e.at for e in host.events if e.text.endswith(AUTOSTOP)]
+    assert any(at > killed[0].at for at in autostops), "no autostop after the script died"
+    assert "fallback: autostop, then poweroff, started on the host" in run.stderr, run.stderr
+
+
 FAULTS: list[Fault] = [
     Fault(1, "host name does not resolve", 15, 5,
           r"host \S+\.invalid: name (does not resolve|lookup took longer).*ESXI_HOST",
@@ -1109,6 +1225,43 @@ FAULTS: list[Fault] = [
           "the host is not contacted, nothing printed",
           setup=_daily_on_battery, runner=_syslog_listening,
           check=_daily_left_alone, restarts=0),
+    Fault(49, "busy hostd, 12 VMs (`hostd_concurrency` 3, `hostd_overflow` reset)", 60, 0,
+          r"inventory: 12 VM\(s\), 12 running",
+          "each login reset made again (after 1 s, then 2 s: 3 tries a call); no VM hard-killed",
+          runner=_on_simulator(_sim_fleet(12, hostd_concurrency=3, hostd_overflow="reset")),
+          check=_sim_resets_retried, kinds=("simulator",)),
+    Fault(50, "latency jitter, 0.5 to 3 s a call, 12 VMs (`command_jitter` 2.5)", 60, 0,
+          r"summary: host \S+: connect ok, inventory ok, sequence ok, poweroff ok",
+          "no wait of ours assumes a call's time: every VM down, none hard-killed",
+          runner=_on_simulator(_sim_fleet(12, command_jitter=2.5)),
+          check=_none_killed, kinds=("simulator",)),
+    Fault(51, "one argument over 4 KB refused, 40 VMs (`arg_limit` 4096)", 60, 0,
+          r"inventory: 40 VM\(s\), 40 running",
+          "every command line we send is under 4 KB (the script goes in a file): 40 VMs down, "
+          "none hard-killed",
+          runner=_on_simulator(_sim_fleet(40, arg_limit=4096)),
+          check=_sim_lines_short, kinds=("simulator",)),
+    Fault(52, "a fault printed with exit status 0 (`fault_exit0`, a VM's `tools_hung`)", 40, 0,
+          r"\[host\] esxi-suspend: > \(vim\.fault\.ToolsUnavailable\) \{",
+          "the fault is known by its text: the VM is suspended at once, not after its stop delay",
+          runner=_on_simulator(_sim_fleet(4, fault_exit0=True), hung=1),
+          check=_sim_suspended_at_once, kinds=("simulator",)),
+    Fault(53, "outputs without a final newline (`no_final_newline`)", 40, 0,
+          r"inventory: 6 VM\(s\), 6 running",
+          "each marker on a line of its own: the inventory whole, every VM down",
+          runner=_on_simulator(_sim_fleet(6, no_final_newline=True)),
+          check=_none_killed, kinds=("simulator",)),
+    Fault(54, "busybox without nohup and command, 4.x-like (`missing_commands`)", 40, 0,
+          r"summary: host \S+: connect ok, inventory ok, sequence ok, poweroff ok",
+          "nohup tried, not looked up: the script starts detached without it; the host goes "
+          "down, no VM hard-killed",
+          runner=_on_simulator(_sim_fleet(6, missing_commands=["nohup", "command"])),
+          check=_sim_4x, kinds=("simulator",)),
+    Fault(55, "host script killed 3 s in, with its jobs (`script_dies_after` 3)", 40, 4,
+          r"the host sequence stopped: nothing from it for 10 s .*" + FALLBACK,
+          "its alive line stops: the plain path (autostop, then poweroff) goes out detached",
+          runner=_on_simulator(_sim_fleet(6, script_dies_after=3)),
+          check=_sim_fell_back, kinds=("simulator",)),
 ]  # fmt: skip
 
 CASES = [
@@ -1118,8 +1271,10 @@ CASES = [
 
 @pytest.mark.parametrize(("fault", "kind"), CASES)
 def test_fault(fault: Fault, kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    server: SshServer = request.getfixturevalue(f"{kind}_esxi")
+    # a row on the simulator still uses the fake host's restart marker and keys
+    server: SshServer = request.getfixturevalue(f"{SIMULATED.get(kind, kind)}_esxi")
     ctx = Ctx(server, tmp_path, passphrase=fault.passphrase)
+    request.addfinalizer(ctx.stack.close)
     if fault.bmc:
         ctx.bmc = request.getfixturevalue("bmc")
     fault.setup(ctx)
@@ -1151,6 +1306,7 @@ def render_table() -> str:
     for f in FAULTS:
         pattern = f.log.replace("|", "\\|")
         kinds = " + dropbear" if "dropbear" in f.kinds else ""
+        kinds = ", simulator" if f.kinds == ("simulator",) else kinds
         lines.append(
             f"| {f.row} | {f.case}{kinds} | {f.bound:g} | {f.exit} | `{pattern}` | {f.result} |"
         )

@@ -2,13 +2,16 @@
 own programs (vimcmd.py). Each takes its arguments and the Context it runs in, returns a status.
 
     :  true  false  echo [-n]  trap (accepted, does nothing)  exit [N]  return [N]  break
-    read -r NAME...  test / [ ] (-z -n -f -d -e = != -eq -ne -lt -le -gt -ge, a leading !)
+    continue
+    read -r NAME...  test / [ ] (-z -n -f -d -e -x = != -eq -ne -lt -le -gt -ge, a leading !)
     command -v NAME  wait [ID...]  kill [-0] ID...  sh -c STRING [NAME [ARG...]]  sh FILE
     nohup / setsid PROGRAM...  and the busybox applets of applets.py
     vim-cmd  vmware  poweroff  shutdown.sh
 
 Any other form of these, and the ash builtins in UNSUPPORTED, exit 2 saying so; any other
-name is `sh: NAME: not found`, exit 127.
+name is `sh: NAME: not found`, exit 127, and so are the fleet's `missing_commands` (a 4.x-like
+busybox). The fleet's `arg_limit` refuses a longer `sh -c STRING`; its `script_dies_after`
+kills an `sh FILE` that far in, with its jobs.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from dataclasses import replace
 from typing import Callable
 
 from esxi_suspend.simulator import vimcmd
+from esxi_suspend.simulator.host import Interrupted
 from esxi_suspend.simulator.shell.applets import APPLETS, DIRECTORY
 from esxi_suspend.simulator.shell.state import (
     BreakSignal,
     Child,
     Context,
+    ContinueSignal,
     Frame,
     ReturnSignal,
     ShellExit,
@@ -33,6 +38,7 @@ from esxi_suspend.simulator.shell.state import (
 )
 from esxi_suspend.simulator.shell.syntax import is_name
 
+TOO_LARGE = "File too large"  # what a host's sh answered a command line it would not take
 PATH_DIRS = ("/bin/", "/sbin/", "/usr/bin/", "/usr/sbin/", "/usr/lib/vmware/bin/")
 # Where `command -v` says each program lives; builtins answer with their own name.
 COMMANDS = {
@@ -54,12 +60,12 @@ COMMANDS = {
 }
 BUILTINS = (
     "echo", "true", "false", ":", "trap", "command", "exit", "return", "break", "read", "test",
-    "[", "wait", "kill",
+    "[", "wait", "kill", "continue",
 )  # fmt: skip
 COMMANDS.update((name, name) for name in BUILTINS)
 # busybox ash builtins the simulator does not have: exit 2 and say so, rather than 127
 UNSUPPORTED = frozenset({
-    ".", "[[", "alias", "bg", "cd", "continue", "eval", "exec", "export", "fg", "getopts", "hash",
+    ".", "[[", "alias", "bg", "cd", "eval", "exec", "export", "fg", "getopts", "hash",
     "jobs", "let", "local", "printf", "readonly", "set", "shift", "source", "type", "ulimit",
     "umask", "unset",
 })  # fmt: skip
@@ -80,6 +86,9 @@ def program_name(word: str) -> str | None:
 def run_program(argv: list[str], ctx: Context) -> int:
     """A builtin or a program (functions are the interpreter's): 127 when there is none."""
     name = program_name(argv[0]) or ""
+    if name in ctx.host.fleet.missing_commands:  # a 4.x-like busybox (the fleet's knob)
+        ctx.out(2, f"sh: {argv[0]}: not found\n")
+        return 127
     handler = HANDLERS.get(name)
     if handler is not None:
         return handler(argv[1:], ctx)
@@ -120,6 +129,12 @@ def _break(args: list[str], ctx: Context) -> int:
     raise BreakSignal
 
 
+def _continue(args: list[str], ctx: Context) -> int:
+    if args not in ([], ["1"]):
+        return refuse(ctx, command_line("continue", args), "continue")
+    raise ContinueSignal
+
+
 def _read(args: list[str], ctx: Context) -> int:
     names = args[1:]
     if not args or args[0] != "-r" or not names or not all(is_name(n) for n in names):
@@ -152,6 +167,11 @@ def _test(args: list[str], ctx: Context) -> int:
         result = bool(terms and terms[0])
     elif len(terms) == 2 and terms[0] in ("-z", "-n"):
         result = (terms[1] == "") == (terms[0] == "-z")
+    elif len(terms) == 2 and terms[0] == "-x":  # ESXi's own programs, at their paths
+        name = program_name(terms[1])
+        missing = ctx.host.fleet.missing_commands
+        result = name is not None and "/" in terms[1] and COMMANDS.get(name) == terms[1]
+        result = result and name not in missing
     elif len(terms) == 2 and terms[0] in ("-f", "-d", "-e"):
         text = ctx.host.read_file(host_path(terms[1]))
         is_dir = text == DIRECTORY
@@ -166,7 +186,7 @@ def _test(args: list[str], ctx: Context) -> int:
         result = _INTEGER_TESTS[terms[1]](int(terms[0]), int(terms[2]))
     else:
         return refuse(
-            ctx, command_line("test", args), "[ ! ] -z -n -f -d -e = != -eq -ne -lt -le -gt -ge"
+            ctx, command_line("test", args), "[ ! ] -z -n -f -d -e -x = != -eq -ne -lt -le -gt -ge"
         )
     return 0 if result != negate else 1
 
@@ -185,7 +205,7 @@ def _command_v(args: list[str], ctx: Context) -> int:
         ctx.out(1, f"{args[1]}\n")
         return 0
     name = program_name(args[1])
-    if name is None or name not in COMMANDS:
+    if name is None or name not in COMMANDS or name in ctx.host.fleet.missing_commands:
         return 127
     ctx.out(1, f"{COMMANDS[name]}\n")
     return 0
@@ -236,6 +256,10 @@ def _kill(args: list[str], ctx: Context) -> int:
 def _sh(args: list[str], ctx: Context) -> int:
     """`sh -c STRING [NAME [ARG...]]` or `sh FILE [ARG...]`: a new shell process; no
     variable of ours is exported."""
+    limit = ctx.host.fleet.arg_limit
+    if len(args) >= 2 and args[0] == "-c" and limit and len(args[1].encode()) > limit:
+        ctx.out(2, f"/bin/sh: {TOO_LARGE}\n")  # as a host answered a long one-shot command
+        return 2
     if len(args) >= 2 and args[0] == "-c":
         frame = Frame(ctx.job.jid, name=args[2] if len(args) > 2 else "sh", args=args[3:])
         return ctx.shell.run_script(args[1], replace(ctx, frame=frame))
@@ -245,8 +269,22 @@ def _sh(args: list[str], ctx: Context) -> int:
     if text is None or text == DIRECTORY:
         ctx.out(2, f"sh: can't open '{args[0]}': No such file or directory\n")
         return 2
-    frame = Frame(ctx.job.jid, name=args[0], args=args[1:])
-    return ctx.shell.run_script(text, replace(ctx, frame=frame))
+    if ctx.host.fleet.script_dies_after is None:
+        frame = Frame(ctx.job.jid, name=args[0], args=args[1:])
+        return ctx.shell.run_script(text, replace(ctx, frame=frame))
+    # The fleet's knob: the script is killed this far in, with every job it started.
+    job = ctx.host.new_job(f"sh {args[0]}", ctx.job.session, ctx.job.background, ctx.job.jid)
+    ctx.host.kill_after(job, ctx.host.fleet.script_dies_after)
+    try:
+        frame = Frame(job.jid, name=args[0], args=args[1:])
+        return ctx.shell.run_script(text, replace(ctx, frame=frame, job=job))
+    except Interrupted:
+        if ctx.job.cancelled:
+            raise
+        ctx.out(2, "Killed\n")
+        return 137
+    finally:
+        ctx.host.end_job(job)
 
 
 def _wrapper(name: str) -> Handler:
@@ -276,6 +314,7 @@ HANDLERS: dict[str, Handler] = {
     "exit": _exit,
     "return": _return,
     "break": _break,
+    "continue": _continue,
     "read": _read,
     "test": _test,
     "[": _bracket,

@@ -35,6 +35,7 @@ from esxi_suspend.simulator.shell.state import (
     BufferSink,
     Child,
     Context,
+    ContinueSignal,
     ExpansionError,
     FileSink,
     Frame,
@@ -154,7 +155,7 @@ class Shell:
             return run(ctx)
         except ShellExit as done:
             return done.status
-        except BreakSignal:
+        except (BreakSignal, ContinueSignal):
             return ctx.frame.status
         except ExpansionError as exc:
             ctx.out(2, f"sh: {exc}\n")
@@ -182,7 +183,7 @@ class Shell:
             fds, stdin = redirected.fds, redirected.stdin
             bare: Command = replace(single, redirs=())
             run = lambda c: self._command(bare, c)  # noqa: E731
-        job = self.host.new_job(_describe(item.text), self.session, background=True)
+        job = self.host.new_job(_describe(item.text), self.session, True, ctx.job.jid)
         child = Child(job)
         ctx.frame.children[job.jid] = child
         ctx.frame.last_bg = job.jid
@@ -304,13 +305,20 @@ class Shell:
             if isinstance(command, For):
                 for value in expand.fields(command.words, ctx):
                     ctx.frame.variables[command.name] = value
-                    status = self.run_body(command.body, ctx)
+                    status = self._turn(command.body, ctx)
                 return status
             while self.run_body(command.condition, ctx) == 0:
-                status = self.run_body(command.body, ctx)
+                status = self._turn(command.body, ctx)
         except BreakSignal:
             pass
         return status
+
+    def _turn(self, body: Body, ctx: Context) -> int:
+        """One turn of a loop's body; `continue` ends it early."""
+        try:
+            return self.run_body(body, ctx)
+        except ContinueSignal:
+            return 0
 
     # -- redirections ---------------------------------------------------------------------------
     def _redirect(self, redirs: tuple[Redirect, ...], ctx: Context) -> Context | str:

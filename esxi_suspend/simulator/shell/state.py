@@ -47,6 +47,10 @@ class BreakSignal(Exception):
     """`break`: ends the innermost loop."""
 
 
+class ContinueSignal(Exception):
+    """`continue`: ends this turn of the innermost loop."""
+
+
 class ExpansionError(Exception):
     """A `$(( ))` that cannot be computed: the shell process ends with status 2 (busybox)."""
 
