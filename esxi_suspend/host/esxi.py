@@ -24,8 +24,11 @@ FIND_POWEROFF = f"if [ -x {POWEROFF_PATH} ]; then echo {POWEROFF_PATH}; fi"
 
 # How many `vim-cmd` calls our host text keeps in flight on a host at once, the inventory and
 # the host sequence alike: under load hostd resets logins beyond a few concurrent calls (one
-# public ESXi driver keeps a semaphore per host); how many it serves is unknown, so: few.
-CALLS_AT_ONCE = 4
+# public ESXi driver keeps a semaphore per host); how many it serves is unknown. 8: a busy
+# hostd of the benchmarks (P5) serves that many; a hostd that serves fewer resets the rest,
+# which `call` tries again. With 4, a final step of 31 stragglers took 8 rounds of suspends and
+# 18 VMs met the host's poweroff still running (P2, autostop, 40 VMs).
+CALLS_AT_ONCE = 8
 # What hostd answers when it is too busy to take a call: worth another try a moment later.
 TRANSIENT_FAULTS = (
     "Failed to login",

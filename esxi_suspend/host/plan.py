@@ -95,10 +95,12 @@ class ShutdownPlan:
 
     @property
     def final_seconds(self) -> int:
-        stragglers = bool(self.final_check) and self.suspends_stragglers
+        """The final step's time: its suspends run esxi.CALLS_AT_ONCE at a time, so the
+        stragglers take as many rounds as that needs; then our own VM, then the poweroff."""
         suspend = HOST_CALL_SECONDS + SUSPEND_SECONDS
+        rounds = -(-len(self.final_check) // esxi.CALLS_AT_ONCE) if self.suspends_stragglers else 0
         own = suspend if self.self_vm is not None else 0
-        return (suspend if stragglers else 0) + own + POWEROFF_SECONDS
+        return rounds * suspend + own + POWEROFF_SECONDS
 
     @property
     def worst_case(self) -> int:

@@ -125,7 +125,7 @@ def test_inventory_is_one_command_of_constants_and_our_token() -> None:
     assert "'" not in command
     assert command.startswith('m="@@123456789"\n')
     assert f"  if [ $n -ge {esxi.CALLS_AT_ONCE} ]; then wait; n=0; fi" in command
-    assert esxi.CALLS_AT_ONCE == 4
+    assert esxi.CALLS_AT_ONCE == 8
     for label in ("status $s", "vms", "defaults", "sequence", "summary $id", "poweroff"):
         assert f"mark {label}" in command
     assert esxi.MARK_FUNCTION in command
