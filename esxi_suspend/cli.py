@@ -78,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
         "reasons printed; nothing while a shutdown runs or the UPS is on battery",
     )
     check.add_argument(
+        "--capture",
+        metavar="FILE",
+        help="also write what each host printed, the probes' results and the timings to FILE "
+        "(JSON, mode 0600): attach it to a bug report; `demo --fleet FILE` replays it",
+    )
+    check.add_argument(
+        "--anonymize",
+        action="store_true",
+        help="with --capture: VM names become vm-ID; annotations, UUIDs and host names go",
+    )
+    check.add_argument(
         "-v", "--verbose", action="count", default=0, help="more on stderr (-vv: debug)"
     )
 
@@ -194,7 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check" and args.daily:
             return int(daily.run_daily(args.env_file))
         dry_run = args.command == "check" or args.dry_run
-        return int(run(args.env_file, dry_run, called_at=clock.process_started()))
+        if args.command == "check" and args.anonymize and not args.capture:
+            print("esxi-suspend check: --anonymize needs --capture FILE", file=sys.stderr)
+            return int(ExitCode.USAGE)
+        capture = args.capture if args.command == "check" else None
+        anonymize = args.command == "check" and args.anonymize
+        return int(run(args.env_file, dry_run, clock.process_started(), capture, anonymize))
     except Exception as exc:  # a bug: full traceback to syslog, one line to stderr
         log.critical("internal error (please report it): %s", exc, exc_info=True)
         return int(ExitCode.INTERNAL)
