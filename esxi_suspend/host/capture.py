@@ -50,6 +50,7 @@ def host_capture(
         "host": settings.host,
         "token": token,
         "raw": {"inventory": raw_inventory, **done.raw},
+        "probes_token": done.token,
         "steps": [{"name": n, "ok": ok, "detail": d} for n, ok, d in steps],
         "busybox": done.busybox,
         "timings": {

@@ -45,6 +45,9 @@ from esxi_suspend.host.script import (
 # Real seconds the shutdown command follows the rehearsal's log at most (its follower ends
 # then on the host); our own wait for the rehearsal's last line is bounded by it too.
 FOLLOW_SECONDS = 30
+# Real seconds without a line from the rehearsal: it stopped (its phases and watchdog each
+# say something at least every 2 s).
+SILENT_SECONDS = 6
 LATENCY_CALLS = 3
 # A vim-cmd slower than this (seconds a call) is worth a warning: hostd is busy.
 SLOW_CALL = 3.0
@@ -85,6 +88,7 @@ class Rehearsal:
     busybox: str = ""
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0  # what the rehearsal added to `check`, on the deadline's clock
+    token: int = 0  # the marker token of the probes' and the clean-up's output
 
     def add(self, name: str, ok: bool, detail: str) -> None:
         self.probes.append(Probe(name, ok, detail))
@@ -176,7 +180,7 @@ def rehearse(
             "with a bug report",
         )
         running = False
-    token = new_token()
+    token = done.token = new_token()
     _probes(done, reconnect, token, timeout)
     if running:
         _follow(done, talk, quick)
@@ -264,8 +268,12 @@ def _latency(done: Rehearsal, marks: list[tuple[str, float]]) -> None:
 def _follow(done: Rehearsal, talk: Talk, quick: bool) -> None:
     """The rehearsal's log, until its last line (FOLLOW_SECONDS at most)."""
     lines: list[str] = []
+    end = time.monotonic() + FOLLOW_SECONDS
     with contextlib.suppress(RemoteCommandFailed):
-        for line in talk.lines(time.monotonic() + FOLLOW_SECONDS):
+        while True:
+            line = next(iter(talk.lines(min(end, time.monotonic() + SILENT_SECONDS))), None)
+            if line is None:
+                break
             lines.append(line)
             if line.strip() == f"{LOG_PREFIX} {REHEARSAL_OVER}":
                 break
