@@ -59,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Connect, authenticate, verify the host key, read the VM inventory and the "
             "autostart sequence, and print what `shutdown` would do, with the time the "
-            "inventory took and what it leaves of ESXI_DEADLINE. It shows our key's "
+            "inventory took and what it leaves of ESXI_DEADLINE. It rehearses on the host, "
+            "read-only: the host's busybox version and each applet we need, a few timed "
+            "vim-cmd calls, a detached job that must outlive its SSH session, and the host "
+            "script itself with a stand-in (an echo) for every vim-cmd vmsvc/power.*, autostop "
+            "and poweroff, run by the host's own shell; each probe that fails makes it NOT "
+            "ready, with the fix, and the time it added is printed. It shows our key's "
             "restrictions as the host has them (its line in the host's authorized keys, read "
             "only), and says when the key is unrestricted, with the `esxi-suspend enroll` "
             "line that fixes it. With --daily (the job install.sh sets up: a systemd timer, "
