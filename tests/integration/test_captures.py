@@ -4,10 +4,14 @@ parsers and, as a fleet, through a whole simulated shutdown (`demo --fleet FILE`
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import outputs
 import pytest
+from sshservers import SshServer
 
 from esxi_suspend.demo import command as demo
 from esxi_suspend.host import esxi
@@ -16,7 +20,25 @@ from esxi_suspend.host.inventory import parse_inventory
 from esxi_suspend.host.script import LOG_PREFIX, REHEARSAL_OVER, STAND_IN
 from esxi_suspend.simulator import load_fleet
 
+COMMAND = Path(sys.executable).parent / "esxi-suspend"
 CAPTURES = sorted((Path(__file__).resolve().parents[1] / "data" / "captures").glob("*.json"))
+
+
+def esxi_suspend(*args: str) -> subprocess.CompletedProcess[str]:
+    """The installed command as upsmon runs it: no terminal, stdin closed, PATH only."""
+    done = subprocess.run(
+        [str(COMMAND), *args],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        cwd="/",
+        timeout=90,
+        check=False,
+    )
+    outputs.record(f"esxi-suspend {' '.join(args)}", done.stdout + done.stderr)
+    return done
 
 
 def hosts(path: Path) -> list[dict[str, Any]]:
@@ -81,3 +103,31 @@ def test_a_capture_replays_as_a_whole_simulated_shutdown(
     assert "(capture, host 1 of 1)" in out
     assert "total: host powered off" in out, out
     assert "Traceback" not in out
+
+
+def test_check_capture_anonymized_against_a_fake_host(fake_esxi: SshServer) -> None:
+    """`check --capture FILE --anonymize` as a user runs it: the file (0600) holds the host's
+    raw text, the probes and the timings, no VM name, and replays as a fleet."""
+    path = fake_esxi.root / "capture.json"
+    env = str(fake_esxi.write_env())
+    outcome = esxi_suspend("check", "--env-file", env, "--capture", str(path), "--anonymize")
+    assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+    assert f"capture: written to {path} (1 host(s), VM names anonymized)" in outcome.stdout
+    assert path.stat().st_mode & 0o777 == 0o600
+    text = path.read_text(encoding="utf-8")
+    for name in ("nut-client", "Web Server", "win2019", "second annotation line"):
+        assert name not in text
+    (host,) = hosts(path)
+    assert host["host"] == "esxi-host" and set(host["raw"]) == {
+        "inventory",
+        "probes",
+        "rehearsal",
+        "detached",
+    }
+    assert [vm["name"] for vm in host["fleet"]["vms"]] == ["vm-1", "vm-12", "vm-15"]
+    assert load_fleet(path).vms[1].name == "vm-12"
+
+
+def test_anonymize_needs_capture(fake_esxi: SshServer) -> None:
+    outcome = esxi_suspend("check", "--env-file", str(fake_esxi.write_env()), "--anonymize")
+    assert outcome.returncode == 2 and "--anonymize needs --capture FILE" in outcome.stderr
