@@ -1150,7 +1150,7 @@ FAULTS: list[Fault] = [
           setup=_check_with("sh_refuses_files", "sh: cannot run it\n"),
           check=_not_ready_changed_nothing, restarts=0, kinds=("openssh", "dropbear")),
     Fault(61, "check: the host kills the host script 1 s in", 40, 4,
-          r"rehearsal: the host script did not run through on this host's shell; missing: its ",
+          r"rehearsal: the host script did not run through on this host's shell;.* missing: its ",
           "check: NOT ready: the rehearsal stopped before its watchdog or its last line (6 s of "
           "silence at most); nothing changed on the host, no file left",
           setup=_check_with("script_dies_after", "1\n"),
