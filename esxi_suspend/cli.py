@@ -59,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Connect, authenticate, verify the host key, read the VM inventory and the "
             "autostart sequence, and print what `shutdown` would do, with the time the "
-            "inventory took and what it leaves of ESXI_DEADLINE. It shows our key's "
+            "inventory took and what it leaves of ESXI_DEADLINE. It rehearses on the host, "
+            "read-only: the host's busybox version and each applet we need, a few timed "
+            "vim-cmd calls, a detached job that must outlive its SSH session, and the host "
+            "script itself with a stand-in (an echo) for every vim-cmd vmsvc/power.*, autostop "
+            "and poweroff, run by the host's own shell; each probe that fails makes it NOT "
+            "ready, with the fix, and the time it added is printed. It shows our key's "
             "restrictions as the host has them (its line in the host's authorized keys, read "
             "only), and says when the key is unrestricted, with the `esxi-suspend enroll` "
             "line that fixes it. With --daily (the job install.sh sets up: a systemd timer, "
@@ -76,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the daily job's check: silent when ready; else one WARNING to syslog and the "
         "reasons printed; nothing while a shutdown runs or the UPS is on battery",
+    )
+    check.add_argument(
+        "--capture",
+        metavar="FILE",
+        help="also write what each host printed, the probes' results and the timings to FILE "
+        "(JSON, mode 0600): attach it to a bug report; `demo --fleet FILE` replays it",
+    )
+    check.add_argument(
+        "--anonymize",
+        action="store_true",
+        help="with --capture: VM names become vm-ID; annotations, UUIDs and host names go",
     )
     check.add_argument(
         "-v", "--verbose", action="count", default=0, help="more on stderr (-vv: debug)"
@@ -194,7 +210,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check" and args.daily:
             return int(daily.run_daily(args.env_file))
         dry_run = args.command == "check" or args.dry_run
-        return int(run(args.env_file, dry_run, called_at=clock.process_started()))
+        if args.command == "check" and args.anonymize and not args.capture:
+            print("esxi-suspend check: --anonymize needs --capture FILE", file=sys.stderr)
+            return int(ExitCode.USAGE)
+        capture = args.capture if args.command == "check" else None
+        anonymize = args.command == "check" and args.anonymize
+        return int(run(args.env_file, dry_run, clock.process_started(), capture, anonymize))
     except Exception as exc:  # a bug: full traceback to syslog, one line to stderr
         log.critical("internal error (please report it): %s", exc, exc_info=True)
         return int(ExitCode.INTERNAL)

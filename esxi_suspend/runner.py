@@ -7,7 +7,9 @@ only place where a run's failures become its exit code; `cli` and `demo` both ca
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -18,6 +20,7 @@ from types import FrameType
 
 from esxi_suspend import __version__, lock
 from esxi_suspend.errors import EsxiSuspendError, ExitCode, one_line
+from esxi_suspend.host import capture
 from esxi_suspend.host.shutdown import HostResult, check_host, shutdown_host
 from esxi_suspend.nut import deadline, early, ups
 from esxi_suspend.nut.outage import Outage
@@ -74,18 +77,30 @@ def _sigterm_handled() -> Iterator[_Sigterm]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(env_file: str | None, dry_run: bool, called_at: float | None = None) -> ExitCode:
+def run(
+    env_file: str | None,
+    dry_run: bool,
+    called_at: float | None = None,
+    capture: str | None = None,
+    anonymize: bool = False,
+) -> ExitCode:
     """Config, hosts, local restart: each failure recorded, none stopping the next step.
 
     `called_at` (`clock.now()`): when upsmon called us; by default, when the settings
-    are read. ESXI_DEADLINE counts from it.
+    are read. ESXI_DEADLINE counts from it. `capture` (check only): the file that gets what
+    each host printed (host/capture.py), its VM names replaced if `anonymize`.
     """
     with _sigterm_handled() as sigterm:
-        return _run(env_file, dry_run, sigterm, called_at)
+        return _run(env_file, dry_run, sigterm, called_at, capture, anonymize)
 
 
 def _run(
-    env_file: str | None, dry_run: bool, sigterm: _Sigterm, called_at: float | None
+    env_file: str | None,
+    dry_run: bool,
+    sigterm: _Sigterm,
+    called_at: float | None,
+    capture: str | None = None,
+    anonymize: bool = False,
 ) -> ExitCode:
     path = env_file_path(env_file)
     mode = "check (dry run: nothing will be changed)" if dry_run else "shutdown"
@@ -148,6 +163,8 @@ def _run(
         for result in results:
             if result.report:
                 print(result.report)
+    if dry_run and capture is not None:
+        codes.append(_write_capture(capture, results, anonymize))
 
     if outage is not None:  # on battery: wait for power before re-arming the monitor
         outage.wait_before_restart(everything, settings, results, lambda: sigterm.received)
@@ -183,6 +200,26 @@ def _run(
         verdict = "ready" if worst == ExitCode.OK else "NOT ready"
         print(f"result: {verdict} (exit {int(worst)} {worst.name})")
     return worst
+
+
+def _write_capture(path: str, results: list[HostResult], anonymize: bool) -> ExitCode:
+    """`check --capture`: one JSON file, every host; only root may read it (0600)."""
+    hosts = [
+        r.capture or capture.failed_host(r.host, [(s.name, s.ok, s.detail) for s in r.steps])
+        for r in results
+    ]
+    text = json.dumps(capture.document(hosts, anonymize), indent=1, ensure_ascii=False)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text + "\n")
+    except OSError as exc:
+        log.error("capture: cannot write %s (%s): give a writable path", path, exc.strerror)
+        print(f"capture: FAILED: cannot write {path} ({exc.strerror}): give a writable path")
+        return ExitCode.USAGE
+    names = "VM names anonymized" if anonymize else "VM names as on the host"
+    print(f"capture: written to {path} ({len(hosts)} host(s), {names}); attach it to a bug report")
+    return ExitCode.OK
 
 
 def _ups_check(restart: RestartSettings) -> str:
@@ -292,7 +329,13 @@ def _run_host(settings: Settings, dry_run: bool, result: HostResult) -> None:
     result.add("connect", ExitCode.OK, f"host key {session.host_key} matches; key accepted")
     try:
         if dry_run:
-            check_host(session, settings, result, (session.server_banner, session.key_base64))
+            check_host(
+                session,
+                settings,
+                result,
+                (session.server_banner, session.key_base64),
+                lambda: _reconnect(settings),
+            )
         else:
             shutdown_host(session, settings, result, lambda: _reconnect(settings))
     finally:

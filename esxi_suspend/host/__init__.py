@@ -16,4 +16,7 @@ nut, power, setup, demo or simulator.
     keycheck.py    `check`'s read-only look at our key's line: its restrictions on the host
     sequence.py    start the host script detached, follow its log
     shutdown.py    one host's steps: inventory, plan, sequence; or the plain path
+    rehearsal.py   `check`'s read-only rehearsal on the host: busybox, latency, a detached job,
+                   the host script with stand-ins for every state-changing command
+    capture.py     `check --capture`: what a check saw, as a file (a fleet `demo` replays)
 """

@@ -17,6 +17,9 @@ log streamed back for a bounded time; and the plain path's command (`plain_comma
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Callable
+
 from esxi_suspend.host import esxi
 from esxi_suspend.host.inventory import HOST_TMP, inventory_command
 from esxi_suspend.host.plan import Phase, ShutdownPlan
@@ -39,12 +42,30 @@ SMALL_PHASE_POLL_SECONDS = 1
 # `look SECONDS EVERY`: one loop for the VMs listed in `w`: a round of looks (CALLS_AT_ONCE at
 # a time) every EVERY seconds until all are down or SECONDS are spent; those still running
 # go on `r`. `t` is when the sequence started, on the host's clock.
-_FUNCTIONS = f"""P={LOG_PREFIX}
+# How a host command is written into the script: `_for_real` for a shutdown, `_stand_in` for
+# `check`'s rehearsal. Every host command of the host script goes through one of them, here
+# and nowhere else.
+Emit = Callable[[str], str]
+
+
+def _for_real(command: str) -> str:
+    """vim-cmd through `call` (a hostd slot, retries); poweroff as it is."""
+    return command if command == esxi.POWEROFF else esxi.called(command)
+
+
+def _vm_command(build: Callable[[int], str], word: str) -> str:
+    """One of our per-VM command lines with a shell word (`$1`, `$v`: our own VM ids) for
+    its id."""
+    return build(0)[: -len(" 0")] + f" {word}"
+
+
+def _functions(emit: Emit) -> str:
+    return f"""P={LOG_PREFIX}
 q={HOST_TMP}/esxi-suspend-calls-$$
 {esxi.hostd_functions("$q")}
 say() {{ while read -r l || [ -n "$l" ]; do echo "$P {HOST_TEXT} $l"; done; }}
 down() {{
-  {esxi.called(esxi.power_getstate(0))[:-2]} $1 2>/dev/null | grep -q -e "Powered off" -e Suspended
+  {emit(_vm_command(esxi.power_getstate, "$1"))} 2>/dev/null | grep -q -e "Powered off" -e Suspended
 }}
 look() {{
   e=$(( $(date +%s) + $1 ))
@@ -75,10 +96,6 @@ look() {{
 t=$(date +%s)"""
 
 
-# `$v` is one of our own VM ids: from the list the script itself holds.
-_SUSPEND_V = f"{esxi.called(esxi.power_suspend(0))[:-2]} $v 2>&1 | say"
-
-
 def _echo(text: str) -> str:
     # Our own words only (and `$v`, one of our VM ids): no quote, no host text.
     if not all(
@@ -99,7 +116,7 @@ def look_seconds(vms: int) -> int:
     return SMALL_PHASE_POLL_SECONDS if vms <= SMALL_PHASE else POLL_SECONDS
 
 
-def _phase(phase: Phase, number: int, total: int) -> list[str]:
+def _phase(phase: Phase, number: int, total: int, emit: Emit, poll: int | None) -> list[str]:
     """Its VMs' stop commands, each in its own job (the slots bound how many run at once),
     then one loop looking at them all; or autostop, bounded, its end told by a file."""
     budget = _seconds(phase.budget)
@@ -108,7 +125,7 @@ def _phase(phase: Phase, number: int, total: int) -> list[str]:
     if phase.autostop:
         late = _echo(f"autostop still running after {budget} s")
         lines += [
-            f"{{ {esxi.called(esxi.AUTOSTOP)} 2>&1 | say; : > $q.autostop; }} &",
+            f"{{ {emit(esxi.AUTOSTOP)} 2>&1 | say; : > $q.autostop; }} &",
             f"e=$(( $(date +%s) + {budget} ))",
             "while [ ! -f $q.autostop ]; do",
             f"  if [ $(date +%s) -ge $e ]; then {late}; break; fi",
@@ -118,15 +135,16 @@ def _phase(phase: Phase, number: int, total: int) -> list[str]:
         return lines
     for step in phase.steps:
         esxi.vm_id(step.vmid)
-        stop = " || ".join(esxi.called(action.command(step.vmid)) for action in step.actions)
+        stop = " || ".join(emit(action.command(step.vmid)) for action in step.actions)
         lines.append(f"{{ {stop}; }} 2>&1 | say &")
     # A VM the loop saw down needs no second look at the end; the others go on `r`.
     ids = " ".join(str(step.vmid) for step in phase.steps)
-    lines += [f'w="{ids}"', f"look {budget} {look_seconds(len(phase.steps))}"]
+    every = look_seconds(len(phase.steps)) if poll is None else poll
+    lines += [f'w="{ids}"', f"look {budget} {every}"]
     return lines
 
 
-def _final(plan: ShutdownPlan) -> list[str]:
+def _final(plan: ShutdownPlan, emit: Emit) -> list[str]:
     """A look at each VM not yet seen down; those still running suspended; ours last."""
     settled = {step.vmid for phase in plan.phases for step in phase.steps}
     always = [esxi.vm_id(v) for v in plan.final_check if v not in settled]
@@ -137,7 +155,8 @@ def _final(plan: ShutdownPlan) -> list[str]:
             "p=",
             f"for v in {words}; do",
             f"  {{ if down $v; then {_echo('VM $v down')}; else "
-            f"{_echo('VM $v still running: suspending it')}; {_SUSPEND_V}; fi; }} &",
+            f"{_echo('VM $v still running: suspending it')}; "
+            f"{emit(_vm_command(esxi.power_suspend, '$v'))} 2>&1 | say; fi; }} &",
             '  p="$p $!"',
             "done",
             'if [ -n "$p" ]; then wait $p; fi',
@@ -147,12 +166,12 @@ def _final(plan: ShutdownPlan) -> list[str]:
     if plan.self_vm is not None:
         own = esxi.vm_id(plan.self_vm)
         words = _echo(f"final: suspending our own VM {own}")
-        suspend = esxi.called(esxi.power_suspend(own))
+        suspend = emit(esxi.power_suspend(own))
         lines.append(f"down {own} || {{ {words}; {suspend} 2>&1 | say; }}")
-    return [*lines, _echo("host poweroff"), esxi.POWEROFF]
+    return [*lines, _echo("host poweroff"), emit(esxi.POWEROFF)]
 
 
-def _watchdog(deadline: int) -> str:
+def _watchdog(deadline: int, emit: Emit) -> str:
     """The host poweroff at the deadline, whatever the sequence is doing; until then a line
     every ALIVE_SECONDS, so that whoever follows the log knows the sequence still has it."""
     return f"""(
@@ -164,7 +183,7 @@ def _watchdog(deadline: int) -> str:
   s=$(( e - $(date +%s) ))
   if [ $s -gt 0 ]; then sleep $s; fi
   {_echo("deadline reached: host poweroff")}
-  {esxi.POWEROFF}
+  {emit(esxi.POWEROFF)}
 ) &"""
 
 
@@ -173,18 +192,53 @@ STARTED_WORDS = "host sequence started"  # the script's own first line begins wi
 
 def sequence_script(plan: ShutdownPlan) -> str:
     """The whole sequence, on the host's clock; the watchdog ends it at `plan.deadline`."""
+    return "\n".join(_script(plan, _for_real, None))
+
+
+def _script(plan: ShutdownPlan, emit: Emit, poll: int | None) -> list[str]:
     deadline = _seconds(plan.deadline)
     lines = [
         'trap "" HUP',
-        _FUNCTIONS,
+        _functions(emit),
         "r=",
         _echo(f"{STARTED_WORDS}: strategy {plan.strategy}, poweroff within {deadline} s"),
-        _watchdog(deadline),
+        _watchdog(deadline, emit),
     ]
     total = len(plan.phases)
     for number, phase in enumerate(plan.phases, start=1):
-        lines += _phase(phase, number, total)
-    lines += _final(plan)
+        lines += _phase(phase, number, total, emit, poll)
+    lines += _final(plan, emit)
+    return lines
+
+
+# `check`'s rehearsal: the same script, every state-changing command (each `vim-cmd
+# vmsvc/power.*`, autostop, poweroff) a stand-in that only says what it stands for, each
+# phase 1 s, looks every second, the watchdog's deadline REHEARSAL_DEADLINE s; it waits for
+# its watchdog, removes its file and says REHEARSAL_OVER.
+STAND_IN = "stand-in, not run:"
+REHEARSAL_DEADLINE = ALIVE_SECONDS + 3  # its `alive` line comes even a second late
+REHEARSAL_OVER = "rehearsal over"
+
+
+def _stand_in(command: str) -> str:
+    """What the rehearsal writes where a host command would be: an echo of its last words
+    (`power.shutdown 12`, `autostop`, `poweroff`), in double quotes."""
+    what = command.removeprefix("vim-cmd ").rsplit("/", 1)[-1]
+    if not all(ch.isalnum() or ch in " ._$" for ch in what):
+        raise ValueError(f"not a command we stand in for: {command!r}")
+    text = f'echo "{STAND_IN} {what}"'
+    return f"{text} | say" if command == esxi.POWEROFF else text
+
+
+def rehearsal_script(plan: ShutdownPlan) -> str:
+    """The host script of `plan` for `check` to run on the host: see STAND_IN above."""
+    short = replace(
+        plan,
+        deadline=REHEARSAL_DEADLINE,
+        phases=tuple(replace(phase, budget=min(phase.budget, 1)) for phase in plan.phases),
+    )
+    lines = _script(short, _stand_in, 1)
+    lines += ["wait", "rm -f $q.autostop", _echo(REHEARSAL_OVER)]
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ from esxi_suspend.errors import (
     SessionDropped,
     one_line,
 )
-from esxi_suspend.host import esxi, keycheck
+from esxi_suspend.host import capture, esxi, keycheck, rehearsal
 from esxi_suspend.host.inventory import (
     Inventory,
     Remote,
@@ -37,8 +37,9 @@ from esxi_suspend.settings.model import Settings
 from esxi_suspend.ssh.remote import NO_EXIT_STATUS
 
 log = logging.getLogger(__name__)
-# What messages call the one command of a shutdown.
+# What messages call the one command of a shutdown, and of a check's rehearsal.
 SHUTDOWN_LABEL = "the shutdown command (inventory, then the host sequence)"
+CHECK_LABEL = "the shutdown command (inventory, then the rehearsal)"
 # Real seconds we give the shutdown command to end once told there is no script.
 ENDING_SECONDS = 5
 
@@ -62,6 +63,7 @@ class HostResult:
     host: str
     steps: list[StepResult] = field(default_factory=list)
     report: str = ""
+    capture: dict[str, object] | None = None  # check's: what the host printed (host/capture.py)
 
     def add(self, name: str, exit_code: ExitCode, detail: str) -> None:
         step = StepResult(name, exit_code, detail)
@@ -260,24 +262,94 @@ def power_off(remote: Remote, timeout: int, result: HostResult) -> None:
 
 
 def check_host(
-    remote: Remote, settings: Settings, result: HostResult, key: tuple[str, str] | None = None
+    remote: Remote,
+    settings: Settings,
+    result: HostResult,
+    key: tuple[str, str] | None = None,
+    reconnect: Reconnect | None = None,
 ) -> None:
     """Dry run: read the host, make the plan, put the report in the result; change nothing.
 
-    `key`: the SSH server's banner and our key's base64, to report our key's restrictions."""
+    `key`: the SSH server's banner and our key's base64, to report our key's restrictions.
+    `reconnect`: new sessions to the host, for the rehearsal (host/rehearsal.py): then the
+    inventory is read by the shutdown command itself, which then runs the host script with
+    stand-ins for every state-changing command."""
     key_text = ""
     if key is not None:
         key_text = keycheck.describe_key(remote, settings, *key)
         result.steps.append(StepResult(keycheck.STEP, ExitCode.OK, key_text))
         level = logging.WARNING if "WARNING: " in key_text else logging.INFO
         log.log(level, "host %s: %s: %s", remote.name, keycheck.STEP, key_text)
+    if reconnect is not None:
+        _check_and_rehearse(remote, settings, result, key_text, reconnect)
+        return
     started = clock.now()
     try:
         inventory = read_inventory(remote, settings.command_timeout)
     except RemoteCommandFailed as exc:
         result.add("inventory", exc.exit_code, one_line(exc))
         return
-    took = clock.now() - started
+    _check_plan(remote, settings, result, inventory, clock.now() - started, key_text)
+
+
+def _check_and_rehearse(
+    remote: Remote, settings: Settings, result: HostResult, key_text: str, reconnect: Reconnect
+) -> None:
+    """The inventory from the shutdown command, as a shutdown reads it; then the rehearsal on
+    that same command, and the probes on sessions of their own."""
+    timeout = settings.command_timeout
+    token = new_token()
+    marker = f"@@{token}"
+    path = log_path(int(time.time()), os.getpid())
+    started = clock.now()
+    try:
+        command = shutdown_command(token, path, rehearsal.FOLLOW_SECONDS)
+        with remote.exchange(command, timeout, CHECK_LABEL) as talk:
+            try:
+                text = talk.read_until(f"{marker} {READY}", time.monotonic() + timeout)
+                inventory = parse_inventory(remote.name, text, token, NO_EXIT_STATUS, "")
+            except RemoteCommandFailed:
+                _end_without_script(talk)
+                raise
+            took = clock.now() - started
+            plan = _check_plan(remote, settings, result, inventory, took, key_text)
+            done = rehearsal.rehearse(talk, marker, plan, reconnect, timeout, path)
+    except RemoteCommandFailed as exc:
+        result.add("inventory", exc.exit_code, one_line(exc))
+        return
+    for probe in done.probes:
+        result.add(probe.name, ExitCode.OK if probe.ok else ExitCode.REMOTE_COMMAND, probe.detail)
+    lines = result.report.split("\n")
+    at = next((i for i, ln in enumerate(lines) if ln.startswith(LISTING_LINE)), len(lines))
+    said = [
+        f"  rehearsal on this host, read-only: {done.seconds:.1f} s more than the inventory "
+        "took (the host's own shell ran our host text; nothing was changed)"
+    ]
+    said += [f"    {p.name}: {'ok' if p.ok else 'FAILED'}: {p.detail}" for p in done.probes]
+    result.report = "\n".join(lines[:at] + said + lines[at:])
+    result.capture = capture.host_capture(
+        settings,
+        inventory,
+        text,
+        token,
+        took,
+        done,
+        [(s.name, s.ok, s.detail) for s in result.steps],
+    )
+
+
+LISTING_LINE = "  would run on the host"
+
+
+def _check_plan(
+    remote: Remote,
+    settings: Settings,
+    result: HostResult,
+    inventory: Inventory,
+    took: float,
+    key_text: str,
+) -> ShutdownPlan:
+    """The plan of a check, its steps and its report."""
     self_vm, why = find_self_vm(inventory, settings, machine.smbios_uuid())
     plan = make_plan(inventory, settings, self_vm, clock.now() - settings.called_at)
     result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings, took))
@@ -305,3 +377,4 @@ def check_host(
     if key_text:
         report.insert(1, f"  key: {key_text}")
     result.report = "\n".join(report)
+    return plan

@@ -1,6 +1,7 @@
 """The simulated host's description: its VMs and autostart settings, from JSON or TOML.
 
-A fleet file (JSON; TOML too on Python 3.11+) looks like:
+A fleet file (JSON; TOML too on Python 3.11+; or a capture of `esxi-suspend check --capture`,
+whose first host's `fleet` is one) looks like:
 
     {"name": "esxi-sim", "stop_action": "PowerOff", "stop_delay": 120,
      "vms": [{"id": 12, "name": "Web Server (prod)", "tools": true,
@@ -285,8 +286,31 @@ def _fault_knobs(host: dict[str, Any], problems: list[str]) -> None:
             host["script_dies_after"] = float(dies)
 
 
+# `esxi-suspend check --capture FILE` (host/capture.py) writes this `format`; each of its
+# hosts holds a `fleet` in this file's own keys (its VMs, tools, autostart, the measured
+# vim-cmd latency). The simulator reads the first host's.
+CAPTURE_FORMAT = "esxi-suspend capture"
+
+
+def fleet_from_capture(data: dict[str, Any], source: str) -> Fleet:
+    """The first host of a capture, as a fleet; FleetError when it holds none."""
+    hosts = data.get("hosts")
+    fleets = (
+        [h["fleet"] for h in hosts if isinstance(h, dict) and "fleet" in h]
+        if isinstance(hosts, list)
+        else []
+    )
+    if not fleets:
+        raise FleetError(
+            f"fleet {source}: a capture with no host read (its check failed before the "
+            "inventory): nothing to simulate"
+        )
+    return fleet_from_dict(fleets[0], f"{source} (capture, host 1 of {len(fleets)})")
+
+
 def load_fleet(path: str | Path) -> Fleet:
-    """Read a fleet file: `.toml` with tomllib (Python 3.11+), anything else as JSON."""
+    """Read a fleet file: `.toml` with tomllib (Python 3.11+), anything else as JSON (a
+    capture of `check --capture` too)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -305,6 +329,8 @@ def load_fleet(path: str | Path) -> Fleet:
         if isinstance(exc, FleetError):
             raise
         raise FleetError(f"fleet {path}: not valid {path.suffix or 'JSON'}: {exc}") from None
+    if isinstance(data, dict) and data.get("format") == CAPTURE_FORMAT:
+        return fleet_from_capture(data, str(path))
     return fleet_from_dict(data, str(path))
 
 

@@ -143,6 +143,12 @@ def test_demo_dry_run_shows_the_plan_only() -> None:
     assert "result: ready (exit 0 OK)" in done.stdout
     assert "exec: poweroff" not in done.stdout and "hard-killed  <--" not in done.stdout
     assert "nothing was changed on the host" in done.stdout
+    # check's rehearsal on the simulated host: its shell ran the host script with stand-ins
+    assert "rehearsal on this host, read-only: " in done.stdout
+    for probe in ("busybox: ok: BusyBox v1.29.3", "vim-cmd latency: ok:", "rehearsal: ok:"):
+        assert f"    {probe}" in done.stdout, done.stdout
+    assert "    detached job: ok:" in done.stdout
+    assert "clean shutdown" not in done.stdout and "suspended  " not in done.stdout
 
 
 def test_demo_with_a_fleet_file(tmp_path: Path) -> None:

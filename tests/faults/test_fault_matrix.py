@@ -696,6 +696,39 @@ def _not_ready_nothing_ran(ctx: Ctx, run: Run) -> None:
     assert "result: NOT ready (exit 5 CONNECTION)" in run.stdout, run.stdout
 
 
+def _check_with(knob: str, text: str) -> Callable[[Ctx], None]:
+    """`check` on a host with one of the fake host's knobs set (tests/fakehost/sh)."""
+
+    def setup(ctx: Ctx) -> None:
+        ctx.server.write_fake(knob, text)
+        ctx.argv = ["check"]
+
+    return setup
+
+
+def _not_ready_changed_nothing(ctx: Ctx, run: Run) -> None:
+    changing = [
+        c
+        for c in ctx.server.commands()
+        if c.startswith((AUTOSTOP, POWEROFF)) or ("vmsvc/power." in c and "getstate" not in c)
+    ]
+    assert changing == [], changing
+    assert "result: NOT ready (exit 4 REMOTE_COMMAND)" in run.stdout, run.stdout
+    assert "send `check --capture` with a bug report" in run.stdout, run.stdout
+    assert list((ctx.server.fake_dir / "tmp").glob("esxi-suspend-*")) == []
+
+
+def _rehearsed(ctx: Ctx, run: Run) -> None:
+    assert "result: ready (exit 0 OK)" in run.stdout, run.stdout
+    for probe in ("busybox: ok: BusyBox v", "vim-cmd latency: ok:", "rehearsal: ok:",
+                  "detached job: ok:"):  # fmt: skip
+        assert f"    {probe}" in run.stdout, run.stdout
+    assert "rehearsal on this host, read-only: " in run.stdout
+    assert not any("power." in c and "getstate" not in c for c in ctx.server.commands())
+    assert AUTOSTOP not in ctx.server.commands() and POWEROFF not in ctx.server.commands()
+    assert list((ctx.server.fake_dir / "tmp").glob("esxi-suspend-*")) == []
+
+
 def _daily(ctx: Ctx, **settings: str) -> None:
     ctx.argv = ["check", "--daily"]
     ctx.syslog = "listening"
@@ -1265,6 +1298,26 @@ FAULTS: list[Fault] = [
           "its alive line stops: the plain path (autostop, then poweroff) goes out detached",
           runner=_on_simulator(_sim_fleet(6, script_dies_after=3)),
           check=_sim_fell_back, kinds=("simulator",)),
+    Fault(60, "check: the host's shell refuses `sh FILE`", 40, 4,
+          r"rehearsal: the host script did not run through on this host's shell; the host's "
+          r"shell said: sh: cannot run it",
+          "check: NOT ready: the rehearsal, the applet `sh` and the detached job each fail, with "
+          "the fix (a capture for a bug report); nothing changed on the host, no file left",
+          setup=_check_with("sh_refuses_files", "sh: cannot run it\n"),
+          check=_not_ready_changed_nothing, restarts=0, kinds=("openssh", "dropbear")),
+    Fault(61, "check: the host kills the host script 1 s in", 40, 4,
+          r"rehearsal: the host script did not run through on this host's shell;.* missing: its ",
+          "check: NOT ready: the rehearsal stopped before its watchdog or its last line (6 s of "
+          "silence at most); nothing changed on the host, no file left",
+          setup=_check_with("script_dies_after", "1\n"),
+          check=_not_ready_changed_nothing, restarts=0),
+    Fault(62, "check rehearses on the host", 30, 0,
+          r"rehearsal: the host script ran detached on this host's shell, stand-ins for its \d+ "
+          r"state-changing command\(s\)",
+          "check: ready: busybox version and applets, vim-cmd latency, a detached job outliving "
+          "its session, the host script run with stand-ins; nothing changed, no file left",
+          setup=lambda c: setattr(c, "argv", ["check"]),
+          check=_rehearsed, restarts=0, kinds=("openssh", "dropbear")),
 ]  # fmt: skip
 
 CASES = [

@@ -61,6 +61,28 @@ def test_dry_run_plan_reads_the_simulator(
     assert changing == [] and "autostop" not in " ".join(host.commands())
 
 
+def test_check_rehearses_on_the_simulator_and_changes_nothing(
+    host: SimulatedHost, keys: SimKeys, tmp_path: Path
+) -> None:
+    settings = sim_settings(host, keys, tmp_path)
+    result = HostResult(settings.host)
+
+    def reconnect() -> RemoteHost:
+        return connect(host, keys, tmp_path)
+
+    with RemoteHost(settings) as remote:
+        check_host(remote, settings, result, None, reconnect)
+    assert result.exit_code == ExitCode.OK, result.summary()
+    names = [step.name for step in result.steps]
+    assert names[-4:] == ["busybox", "vim-cmd latency", "rehearsal", "detached job"], names
+    assert "    rehearsal: ok: the host script ran detached" in result.report
+    assert result.capture is not None and result.capture["fleet"]["vms"]  # type: ignore[index]
+    assert not host.powered_off
+    assert all(f in (Fate.RUNNING, Fate.WAS_OFF) for f in host.fates().values())
+    changing = [c for c in host.commands() if "power." in c and "getstate" not in c]
+    assert changing == [] and "autostop" not in " ".join(host.commands())
+
+
 def test_shutdown_path_against_the_simulator(keys: SimKeys, tmp_path: Path) -> None:
     # The power goes host_poweroff_seconds after `poweroff`, and the session with it. At this
     # time scale the default 10 s is 50 ms: a loaded machine could miss the host's last log

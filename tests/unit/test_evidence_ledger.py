@@ -12,9 +12,11 @@ from test_shutdown import SETTINGS
 
 from esxi_suspend.host.inventory import inventory_command
 from esxi_suspend.host.plan import make_plan
+from esxi_suspend.host.rehearsal import cleanup_command, probe_command
 from esxi_suspend.host.script import (
     log_path,
     plain_command,
+    rehearsal_script,
     sequence_script,
     shutdown_command,
 )
@@ -27,9 +29,10 @@ KEYWORDS |= {"{", "}", "(", ")", "!", "||", "&&", ";;", "return", "break", "cont
 
 def host_texts() -> list[str]:
     texts = [inventory_command(1), shutdown_command(1, log_path(1, 2), 9), plain_command(1, 9)]
+    texts += [probe_command(1), cleanup_command(1, log_path(1, 2))]  # check's rehearsal
     for strategy in ("autostop", "parallel"):
         plan = make_plan(FLEET, replace(SETTINGS, strategy=strategy), self_vm=1)
-        texts.append(sequence_script(plan))
+        texts += [sequence_script(plan), rehearsal_script(plan)]
     return texts
 
 

@@ -6,7 +6,7 @@ own programs (vimcmd.py). Each takes its arguments and the Context it runs in, r
     read -r NAME...  test / [ ] (-z -n -f -d -e -x = != -eq -ne -lt -le -gt -ge, a leading !)
     command -v NAME  wait [ID...]  kill [-0] ID...  sh -c STRING [NAME [ARG...]]  sh FILE
     nohup / setsid PROGRAM...  and the busybox applets of applets.py
-    vim-cmd  vmware  poweroff  shutdown.sh
+    vim-cmd  vmware  poweroff  shutdown.sh  busybox (its version line, as 8.0.3's)
 
 Any other form of these, and the ash builtins in UNSUPPORTED, exit 2 saying so; any other
 name is `sh: NAME: not found`, exit 127, and so are the fleet's `missing_commands` (a 4.x-like
@@ -57,6 +57,7 @@ COMMANDS = {
     "tail": "/usr/bin/tail",
     "mkdir": "/bin/mkdir",
     "rmdir": "/bin/rmdir",
+    "busybox": "/bin/busybox",
 }
 BUILTINS = (
     "echo", "true", "false", ":", "trap", "command", "exit", "return", "break", "read", "test",
@@ -297,7 +298,19 @@ def _wrapper(name: str) -> Handler:
     return run
 
 
+# What `busybox` alone prints first on an 8.0.3 host (the version; the applets list follows).
+BUSYBOX_VERSION = "BusyBox v1.29.3 (2019-02-01 00:00:00 UTC) multi-call binary."
+
+
+def _busybox(args: list[str], ctx: Context) -> int:
+    if args:
+        return refuse(ctx, command_line("busybox", args), "busybox")
+    ctx.out(1, f"{BUSYBOX_VERSION}\n\nUsage: busybox [function [arguments]...]\n")
+    return 0
+
+
 HANDLERS: dict[str, Handler] = {
+    "busybox": _busybox,
     "vim-cmd": lambda a, c: vimcmd.vim_cmd(c.host, c.job, a, c.out),
     "vmware": lambda a, c: vimcmd.vmware(c.host, a, c.out, c.job),
     "poweroff": lambda a, c: vimcmd.poweroff(c.host, c.job),
