@@ -9,6 +9,7 @@ nut, power, setup, demo or simulator.
     vmlist.py      the parser of `vim-cmd vmsvc/getallvms`
     vmstate.py     one VM's power state, VMware Tools and BIOS UUID (`get.summary`)
     autostart.py   the autostart manager's defaults and sequence
+    processlist.py which VMs run, from one call (`esxcli vm process list`, 5.0+)
     inventory.py   what is on a host now, read in one round trip
     plan.py        the shutdown plan: phases of VM stop actions within the deadline (pure)
     script.py      the busybox ash script that carries the plan out on the host (pure)

@@ -2,7 +2,8 @@
 
 Command lines are built from constants and validated integers only: nothing the host printed
 (VM names, annotations) ever goes back into a command. What the commands print is read in
-`vmlist` (getallvms), `autostart` (the autostart manager) and `vmstate` (one VM's state), kept
+`vmlist` (getallvms), `autostart` (the autostart manager), `vmstate` (one VM's state) and
+`processlist` (esxcli's running VMs), kept
 apart from here so that this file shows, on one page, everything we may send; they share
 `ParseError`, defined here below them all.
 """
@@ -17,6 +18,9 @@ GETALLVMS = "vim-cmd vmsvc/getallvms"
 GET_DEFAULTS = "vim-cmd hostsvc/autostartmanager/get_defaults"
 GET_AUTOSTARTSEQ = "vim-cmd hostsvc/autostartmanager/get_autostartseq"
 GET_SUMMARY = "vim-cmd vmsvc/get.summary"  # then a VM id: see get_summary
+# The running VMs in one call (5.0+, VMware KB 1014165); a listing with VMs has this field.
+PROCESS_LIST = "esxcli vm process list"
+PROCESS_LIST_FIELD = "Config File: "
 # Read-only proof that the poweroff step will find its program: at the path public scripts
 # run, looked at with `[ -x ]` (`command -v` is no builtin on every busybox).
 POWEROFF_PATH = "/sbin/poweroff"

@@ -1,8 +1,9 @@
 """What is on a host right now: its VMs, their power state and tools, the autostart sequence.
 
-Read-only commands only, in one round trip: `inventory_command` runs them on the host, the
-per-VM ones a few at a time (each vim-cmd costs hundreds of milliseconds on a real host;
-esxi.CALLS_AT_ONCE bounds them). Output is
+Read-only commands only, in one round trip: `inventory_command` runs them on the host. Which
+VMs run comes from one call, `esxcli vm process list` (5.0+), whatever the number of VMs
+(each call costs hundreds of milliseconds on a real host); where it is missing or says
+nothing we can use, from one `get.summary` per VM, esxi.CALLS_AT_ONCE at a time. Output is
 parsed here; a listing that fails or prints something unknown raises InventoryError.
 """
 
@@ -23,8 +24,9 @@ from esxi_suspend.host.autostart import (
     parse_autostartseq,
     parse_defaults,
 )
+from esxi_suspend.host.processlist import parse_process_list, place_running
 from esxi_suspend.host.vmlist import Vm, parse_getallvms
-from esxi_suspend.host.vmstate import PowerState, parse_summary
+from esxi_suspend.host.vmstate import PowerState, normalize_uuid, parse_summary
 from esxi_suspend.ssh.remote import CommandResult
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,11 @@ INVENTORY_FILES = f"{HOST_TMP}/esxi-suspend-inv-$$"
 
 # Every output is printed after a `mark` line (esxi.MARK_FUNCTION): on a line of its own even
 # after an output without a final newline. `read -r ... || [ -n "$id" ]` keeps a last line
-# without one.
+# without one. Which VMs run comes from one call (esxcli, 5.0+) when it answers with VMs;
+# else, or with `g=1` (check, which also wants VMware Tools and compares the two), from one
+# `get.summary` per VM, CALLS_AT_ONCE at a time.
 _INVENTORY = f"""m="@@TOKEN"
+g=EVERY
 t={INVENTORY_FILES}
 {esxi.MARK_FUNCTION}
 {esxi.hostd_functions("$t.call")}
@@ -46,9 +51,16 @@ t={INVENTORY_FILES}
 a=$!
 {esxi.called(esxi.GET_DEFAULTS)} > $t.def 2>&1 &
 {esxi.called(esxi.GET_AUTOSTARTSEQ)} > $t.seq 2>&1 &
+{esxi.PROCESS_LIST} > $t.run 2>&1 &
+b=$!
 wait $a
 s=$?
+wait $b
+x=$?
 wait
+if [ $x -eq 0 ]; then
+  case $(cat $t.run) in *"{esxi.PROCESS_LIST_FIELD}"*) ;; *) x=1 ;; esac
+fi
 ids=
 while read -r id rest || [ -n "$id" ]; do
   case $id in
@@ -56,6 +68,7 @@ while read -r id rest || [ -n "$id" ]; do
     *) ids="$ids $id" ;;
   esac
 done < $t.vms
+if [ $x -eq 0 ] && [ $g -eq 0 ]; then ids=; fi
 n=0
 for id in $ids; do
   {esxi.called(esxi.GET_SUMMARY)} $id > $t.$id 2>&1 &
@@ -70,17 +83,21 @@ mark defaults
 cat $t.def
 mark sequence
 cat $t.seq
+mark running $x
+cat $t.run
 for id in $ids; do mark summary $id; cat $t.$id; rm -f $t.$id; done
-rm -f $t.vms $t.def $t.seq
+rm -f $t.vms $t.def $t.seq $t.run
 mark poweroff
 {esxi.FIND_POWEROFF}"""
 
 
-def inventory_command(token: int) -> str:
-    """The inventory's one command line; `token` (ours, random) marks its output sections."""
+def inventory_command(token: int, every_summary: bool = False) -> str:
+    """The inventory's one command line; `token` (ours, random) marks its output sections.
+    `every_summary`: read each VM's `get.summary` even when esxcli said which VMs run."""
     if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < 10**9:
         raise ValueError(f"not a marker token: {token!r}")
-    return _INVENTORY.replace("TOKEN", str(token))
+    every = "1" if every_summary else "0"
+    return _INVENTORY.replace("TOKEN", str(token)).replace("g=EVERY", f"g={every}")
 
 
 class Talk(Protocol):
@@ -133,19 +150,24 @@ class VmInfo:
 
 @dataclass(frozen=True)
 class Inventory:
+    """`look`: how the power states were read, in a few words (for the log and `check`);
+    `look_differs`: with both reads (check), the VMs esxcli and get.summary disagree on."""
+
     vms: tuple[VmInfo, ...]
     defaults: AutostartDefaults
     poweroff_path: str
+    look: str = ""
+    look_differs: tuple[int, ...] = ()
 
     def by_id(self) -> dict[int, VmInfo]:
         return {info.vmid: info for info in self.vms}
 
 
 def read_inventory(remote: Remote, timeout: int) -> Inventory:
-    """The host's VMs with state, tools and autostart entry, in one round trip (the host runs
-    the per-VM queries concurrently); raise InventoryError when it cannot be read."""
+    """The host's VMs with state, tools and autostart entry, in one round trip (each VM's
+    `get.summary` too, as `check` wants); raise InventoryError when it cannot be read."""
     token = new_token()
-    done = remote.run(inventory_command(token), timeout)
+    done = remote.run(inventory_command(token, every_summary=True), timeout)
     return parse_inventory(remote.name, done.stdout, token, done.exit_status, done.error_tail())
 
 
@@ -176,17 +198,77 @@ def parse_inventory(
         sequence = {e.vmid: e for e in parse_autostartseq(sections.get("sequence", ""))}
     except esxi.ParseError as exc:
         raise InventoryError(f"host {host}: unexpected output: {exc}", esxi.GETALLVMS) from None
+    summaries = {
+        vm.vmid: sections[f"summary {vm.vmid}"] for vm in vms if f"summary {vm.vmid}" in sections
+    }
+    ran = next((key for key in sections if key.startswith("running ")), None)
+    one_call = _one_call_look(vms, sections[ran]) if ran == "running 0" else None
     infos = []
     for vm in vms:
-        summary = parse_summary(sections.get(f"summary {vm.vmid}", ""))
-        running = summary.state is PowerState.ON
-        tools = summary.tools_running if running else None
-        infos.append(VmInfo(vm, summary.state, tools, sequence.get(vm.vmid), summary.bios_uuid))
+        if vm.vmid in summaries or one_call is None:
+            summary = parse_summary(summaries.get(vm.vmid, ""))
+            running = summary.state is PowerState.ON
+            tools = summary.tools_running if running else None
+            state, uuid = summary.state, summary.bios_uuid
+        else:
+            state, uuid, tools = one_call.state_of(vm.vmid), one_call.uuid_of(vm.vmid), None
+        infos.append(VmInfo(vm, state, tools, sequence.get(vm.vmid), uuid))
+    if one_call is None:
+        why = _tail(sections[ran]) if ran is not None else "not run"
+        look = f"{esxi.GET_SUMMARY} per VM ({esxi.PROCESS_LIST}: {why})"
+        differs: tuple[int, ...] = ()
+    elif summaries:
+        differs = tuple(
+            info.vmid
+            for info in infos
+            if info.state is not None
+            and one_call.state_of(info.vmid) is not None
+            and (info.state is PowerState.ON) != (one_call.state_of(info.vmid) is PowerState.ON)
+        )
+        look = f"{esxi.PROCESS_LIST} and {esxi.GET_SUMMARY} per VM"
+    else:
+        look, differs = one_call.said, ()
     return Inventory(
         vms=tuple(infos),
         defaults=defaults,
         poweroff_path=sections.get("poweroff", "").strip(),
+        look=look,
+        look_differs=differs,
     )
+
+
+@dataclass(frozen=True)
+class _OneCallLook:
+    """What esxcli's listing says of each VM: running (with its BIOS UUID), not, or unknown."""
+
+    running: dict[int, str]
+    unknown: frozenset[int]
+    said: str
+
+    def state_of(self, vmid: int) -> PowerState | None:
+        if vmid in self.unknown:
+            return None
+        return PowerState.ON if vmid in self.running else PowerState.NOT_RUNNING
+
+    def uuid_of(self, vmid: int) -> str | None:
+        return normalize_uuid(self.running.get(vmid, ""))
+
+
+def _one_call_look(vms: list[Vm], text: str) -> _OneCallLook:
+    """esxcli's listing tied to the getallvms rows; an output we cannot read, or a VM we
+    cannot place, leaves VMs unknown (possibly running: looked at again at the end)."""
+    everyone = frozenset(vm.vmid for vm in vms)
+    try:
+        placed = place_running(vms, parse_process_list(text))
+    except esxi.ParseError as exc:
+        return _OneCallLook({}, everyone, f"{esxi.PROCESS_LIST}: {exc}: every VM's state unknown")
+    said = f"{esxi.PROCESS_LIST}: {len(placed.running)} of {len(vms)} VM(s) running"
+    if placed.unknown:
+        said += (
+            f"; a listed VM fits no single getallvms row: {len(placed.unknown)} VM(s) of unknown "
+            "state, looked at again at the end"
+        )
+    return _OneCallLook(placed.running, placed.unknown, said)
 
 
 def _tail(text: str) -> str:

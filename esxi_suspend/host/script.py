@@ -251,7 +251,7 @@ INCOMPLETE = "incomplete"  # the script did not arrive whole: nothing was run
 _TRY_NOHUP = "n=\nif nohup true > /dev/null 2>&1 < /dev/null; then n=nohup; fi"
 
 
-def shutdown_command(token: int, log: str, follow_seconds: int) -> str:
+def shutdown_command(token: int, log: str, follow_seconds: int, every_summary: bool = False) -> str:
     """The one command of a shutdown: the inventory; then the script we make of it, read
     from the command's input into a file next to the log, started as `sh FILE` detached (a
     child of init, as `( ... & )` leaves it); then the script's log, line by line as the
@@ -259,12 +259,13 @@ def shutdown_command(token: int, log: str, follow_seconds: int) -> str:
     only powers the host off) the script runs in the command itself, and its log is printed
     once it is over. The command line is the same whatever the number of VMs.
 
+    `every_summary`: the inventory reads each VM's `get.summary` as well (check's rehearsal).
     The script runs only if the file holds it whole (its length is sent first, the file is
     read back): a session lost in the middle of sending it, or a full /tmp, never runs half.
     """
     path = _checked(log)
     script = script_path(path)
-    return f"""{inventory_command(token)}
+    return f"""{inventory_command(token, every_summary)}
 mark {READY}
 read -r mode size || exit 0
 f="{script}"

@@ -109,6 +109,7 @@ def shutdown_host(
                 self_vm, why = find_self_vm(inventory, settings, machine.smbios_uuid())
                 plan = make_plan(inventory, settings, self_vm, clock.now() - settings.called_at)
                 result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings))
+                log.info("host %s: power states: %s", remote.name, printable(inventory.look))
                 for line in describe_plan(inventory, plan, why):
                     log.info("host %s: plan: %s", remote.name, line)
                 why = run_sequence(
@@ -303,7 +304,7 @@ def _check_and_rehearse(
     path = log_path(int(time.time()), os.getpid())
     started = clock.now()
     try:
-        command = shutdown_command(token, path, rehearsal.FOLLOW_SECONDS)
+        command = shutdown_command(token, path, rehearsal.FOLLOW_SECONDS, every_summary=True)
         with remote.exchange(command, timeout, CHECK_LABEL) as talk:
             try:
                 text = talk.read_until(f"{marker} {READY}", time.monotonic() + timeout)
@@ -339,6 +340,29 @@ def _check_and_rehearse(
 
 
 LISTING_LINE = "  would run on the host"
+LOOK_STEP = "one-call look"
+
+
+def _look_step(inventory: Inventory) -> tuple[ExitCode, str]:
+    """check's proof of the one-call look: esxcli's running VMs against get.summary's."""
+    if inventory.look_differs:
+        ids = " ".join(str(v) for v in inventory.look_differs)
+        return ExitCode.REMOTE_COMMAND, (
+            f"`{esxi.PROCESS_LIST}` and `{esxi.GET_SUMMARY}` disagree on which VMs run (VM "
+            f"{ids}): a shutdown takes the running VMs from esxcli and would miss or mistake "
+            "them; run check again (a VM powering on or off meanwhile differs once), and if it "
+            "stays, attach `esxi-suspend check --capture FILE` to a bug report"
+        )
+    if inventory.look.startswith(esxi.GET_SUMMARY):
+        rounds = -(-len(inventory.vms) // esxi.CALLS_AT_ONCE)
+        return ExitCode.OK, (
+            f"not available here: {printable(inventory.look)}; a shutdown reads each VM's "
+            f"state instead ({rounds} round(s) of {esxi.CALLS_AT_ONCE} calls)"
+        )
+    return ExitCode.OK, (
+        f"`{esxi.PROCESS_LIST}` agrees with `{esxi.GET_SUMMARY}` on all {len(inventory.vms)} "
+        "VM(s): a shutdown reads which VMs run in one call"
+    )
 
 
 def _check_plan(
@@ -353,6 +377,7 @@ def _check_plan(
     self_vm, why = find_self_vm(inventory, settings, machine.smbios_uuid())
     plan = make_plan(inventory, settings, self_vm, clock.now() - settings.called_at)
     result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings, took))
+    result.add(LOOK_STEP, *_look_step(inventory))
     if settings.self_vm and self_vm is None:
         # The real run would stop this machine with the other VMs, not last: not ready.
         result.add("self VM", ExitCode.CONFIG, printable(why))

@@ -17,12 +17,14 @@ class PowerState(Enum):
     ON = "Powered on"
     OFF = "Powered off"
     SUSPENDED = "Suspended"
+    # Off or suspended: what esxcli's one-call look tells of a VM it does not list.
+    NOT_RUNNING = "Not running"
 
 
 def parse_power_state(text: str) -> PowerState:
     """Parse `vim-cmd vmsvc/power.getstate ID`: its last line is the state."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for state in PowerState:
+    for state in (PowerState.ON, PowerState.OFF, PowerState.SUSPENDED):
         if lines and lines[-1] == state.value:
             return state
     shown = lines[-1][:80] if lines else "nothing"

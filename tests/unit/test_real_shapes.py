@@ -8,6 +8,8 @@ positions would cut names and paths. Every fixture is read with LF and with CRLF
 from __future__ import annotations
 
 import pytest
+from test_esxi import DEFAULTS as DEFAULTS_TEXT
+from test_esxi import SEQUENCE as SEQUENCE_TEXT
 from test_shutdown import SETTINGS
 
 from esxi_suspend.host import esxi
@@ -17,7 +19,7 @@ from esxi_suspend.host.autostart import (
     parse_autostartseq,
     parse_defaults,
 )
-from esxi_suspend.host.inventory import Inventory, VmInfo
+from esxi_suspend.host.inventory import Inventory, VmInfo, parse_inventory
 from esxi_suspend.host.plan import make_plan
 from esxi_suspend.host.report import render_check
 from esxi_suspend.host.vmlist import Vm, parse_getallvms
@@ -711,3 +713,22 @@ def test_check_lists_every_name_whole() -> None:
         assert any(
             line.split()[:1] == [str(vm.vmid)] and line.endswith(f"  {shown}") for line in report
         ), (vm.name, report)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize(("text", "expected"), GETALLVMS_CASES)
+def test_a_listing_without_its_final_newline_keeps_the_sections_after_it(
+    text: str, expected: list[Row], newline: str
+) -> None:
+    """Real captures can end without a final newline: the inventory's `mark` puts the next
+    marker on a line of its own anyway, and every section after the listing is still read."""
+    listing = text.replace("\n", newline).removesuffix(newline)
+    out = (
+        f"@@7 status 0\n@@7 vms\n{listing}\n@@7 defaults\n{DEFAULTS_TEXT}\n"
+        f"@@7 sequence\n{SEQUENCE_TEXT}\n@@7 running 1\nsh: esxcli: not found\n\n"
+        "@@7 poweroff\n/sbin/poweroff\n"
+    )
+    inventory = parse_inventory("esxi1", out, 7, 0, "")
+    assert rows([info.vm for info in inventory.vms]) == expected
+    assert inventory.defaults.stop_delay == 120
+    assert inventory.poweroff_path == "/sbin/poweroff"

@@ -104,7 +104,9 @@ def marker_token(command: str) -> int | None:
 def inventory_token(command: str) -> int | None:
     """The marker token of an inventory command line, or None for any other command."""
     token = marker_token(command)
-    if token is None or command != inventory_command(token):
+    if token is None:
+        return None
+    if command not in (inventory_command(token, every_summary=True), inventory_command(token)):
         return None
     return token
 
