@@ -39,6 +39,7 @@ from esxi_suspend.host.script import (
     STARTED_WORDS,
     rehearsal_script,
     script_path,
+    slot_files,
     start_request,
 )
 
@@ -150,6 +151,11 @@ def cleanup_command(token: int, log: str) -> str:
             f'echo "@@{int(token)} detached"',
             "cat $d.out 2>/dev/null",
             f'rm -f $d.out $d.sh $d.f "{log}" "{script_path(log)}"',
+            # What a script the host killed left: its call slots and autostop's done-file.
+            "rmdir "
+            + " ".join(f'"{slot_files(log)}.{n}"' for n in range(1, esxi.CALLS_AT_ONCE + 1))
+            + " 2>/dev/null",
+            f'rm -f "{slot_files(log)}.done"',
         ]
     )
 

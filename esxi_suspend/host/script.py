@@ -61,7 +61,10 @@ def _vm_command(build: Callable[[int], str], word: str) -> str:
 
 def _functions(emit: Emit) -> str:
     return f"""P={LOG_PREFIX}
-q={HOST_TMP}/esxi-suspend-calls-$$
+case $0 in
+  */esxi-suspend-*.sh) q=$0.q ;;
+  *) q={HOST_TMP}/esxi-suspend-calls-$$ ;;
+esac
 {esxi.hostd_functions("$q")}
 say() {{ while read -r l || [ -n "$l" ]; do echo "$P {HOST_TEXT} $l"; done; }}
 down() {{
@@ -125,9 +128,9 @@ def _phase(phase: Phase, number: int, total: int, emit: Emit, poll: int | None) 
     if phase.autostop:
         late = _echo(f"autostop still running after {budget} s")
         lines += [
-            f"{{ {emit(esxi.AUTOSTOP)} 2>&1 | say; : > $q.autostop; }} &",
+            f"{{ {emit(esxi.AUTOSTOP)} 2>&1 | say; : > $q.done; }} &",
             f"e=$(( $(date +%s) + {budget} ))",
-            "while [ ! -f $q.autostop ]; do",
+            "while [ ! -f $q.done ]; do",
             f"  if [ $(date +%s) -ge $e ]; then {late}; break; fi",
             "  sleep 1",
             "done",
@@ -238,7 +241,7 @@ def rehearsal_script(plan: ShutdownPlan) -> str:
         phases=tuple(replace(phase, budget=min(phase.budget, 1)) for phase in plan.phases),
     )
     lines = _script(short, _stand_in, 1)
-    lines += ["wait", "rm -f $q.autostop", _echo(REHEARSAL_OVER)]
+    lines += ["wait", "rm -f $q.done", _echo(REHEARSAL_OVER)]
     return "\n".join(lines)
 
 
@@ -337,6 +340,12 @@ def _checked(log: str) -> str:
 def script_path(log: str) -> str:
     """Where the host keeps the script: next to its log."""
     return _checked(log)[: -len(".log")] + ".sh"
+
+
+def slot_files(log: str) -> str:
+    """What the script's call slots and autostop's done-file are named after (`$0.q`): its
+    own file, so that a script the host killed can be cleaned up after by name."""
+    return script_path(log) + ".q"
 
 
 def log_path(stamp: int, pid: int) -> str:

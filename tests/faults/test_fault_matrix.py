@@ -716,10 +716,9 @@ def _not_ready_changed_nothing(ctx: Ctx, run: Run) -> None:
     assert "result: NOT ready (exit 4 REMOTE_COMMAND)" in run.stdout, run.stdout
     assert "send `check --capture` with a bug report" in run.stdout, run.stdout
     left = {p.name for p in (ctx.server.fake_dir / "tmp").glob("esxi-suspend-*")}
-    # A script the host killed cannot clean up after itself: its call slots and autostop's
-    # done-file (named by its pid, which we never learn) may stay in the host's /tmp (RAM,
-    # gone at the next boot); nothing else of ours may.
-    assert {name for name in left if not name.startswith("esxi-suspend-calls-")} == set(), left
+    # A script the host killed cannot clean up after itself: check does, by the names of its
+    # call slots and autostop's done-file (after the script's own file): nothing is left.
+    assert left == set(), left
 
 
 def _rehearsed(ctx: Ctx, run: Run) -> None:

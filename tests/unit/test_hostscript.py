@@ -45,7 +45,7 @@ def test_every_phase_looks_at_its_vms_in_one_loop_and_a_watchdog_holds_the_deadl
     assert lines.count(f'w="{ids}"') == 1
     assert f"look {own.budget} {look_seconds(len(own.steps))}" in lines
     assert (
-        lines.count("{ call hostsvc/autostartmanager/autostop 2>&1 | say; : > $q.autostop; } &")
+        lines.count("{ call hostsvc/autostartmanager/autostop 2>&1 | say; : > $q.done; } &")
         == 1
     )
     assert f"e=$(( $(date +%s) + {autostop.budget} ))" in lines
@@ -109,7 +109,7 @@ def test_nothing_from_the_host_reaches_the_script() -> None:
         # the only expansions: our variables, positional parameters, $! and the clock
         expansions = set(re.findall(r"\$(?:\(\(|\(|[A-Za-z0-9!?@]+)", script))
         allowed = {"$((", "$(", "$P", "$1", "$2", "$e", "$p", "$r", "$v", "$l", "$!", "$?"}
-        allowed |= {"$q", "$w", "$u", "$n", "$s", "$cz", "$ck", "$co", "$cs", "$cw", "$@"}
+        allowed |= {"$0", "$q", "$w", "$u", "$n", "$s", "$cz", "$ck", "$co", "$cs", "$cw", "$@"}
         assert expansions <= allowed, expansions - allowed
 
 

@@ -54,7 +54,7 @@ def test_the_rehearsal_cannot_reach_a_state_changing_command(plan: ShutdownPlan)
     assert "vmsvc/power" not in text  # not even power.getstate: no vim-cmd vmsvc/power.* at all
     assert "autostartmanager" not in text
     # `poweroff` and `autostop` only as words inside our own echo texts (or the name of a
-    # file of ours, `$q.autostop`), never as a command
+    # file of ours, `$q.done`), never as a command
     assert not re.search(r"(?<![.\w])(poweroff|autostop)\b", unquoted(text)), unquoted(text)
     assert "poweroff" not in commands(text)
     # vim-cmd only in `call`'s body, and `call` is never called

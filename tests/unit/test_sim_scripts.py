@@ -158,7 +158,7 @@ def test_detached_sequence_powers_the_host_off(host: HostModel) -> None:
     fates = host.fates()
     assert host.read_file(LOG_FILE) is not None
     left = [path for path in host.files if "esxi-suspend-" in path]
-    assert [p for p in left if not p.endswith(".autostop")] == [LOG_FILE]  # no call slot left
+    assert [p for p in left if not p.endswith(".done")] == [LOG_FILE]  # no call slot left
     log = host.read_file(LOG_FILE) or ""
     assert fates[12] is Fate.CLEAN_SHUTDOWN
     assert fates[20] is fates[15] is fates[1] is Fate.SUSPENDED
