@@ -156,6 +156,7 @@ def cleanup_command(token: int, log: str) -> str:
             + " ".join(f'"{slot_files(log)}.{n}"' for n in range(1, esxi.CALLS_AT_ONCE + 1))
             + " 2>/dev/null",
             f'rm -f "{slot_files(log)}.done"',
+            f'rmdir "{slot_files(log)}.go" 2>/dev/null',
         ]
     )
 

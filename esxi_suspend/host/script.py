@@ -121,21 +121,12 @@ def look_seconds(vms: int) -> int:
 
 def _phase(phase: Phase, number: int, total: int, emit: Emit, poll: int | None) -> list[str]:
     """Its VMs' stop commands, each in its own job (the slots bound how many run at once),
-    then one loop looking at them all; or autostop, bounded, its end told by a file."""
+    then one loop looking at them all; or autostop, bounded (see _autostop)."""
     budget = _seconds(phase.budget)
     what = "the autostart sequence" if phase.autostop else f"{len(phase.steps)} VM(s)"
     lines = [_echo(f"phase {number}/{total} {phase.label}: {what}")]
     if phase.autostop:
-        late = _echo(f"autostop still running after {budget} s")
-        lines += [
-            f"{{ {emit(esxi.AUTOSTOP)} 2>&1 | say; : > $q.done; }} &",
-            f"e=$(( $(date +%s) + {budget} ))",
-            "while [ ! -f $q.done ]; do",
-            f"  if [ $(date +%s) -ge $e ]; then {late}; break; fi",
-            "  sleep 1",
-            "done",
-        ]
-        return lines
+        return lines + _autostop(budget, emit)
     for step in phase.steps:
         esxi.vm_id(step.vmid)
         stop = " || ".join(emit(action.command(step.vmid)) for action in step.actions)
@@ -145,6 +136,26 @@ def _phase(phase: Phase, number: int, total: int, emit: Emit, poll: int | None) 
     every = look_seconds(len(phase.steps)) if poll is None else poll
     lines += [f'w="{ids}"', f"look {budget} {every}"]
     return lines
+
+
+def _autostop(budget: int, emit: Emit) -> list[str]:
+    """autostop in a job of its own, which goes on to the final step (`fin`) the moment it
+    ends; or the final step at the end of the budget, autostop still running. Whichever
+    comes first takes `$q.go` (mkdir: atomic) and runs it; the other does nothing. Its end
+    is also told by a file, for the loop that waits for the budget."""
+    late = _echo(f"autostop still running after {budget} s")
+    return [
+        f"{{ {emit(esxi.AUTOSTOP)} 2>&1 | say; : > $q.done; "
+        "if mkdir $q.go 2>/dev/null; then fin; fi; } &",
+        f"e=$(( $(date +%s) + {budget} ))",
+        "while [ ! -f $q.done ]; do",
+        "  if [ $(date +%s) -ge $e ]; then",
+        f"    if mkdir $q.go 2>/dev/null; then {late}; fin; fi",
+        "    break",
+        "  fi",
+        "  sleep 1",
+        "done",
+    ]
 
 
 def _final(plan: ShutdownPlan, emit: Emit) -> list[str]:
@@ -208,9 +219,15 @@ def _script(plan: ShutdownPlan, emit: Emit, poll: int | None) -> list[str]:
         _watchdog(deadline, emit),
     ]
     total = len(plan.phases)
+    if any(phase.autostop for phase in plan.phases[:-1]):
+        raise ValueError("autostop must be the plan's last phase")
+    if plan.phases and plan.phases[-1].autostop:
+        # The final step is a function, run by whichever ends first: autostop or its budget.
+        lines += ["fin() {", *(f"  {line}" for line in _final(plan, emit)), "}"]
     for number, phase in enumerate(plan.phases, start=1):
         lines += _phase(phase, number, total, emit, poll)
-    lines += _final(plan, emit)
+    if not (plan.phases and plan.phases[-1].autostop):
+        lines += _final(plan, emit)
     return lines
 
 
@@ -241,7 +258,7 @@ def rehearsal_script(plan: ShutdownPlan) -> str:
         phases=tuple(replace(phase, budget=min(phase.budget, 1)) for phase in plan.phases),
     )
     lines = _script(short, _stand_in, 1)
-    lines += ["wait", "rm -f $q.done", _echo(REHEARSAL_OVER)]
+    lines += ["wait", "rm -f $q.done", "rmdir $q.go 2>/dev/null", _echo(REHEARSAL_OVER)]
     return "\n".join(lines)
 
 

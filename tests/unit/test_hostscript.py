@@ -45,16 +45,24 @@ def test_every_phase_looks_at_its_vms_in_one_loop_and_a_watchdog_holds_the_deadl
     assert lines.count(f'w="{ids}"') == 1
     assert f"look {own.budget} {look_seconds(len(own.steps))}" in lines
     assert (
-        lines.count("{ call hostsvc/autostartmanager/autostop 2>&1 | say; : > $q.done; } &")
+        lines.count(
+            "{ call hostsvc/autostartmanager/autostop 2>&1 | say; : > $q.done; "
+            "if mkdir $q.go 2>/dev/null; then fin; fi; } &"
+        )
         == 1
     )
+    # the final step starts the moment autostop ends, or at its budget: once, by `$q.go`
+    assert lines.count("fin() {") == 1
+    assert "    if mkdir $q.go 2>/dev/null; then " in script
     assert f"e=$(( $(date +%s) + {autostop.budget} ))" in lines
     assert "kill -0" not in script and "command -v" not in script  # no evidence for either
     # each host command once: phase 1's stop commands once each before the final step
-    before_final = script.split("$P final:")[0]
+    before_final = script.split("fin() {")[1].split("\n}\n", 1)[1]  # the phases
     for step in own.steps:
         assert before_final.count(esxi.called(step.actions[0].command(step.vmid))) == 1
-    assert lines[-1] == "poweroff"
+    assert lines[lines.index("fin() {") :].index("  poweroff") > 0
+    parallel = sequence_script(make_plan(FLEET, replace(SETTINGS, strategy="parallel"), None))
+    assert parallel.splitlines()[-1] == "poweroff" and "fin() {" not in parallel
     assert not re.search(r"(?m)^\s*vim-cmd ", script.replace('co=$(vim-cmd "$@" 2>&1)', ""))
 
 
@@ -71,19 +79,19 @@ def test_final_step_looks_only_at_vms_not_yet_seen_down() -> None:
     settled = {step.vmid for step in own.steps}
     autostopped = [v for v in plan.watched if v not in settled]
     # VMs the phase's loop saw down ($r holds the others); autostop's VMs always
-    assert f"for v in $r {' '.join(map(str, autostopped))}; do" in lines
+    assert f"  for v in $r {' '.join(map(str, autostopped))}; do" in lines
     assert (
-        '  { if down $v; then echo "$P VM $v down"; else echo "$P VM $v still running: '
+        '    { if down $v; then echo "$P VM $v down"; else echo "$P VM $v still running: '
         'suspending it"; call vmsvc/power.suspend $v 2>&1 | say; fi; } &'
     ) in lines
-    assert 'if [ -n "$p" ]; then wait $p; fi' in lines  # never a bare `wait`: the watchdog
+    assert '  if [ -n "$p" ]; then wait $p; fi' in lines  # never a bare `wait`: the watchdog
     assert "sleep 20" not in lines  # no fixed wait for the suspends
 
 
 def test_straggler_poweroff_issues_nothing_more() -> None:
     plan = make_plan(FLEET, replace(SETTINGS, straggler_action="poweroff"), None)
     script = sequence_script(plan)
-    assert "power.suspend" not in script.split("$P final")[-1]
+    assert "power.suspend" not in script.split("fin() {")[1].split("\n}\n", 1)[0]
     assert "left to the host poweroff" in script
 
 
