@@ -87,6 +87,10 @@ class VmSpec:
 
     @property
     def vmx_path(self) -> str:
+        """The path getallvms shows after `[datastore] `: on no datastore (`[] ...`), an
+        absolute one, as a vCLS VM's `[] /var/run/crx/infra/vCLS-1/vCLS-1.vmx`."""
+        if not self.datastore:
+            return f"/var/run/crx/infra/{self.name}/{self.name}.vmx"
         return f"{self.name}/{self.name}.vmx"
 
     @property
