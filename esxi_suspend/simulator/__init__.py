@@ -10,6 +10,7 @@ itself.
     autostop.py        the autostart manager's stop sequence (autostop)
     vimcmd.py          ESXi's commands (vim-cmd, vmware, poweroff, shutdown.sh): what they do
     vimcmd_output.py   what vim-cmd prints: tables and vim.* blocks of ESXi 6.x/7.x
+    esxcli.py          `esxcli vm process list` (5.0+): the running VMs in one hostd call
     shell/             the `sh` our command lines need, busybox ash's semantics
     session.py         one SSH connection: login, exec channels, their output and exit status
     server.py          the SSH listener (paramiko) and `SimulatedHost`, the API tests use

@@ -17,8 +17,8 @@ Host keys, all optional (see `Fleet`): `name`, `version`, `stop_action`, `stop_d
 `start_delay`, `autostart_enabled`, the durations `suspend_seconds`, `power_off_seconds`,
 `host_shutdown_seconds`, `host_poweroff_seconds` (from `poweroff` to the power gone: the
 host's services stop, sessions still answer), and the cost of talking to hostd, which
-dominates a real shutdown's timing: `command_latency` (simulated seconds each `vim-cmd` or
-`vmware -v` call takes before it acts; default 0.5, as ~0.5-0.67 s is observed) and
+dominates a real shutdown's timing: `command_latency` (simulated seconds each `vim-cmd`,
+`esxcli` or `vmware -v` call takes before it acts; default 0.5, as ~0.5-0.67 s is observed) and
 `hostd_concurrency` (how many such calls hostd serves at once; default 16; further calls
 wait for a free slot).
 
@@ -32,10 +32,16 @@ docs/fault-matrix.md), all off by default:
                        by the host's name: the same fleet draws the same delays)
     arg_limit          the longest argument the host's `sh` takes, in bytes (an exec request's
                        command line, a `sh -c STRING`): longer, `/bin/sh: File too large`
-    fault_exit0        a vim-cmd that fails prints its fault and exits 0 (as 6.x+ may)
-    no_final_newline   what vim-cmd prints ends without a newline
-    missing_commands   applets and builtins the host's busybox lacks: any of "nohup",
-                       "setsid", "command" (a 4.x-like busybox: ["nohup", "command"])
+    fault_exit0        a vim-cmd that fails prints its fault and exits 0 (as 6.x+ may); so
+                       does an esxcli that prints an `Error: ...`
+    no_final_newline   what vim-cmd and esxcli print ends without a newline
+    missing_commands   applets, builtins and programs the host lacks: any of "nohup",
+                       "setsid", "command" (a 4.x-like busybox: ["nohup", "command"]),
+                       "esxcli"
+    esxcli_namespace_missing  esxcli is there but has no `vm` namespace, as on 4.x (4.1 has
+                       `esxcli vms vm list`): `esxcli vm process list` prints `Error: Unknown
+                       command or namespace vm process list`, exit 1 (not yet a row of
+                       the fault matrix)
     script_dies_after  `sh FILE` is killed this many simulated seconds in, with every job
                        it started (out of memory, a full /tmp)
 """
@@ -52,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 HOSTD_OVERFLOW = ("queue", "reset")
-MISSABLE_COMMANDS = ("nohup", "setsid", "command")
+MISSABLE_COMMANDS = ("nohup", "setsid", "command", "esxcli")
 STOP_ACTIONS = ("systemDefault", "powerOff", "suspend", "guestShutdown", "none")
 POWER_STATES = ("Powered on", "Powered off", "Suspended")
 DEFAULT_FLEET_RESOURCE = "default_fleet.json"
@@ -87,6 +93,10 @@ class VmSpec:
 
     @property
     def vmx_path(self) -> str:
+        """The path getallvms shows after `[datastore] `: on no datastore (`[] ...`), an
+        absolute one, as a vCLS VM's `[] /var/run/crx/infra/vCLS-1/vCLS-1.vmx`."""
+        if not self.datastore:
+            return f"/var/run/crx/infra/{self.name}/{self.name}.vmx"
         return f"{self.name}/{self.name}.vmx"
 
     @property
@@ -118,8 +128,9 @@ class Fleet:
     command_jitter: float = 0.0  # up to this much more per call, at random
     arg_limit: int = 0  # the longest argument `sh` takes (bytes); 0: no limit
     fault_exit0: bool = False  # a failing vim-cmd exits 0
-    no_final_newline: bool = False  # vim-cmd's output ends without a newline
-    missing_commands: tuple[str, ...] = ()  # busybox applets/builtins the host lacks
+    no_final_newline: bool = False  # vim-cmd's and esxcli's output ends without a newline
+    missing_commands: tuple[str, ...] = ()  # busybox applets/builtins, programs the host lacks
+    esxcli_namespace_missing: bool = False  # esxcli without `vm process list` (4.x)
     script_dies_after: float | None = None  # `sh FILE` killed, with its jobs, this far in
     source: str = field(default="<built in>", compare=False)
 
@@ -162,6 +173,7 @@ _HOST_KEYS = {
     "fault_exit0",
     "no_final_newline",
     "missing_commands",
+    "esxcli_namespace_missing",
     "script_dies_after",
     "vms",
 }
@@ -254,7 +266,7 @@ def fleet_from_dict(data: object, source: str = "<dict>") -> Fleet:
     concurrency = host.get("hostd_concurrency", 1)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         problems.append("hostd_concurrency: must be an integer >= 1")
-    for key in ("autostart_enabled", "fault_exit0", "no_final_newline"):
+    for key in ("autostart_enabled", "fault_exit0", "no_final_newline", "esxcli_namespace_missing"):
         if key in host and not isinstance(host[key], bool):
             problems.append(f"{key}: must be true or false")
     _fault_knobs(host, problems)

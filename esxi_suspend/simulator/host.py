@@ -122,7 +122,7 @@ class HostModel:
         return self.clock.sleep(seconds, lambda: self.check(job), until)
 
     def hostd_call(self, job: Job | None, call: str = "", may_reset: bool = True) -> bool:
-        """The cost of one call to hostd (each `vim-cmd`, `vmware -v`): `command_latency`
+        """The cost of one call to hostd (each `vim-cmd`, `esxcli`, `vmware -v`): `command_latency`
         simulated seconds in one of `hostd_concurrency` slots, waiting for a free slot first.
         A shutdown's timing on a real host is mostly these round trips. False: hostd turned
         it away (`hostd_overflow` "reset"); `call` (the command) is in the event log either

@@ -1,4 +1,4 @@
-"""hostd's cost: each call (a `vim-cmd`, `vmware -v`) waits for one of a few slots, then
+"""hostd's cost: each call (a `vim-cmd`, `esxcli`, `vmware -v`) waits for one of a few slots, then
 takes `command_latency` simulated seconds in it (plus up to `command_jitter`, at random).
 
 Apart from `host.py` because it models a different thing: not the host's state but the time

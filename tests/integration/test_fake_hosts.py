@@ -266,6 +266,21 @@ def test_fake_commands_come_first_on_path(fake_esxi: SshServer) -> None:
     ]
 
 
+def test_esxcli_lists_the_running_vms_over_ssh(fake_esxi: SshServer) -> None:
+    """The fake `esxcli` is in the host's copy, runnable, first on PATH, and reads the same
+    state as vim-cmd (tests/integration/test_fake_esxcli.py tests it in detail)."""
+    fake_esxi.write_fake("state/15", "Suspended")
+
+    result = ssh(fake_esxi, "command -v esxcli; vim-cmd vmsvc/power.off 12; esxcli vm process list")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [str(fake_esxi.fakehost / "esxcli"), "Powering off VM:"]
+    assert lines[2] == "nut-client" and "   Display Name: nut-client" in lines
+    assert "win2019" not in result.stdout and "Web Server" not in result.stdout
+    assert fake_esxi.commands() == ["vim-cmd vmsvc/power.off 12", "esxcli vm process list"]
+
+
 def test_poweroff_is_the_fake_one_in_nested_shells_too(fake_esxi: SshServer) -> None:
     """SAFETY: no command line sent to a fake host can reach this machine's real poweroff."""
     result = ssh(

@@ -79,7 +79,7 @@ def test_shell_semantics(host: HostModel, command: str, status: int, out: str) -
 
 
 def test_unknown_command_is_127(host: HostModel) -> None:
-    assert sh(host, "esxcli system shutdown") == (127, "", "sh: esxcli: not found\n")
+    assert sh(host, "localcli system shutdown") == (127, "", "sh: localcli: not found\n")
     assert sh(host, "/opt/bin/thing")[0] == 127
 
 

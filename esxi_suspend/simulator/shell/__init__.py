@@ -7,6 +7,6 @@ semantics and nothing fancier. Imports only the simulator.
     tree.py         the tree's immutable nodes
     expand.py       its expansions: parameters, $(...), $(( )), splitting, patterns
     state.py        what a running shell holds: variables, fds, `&` children, signals
-    commands.py     its builtins and ESXi's programs (via the simulator's vimcmd.py)
+    commands.py     its builtins and ESXi's programs (via the simulator's vimcmd.py, esxcli.py)
     applets.py      the busybox applets (cat, grep, sleep, tail, ...)
 """

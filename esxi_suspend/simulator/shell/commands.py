@@ -1,17 +1,19 @@
 """The simulated `sh`'s commands: its builtins, the busybox applets our scripts use, and ESXi's
-own programs (vimcmd.py). Each takes its arguments and the Context it runs in, returns a status.
+own programs (vimcmd.py, esxcli.py). Each takes its arguments and the Context it runs in,
+returns a status.
 
     :  true  false  echo [-n]  trap (accepted, does nothing)  exit [N]  return [N]  break
     continue
     read -r NAME...  test / [ ] (-z -n -f -d -e -x = != -eq -ne -lt -le -gt -ge, a leading !)
     command -v NAME  wait [ID...]  kill [-0] ID...  sh -c STRING [NAME [ARG...]]  sh FILE
     nohup / setsid PROGRAM...  and the busybox applets of applets.py
-    vim-cmd  vmware  poweroff  shutdown.sh  busybox (its version line, as 8.0.3's)
+    vim-cmd  esxcli (vm process list)  vmware  poweroff  shutdown.sh  busybox (its version
+    line, as 8.0.3's)
 
 Any other form of these, and the ash builtins in UNSUPPORTED, exit 2 saying so; any other
 name is `sh: NAME: not found`, exit 127, and so are the fleet's `missing_commands` (a 4.x-like
-busybox). The fleet's `arg_limit` refuses a longer `sh -c STRING`; its `script_dies_after`
-kills an `sh FILE` that far in, with its jobs.
+busybox; a host without esxcli). The fleet's `arg_limit` refuses a longer `sh -c STRING`;
+its `script_dies_after` kills an `sh FILE` that far in, with its jobs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import re
 from dataclasses import replace
 from typing import Callable
 
-from esxi_suspend.simulator import vimcmd
+from esxi_suspend.simulator import esxcli, vimcmd
 from esxi_suspend.simulator.host import Interrupted
 from esxi_suspend.simulator.shell.applets import APPLETS, DIRECTORY
 from esxi_suspend.simulator.shell.state import (
@@ -43,6 +45,7 @@ PATH_DIRS = ("/bin/", "/sbin/", "/usr/bin/", "/usr/sbin/", "/usr/lib/vmware/bin/
 # Where `command -v` says each program lives; builtins answer with their own name.
 COMMANDS = {
     "vim-cmd": "/bin/vim-cmd",
+    "esxcli": "/bin/esxcli",
     "vmware": "/bin/vmware",
     "poweroff": "/sbin/poweroff",
     "shutdown.sh": "/sbin/shutdown.sh",
@@ -312,6 +315,7 @@ def _busybox(args: list[str], ctx: Context) -> int:
 HANDLERS: dict[str, Handler] = {
     "busybox": _busybox,
     "vim-cmd": lambda a, c: vimcmd.vim_cmd(c.host, c.job, a, c.out),
+    "esxcli": lambda a, c: esxcli.esxcli(c.host, c.job, a, c.out),
     "vmware": lambda a, c: vimcmd.vmware(c.host, a, c.out, c.job),
     "poweroff": lambda a, c: vimcmd.poweroff(c.host, c.job),
     "shutdown.sh": lambda a, c: vimcmd.shutdown_sh(c.host, c.job),
