@@ -142,11 +142,13 @@ def _autostop(budget: int, emit: Emit) -> list[str]:
     """autostop in a job of its own, which goes on to the final step (`fin`) the moment it
     ends; or the final step at the end of the budget, autostop still running. Whichever
     comes first takes `$q.go` (mkdir: atomic) and runs it; the other does nothing. Its end
-    is also told by a file, for the loop that waits for the budget."""
+    is also told by a file, for the loop that waits for the budget; the script ends with the
+    job (`wait $a`), so that run in the foreground it ends with the host poweroff."""
     late = _echo(f"autostop still running after {budget} s")
     return [
         f"{{ {emit(esxi.AUTOSTOP)} 2>&1 | say; : > $q.done; "
         "if mkdir $q.go 2>/dev/null; then fin; fi; } &",
+        "a=$!",
         f"e=$(( $(date +%s) + {budget} ))",
         "while [ ! -f $q.done ]; do",
         "  if [ $(date +%s) -ge $e ]; then",
@@ -155,6 +157,7 @@ def _autostop(budget: int, emit: Emit) -> list[str]:
         "  fi",
         "  sleep 1",
         "done",
+        "wait $a",
     ]
 
 
