@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 from detached import detached
 from sshservers import FAKEHOST_DATA, SshServer, host_processes
+from test_real_shapes import DATASTORE_NAMES, SORTED_AS_TEXT
 
 from esxi_suspend.host import esxi
-from esxi_suspend.host.inventory import inventory_command
+from esxi_suspend.host.inventory import inventory_command, parse_inventory
 from esxi_suspend.host.plan import Action, Phase, ShutdownPlan, VmStep
 from esxi_suspend.host.script import (
     HOST_TEXT,
@@ -36,12 +37,17 @@ from esxi_suspend.host.script import (
     shutdown_command,
     start_request,
 )
+from esxi_suspend.host.vmlist import parse_getallvms
+from esxi_suspend.host.vmstate import PowerState
 
 pytestmark = pytest.mark.servers
 
 TOKEN = 314159265  # the inventory's marker token (random in the package; fixed here)
 MARK = f"@@{TOKEN} "
 INVENTORY = inventory_command(TOKEN)
+
+# The fake esxcli's volume UUID of datastore1 (md5 of the name, shaped as a VMFS volume's).
+DATASTORE1 = "c8aeda26-ae3ab462-5a83-e5057947f637"
 
 LOG_NAME = "esxi-suspend-1-2.log"
 LOG = log_path(1, 2)  # ${TMPDIR:-/tmp}/esxi-suspend-1-2.log
@@ -107,9 +113,10 @@ def summary_field(lines: list[str], name: str) -> str:
 
 
 def test_inventory_command_runs_under_busybox(fake_esxi: SshServer) -> None:
+    """check's form: esxcli's listing and every VM's get.summary."""
     fake_esxi.write_fake("state/15", "Suspended")
 
-    result = ssh(fake_esxi, INVENTORY)
+    result = ssh(fake_esxi, inventory_command(TOKEN, every_summary=True))
 
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -122,10 +129,16 @@ def test_inventory_command_runs_under_busybox(fake_esxi: SshServer) -> None:
         "vms",
         "defaults",
         "sequence",
+        "running 0",
         *(f"summary {i}" for i in ids),
         "poweroff",
     ]
     body = dict(found)
+    assert [line for line in body["running 0"] if "Config File: " in line] == [
+        f"   Config File: /vmfs/volumes/{DATASTORE1}/nut-client/nut-client.vmx",
+        f"   Config File: /vmfs/volumes/{DATASTORE1}/Web Server [prod] (v2)/"
+        "Web Server [prod] (v2).vmx",
+    ]
     assert "\n".join(body["vms"]) + "\n" == listing
     assert "\n".join(body["defaults"]) + "\n" == (FAKEHOST_DATA / "get_defaults.txt").read_text()
     assert "\n".join(body["sequence"]) + "\n" == (
@@ -144,13 +157,76 @@ def test_inventory_command_runs_under_busybox(fake_esxi: SshServer) -> None:
             "vim-cmd vmsvc/getallvms",
             "vim-cmd hostsvc/autostartmanager/get_defaults",
             "vim-cmd hostsvc/autostartmanager/get_autostartseq",
+            "esxcli vm process list",
             *(f"vim-cmd vmsvc/get.summary {i}" for i in ids),
         ]
     )
     assert list(fake_esxi.host_tmp.iterdir()) == []  # its temporary files are gone
+    inventory = parse_inventory("fake", result.stdout, TOKEN, 0, "")
+    assert inventory.look_differs == ()
 
 
-def test_inventory_of_many_vms_runs_4_summaries_at_a_time(fake_esxi: SshServer) -> None:
+def test_a_shutdown_reads_which_vms_run_in_one_call(fake_esxi: SshServer) -> None:
+    """The shutdown's form: which VMs run from esxcli alone, whatever their number."""
+    fake_esxi.write_fake("state/15", "Suspended")
+
+    result = ssh(fake_esxi, INVENTORY)
+
+    assert result.returncode == 0, result.stderr
+    found = [marker for marker, _ in sections(result.stdout)]
+    assert found == ["status 0", "vms", "defaults", "sequence", "running 0", "poweroff"]
+    inventory = parse_inventory("fake", result.stdout, TOKEN, 0, "")
+    states = {info.vmid: info.state for info in inventory.vms}
+    assert states == {1: PowerState.ON, 12: PowerState.ON, 15: PowerState.NOT_RUNNING}
+    assert inventory.by_id()[1].bios_uuid == "564d0000000000000000000000000001"
+    assert sorted(fake_esxi.commands()) == sorted(
+        [
+            "vim-cmd vmsvc/getallvms",
+            "vim-cmd hostsvc/autostartmanager/get_defaults",
+            "vim-cmd hostsvc/autostartmanager/get_autostartseq",
+            "esxcli vm process list",
+        ]
+    )
+    assert list(fake_esxi.host_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("knob", ["esxcli_missing", "esxcli_namespace_missing"])
+def test_without_the_one_call_look_each_vm_is_read(fake_esxi: SshServer, knob: str) -> None:
+    fake_esxi.write_fake("state/15", "Suspended")
+    fake_esxi.write_fake(knob, "")
+
+    result = ssh(fake_esxi, INVENTORY)
+
+    assert result.returncode == 0, result.stderr
+    inventory = parse_inventory("fake", result.stdout, TOKEN, 0, "")
+    assert inventory.by_id()[15].state is PowerState.SUSPENDED
+    assert inventory.by_id()[12].tools_running is True
+    assert inventory.look.startswith("vim-cmd vmsvc/get.summary per VM")
+    summaries = [c for c in fake_esxi.commands() if "get.summary" in c]
+    assert len(summaries) == 3
+
+
+@pytest.mark.parametrize(
+    "listing", [SORTED_AS_TEXT, DATASTORE_NAMES], ids=["sorted-as-text", "datastore-names"]
+)
+def test_a_real_listing_without_its_final_newline(fake_esxi: SshServer, listing: str) -> None:
+    """Real getallvms captures can end without a final newline: every section after the
+    listing is still there, and esxcli's running VMs are tied to its rows."""
+    fake_esxi.write_fake("getallvms.txt", listing.rstrip("\n"))
+    vms = parse_getallvms(listing)
+    fake_esxi.write_fake(f"state/{vms[0].vmid}", "Powered off")
+
+    result = ssh(fake_esxi, INVENTORY)
+
+    assert result.returncode == 0, result.stderr
+    inventory = parse_inventory("fake", result.stdout, TOKEN, 0, "")
+    assert [info.vm for info in inventory.vms] == vms
+    assert inventory.defaults.stop_delay > 0 and inventory.poweroff_path in ("", "/sbin/poweroff")
+    running = {info.vmid for info in inventory.vms if info.running}
+    assert running == {vm.vmid for vm in vms[1:]}, inventory.look
+
+
+def test_inventory_of_many_vms_runs_8_summaries_at_a_time(fake_esxi: SshServer) -> None:
     states = ["Powered on", "Powered off", "Suspended"]
     rows = [
         f"{i:<6} vm {i} (test)    [ds {i % 3}] vm {i}/vm {i}.vmx   otherGuest   vmx-13"
@@ -164,7 +240,7 @@ def test_inventory_of_many_vms_runs_4_summaries_at_a_time(fake_esxi: SshServer) 
     fake_esxi.set_latency(0.5)
 
     started = time.monotonic()
-    result = ssh(fake_esxi, INVENTORY)
+    result = ssh(fake_esxi, inventory_command(TOKEN, every_summary=True))
     elapsed = time.monotonic() - started
 
     assert result.returncode == 0, result.stderr
@@ -175,7 +251,7 @@ def test_inventory_of_many_vms_runs_4_summaries_at_a_time(fake_esxi: SshServer) 
         assert summary_field(lines, "name") == f'"vm {i} (test)"'
         assert summary_field(lines, "vmPathName") == f'"[ds {i % 3}] vm {i}/vm {i}.vmx"'
         assert summary_field(lines, "powerState") == power[states[i % 3]]
-    # Seven rounds of 0.5 s (3 listings, then 4, 4, 4, 4, 4 and 3 summaries); one by one
+    # Four rounds of 0.5 s (3 listings and esxcli, then 8, 8 and 7 summaries); one by one
     # would take 13 s.
     assert elapsed < 8.0, elapsed
     assert list(fake_esxi.host_tmp.iterdir()) == []
