@@ -377,7 +377,8 @@ def _check_plan(
     self_vm, why = find_self_vm(inventory, settings, machine.smbios_uuid())
     plan = make_plan(inventory, settings, self_vm, clock.now() - settings.called_at)
     result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings, took))
-    result.add(LOOK_STEP, *_look_step(inventory))
+    look_code, look_text = _look_step(inventory)
+    result.add(LOOK_STEP, look_code, look_text)
     if settings.self_vm and self_vm is None:
         # The real run would stop this machine with the other VMs, not last: not ready.
         result.add("self VM", ExitCode.CONFIG, printable(why))
@@ -399,6 +400,8 @@ def _check_plan(
             settings.deadline,
         )
     report = render_check(inventory, plan, settings, why, took).split("\n")
+    said = "ok" if look_code == ExitCode.OK else "FAILED"
+    report.insert(2, f"  {LOOK_STEP}: {said}: {look_text}")
     if key_text:
         report.insert(1, f"  key: {key_text}")
     result.report = "\n".join(report)

@@ -714,7 +714,7 @@ def _not_ready_changed_nothing(ctx: Ctx, run: Run) -> None:
     ]
     assert changing == [], changing
     assert "result: NOT ready (exit 4 REMOTE_COMMAND)" in run.stdout, run.stdout
-    assert "send `check --capture` with a bug report" in run.stdout, run.stdout
+    assert "check --capture" in run.stdout, run.stdout  # the fix names a capture
     left = {p.name for p in (ctx.server.fake_dir / "tmp").glob("esxi-suspend-*")}
     # A script the host killed cannot clean up after itself: check does, by the names of its
     # call slots and autostop's done-file (after the script's own file): nothing is left.
@@ -957,6 +957,20 @@ def _sim_4x(ctx: Ctx, run: Run) -> None:
     log = next(text for path, text in _sim(ctx).files.items() if "esxi-suspend-" in path
                and "host sequence started" in text)  # fmt: skip
     assert "host poweroff" in log, log
+
+
+def _summaries(ctx: Ctx) -> list[str]:
+    return [e.text for e in _sim(ctx).events if e.kind == "hostd" and "get.summary" in e.text]
+
+
+def _sim_one_call(ctx: Ctx, run: Run) -> None:
+    _none_killed(ctx, run)
+    assert _summaries(ctx) == [], _summaries(ctx)
+
+
+def _sim_each_read(ctx: Ctx, run: Run) -> None:
+    _none_killed(ctx, run)
+    assert len(_summaries(ctx)) >= 12, _summaries(ctx)
 
 
 def _sim_fell_back(ctx: Ctx, run: Run) -> None:
@@ -1301,6 +1315,26 @@ FAULTS: list[Fault] = [
           "its alive line stops: the plain path (autostop, then poweroff) goes out detached",
           runner=_on_simulator(_sim_fleet(6, script_dies_after=3)),
           check=_sim_fell_back, kinds=("simulator",)),
+    Fault(56, "which VMs run, in one call, 40 VMs (esxcli vm process list)", 60, 0,
+          r"power states: esxcli vm process list: 40 of 40 VM\(s\) running",
+          "no get.summary at all: one hostd round for the whole inventory; every VM down, none "
+          "hard-killed",
+          runner=_on_simulator(_sim_fleet(40)),
+          check=_sim_one_call, kinds=("simulator",)),
+    Fault(57, "esxcli without its `vm` namespace, 4.x-like (`esxcli_namespace_missing`)", 60, 0,
+          r"power states: vim-cmd vmsvc/get\.summary per VM \(esxcli vm process list: Error: "
+          r"Unknown command or namespace vm process list\)",
+          "each VM read by get.summary instead; every VM down, none hard-killed",
+          runner=_on_simulator(_sim_fleet(12, esxcli_namespace_missing=True)),
+          check=_sim_each_read, kinds=("simulator",)),
+    Fault(58, "check: esxcli and get.summary disagree on which VMs run", 30, 4,
+          r"one-call look: `esxcli vm process list` and `vim-cmd vmsvc/get\.summary` disagree "
+          r"on which VMs run \(VM 12 15\)",
+          "check: NOT ready, with the fix (check again; a capture for a bug report); nothing "
+          "changed on the host",
+          setup=_check_with("esxcli_output", "nut-client\n   UUID: 56 4d 00\n"
+                            "   Config File: /vmfs/volumes/ds/nut-client/nut-client.vmx\n"),
+          check=_not_ready_changed_nothing, restarts=0, kinds=("openssh", "dropbear")),
     Fault(60, "check: the host's shell refuses `sh FILE`", 40, 4,
           r"rehearsal: the host script did not run through on this host's shell; the host's "
           r"shell said: sh: cannot run it",
@@ -1311,8 +1345,8 @@ FAULTS: list[Fault] = [
     Fault(61, "check: the host kills the host script 1 s in", 40, 4,
           r"rehearsal: the host script did not run through on this host's shell;.* missing: its ",
           "check: NOT ready: the rehearsal stopped before its watchdog or its last line (6 s of "
-          "silence at most); nothing changed on the host, no file left but the killed script's "
-          "call slots",
+          "silence at most); nothing changed on the host, no file left (the killed script's "
+          "call slots removed by their names)",
           setup=_check_with("script_dies_after", "1\n"),
           check=_not_ready_changed_nothing, restarts=0),
     Fault(62, "check rehearses on the host", 30, 0,

@@ -190,6 +190,7 @@ def test_check_is_not_ready_when_the_two_reads_disagree() -> None:
     assert step.exit_code == ExitCode.REMOTE_COMMAND
     assert "disagree on which VMs run (VM 15)" in step.detail
     assert "check --capture FILE" in step.detail
+    assert f"  {LOOK_STEP}: FAILED: " in result.report  # shown, not only logged
     assert result.exit_code != ExitCode.OK
 
 
