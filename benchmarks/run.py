@@ -311,7 +311,7 @@ def p2(time_scale: float, sizes: tuple[int, ...] = FLEET_SIZES) -> list[str]:
                 split_cells.append(time_split(host, execs[0]))
                 if name == PARALLEL:
                     ratios.append(f"{seconds / floor_seconds(fleet):.2f}x")
-                cells.append(f"{seconds:.0f} s; {killed}, {hard_off}, {suspended}")
+                cells.append(f"{seconds:.1f} s; {killed}, {hard_off}, {suspended}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         splits.append(f"| {name} | " + " | ".join(split_cells) + " |")
     lines.append("| parallel / floor (target <= 1.2) | " + " | ".join(ratios) + " |")
@@ -325,6 +325,16 @@ def p2(time_scale: float, sizes: tuple[int, ...] = FLEET_SIZES) -> list[str]:
         *splits,
     ]
     return lines
+
+
+# P2's one-VM target (no later than the plain line plus 2 s) is about seconds that real
+# milliseconds of the simulator's own Python shell, stretched by the time scale, would swamp:
+# it is measured again at a time scale that stretches them 5 times, not 50.
+ONE_VM_TIME_SCALE = 0.2
+P2_ONE_VM_NOTE = (
+    f"P2 on 1 VM again, at time scale {ONE_VM_TIME_SCALE:g} (the simulator's shell stretched "
+    "5 times, not 50): the target, no later than the plain line plus 2 s."
+)
 
 
 def p3(time_scale: float, hosts: int = 10) -> list[str]:
@@ -521,6 +531,9 @@ def main() -> int:
             print("\n".join(p1(args.runs)) + "\n")
         if args.only in (None, "p2"):
             print("\n".join(p2(args.time_scale, args.fleets)) + "\n")
+        if args.only is None or args.only == "p2" and args.fleets == FLEET_SIZES:
+            print(P2_ONE_VM_NOTE + "\n")
+            print("\n".join(p2(ONE_VM_TIME_SCALE, (1,))) + "\n")
         if args.only in (None, "p3"):
             print("\n".join(p3(args.time_scale)) + "\n")
         if args.only in (None, "p4"):
