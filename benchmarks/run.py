@@ -531,7 +531,7 @@ def main() -> int:
             print("\n".join(p1(args.runs)) + "\n")
         if args.only in (None, "p2"):
             print("\n".join(p2(args.time_scale, args.fleets)) + "\n")
-        if args.only is None or args.only == "p2" and args.fleets == FLEET_SIZES:
+        if args.only is None or (args.only == "p2" and args.fleets == FLEET_SIZES):
             print(P2_ONE_VM_NOTE + "\n")
             print("\n".join(p2(ONE_VM_TIME_SCALE, (1,))) + "\n")
         if args.only in (None, "p3"):
