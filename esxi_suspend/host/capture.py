@@ -113,6 +113,13 @@ def _words(text: str) -> str:
     return r"(?<![A-Za-z0-9])" + re.escape(text) + r"(?![A-Za-z0-9])"
 
 
+# Any other UUID of the host's text (a VM's instanceUuid): one shape, no digit of it kept.
+_ANY_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+_NO_UUID = "00000000-0000-0000-0000-000000000000"
+
+
 def anonymized(host: dict[str, Any]) -> dict[str, Any]:
     """The same capture with VM names `vm-ID`, no annotations or BIOS UUIDs, the host's name
     ANONYMOUS_HOST: in the fleet, the steps and the raw texts alike. A raw inventory the
@@ -127,18 +134,23 @@ def anonymized(host: dict[str, Any]) -> dict[str, Any]:
             for line in str(vm.get("annotation", "")).splitlines():
                 if len(line.strip()) >= 3:
                     swaps.append((line.strip(), ""))
-            if vm.get("uuid"):
-                swaps.append((vm["uuid"], f"uuid-{vm['id']}"))
     # Longest first, through placeholders: a name inside another, or inside `vm-N`, stays.
     swaps.sort(key=lambda swap: -len(swap[0]))
     holders = [(re.compile(_words(old)), f"\0{i}\0", new) for i, (old, new) in enumerate(swaps)]
+    # A BIOS UUID as the host writes it: get.summary's `564d890e-6865-...`, esxcli's
+    # `56 4d 89 0e ... -...`; the fleet's own is its 32 digits.
+    for i, vm in enumerate(fleet.get("vms", []) if isinstance(fleet, dict) else []):
+        digits = str(vm.get("uuid") or "")
+        if re.fullmatch(r"[0-9a-f]{32}", digits):
+            pattern = r"[-\s]?".join(digits[n : n + 2] for n in range(0, 32, 2))
+            holders.append((re.compile(pattern, re.IGNORECASE), f"\0u{i}\0", f"uuid-{vm['id']}"))
 
     def clean(text: str) -> str:
         for pattern, holder, _new in holders:
             text = pattern.sub(holder, text)
         for _pattern, holder, new in holders:
             text = text.replace(holder, new)
-        return text
+        return _ANY_UUID.sub(_NO_UUID, text)
 
     out: dict[str, Any] = dict(host)
     out["host"] = ANONYMOUS_HOST

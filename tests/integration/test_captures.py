@@ -4,6 +4,7 @@ parsers and, as a fleet, through a whole simulated shutdown (`demo --fleet FILE`
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,8 @@ def test_an_anonymized_capture_names_no_vm_and_still_parses(path: Path) -> None:
         out = anonymized(host)
         text = json.dumps(out, ensure_ascii=False)
         assert not [name for name in names if name in text and len(name) >= 4]
+        bare = re.sub(r"[-\s]", "", text.lower())  # a UUID in any of the host's spellings
+        assert not [vm["id"] for vm in host["fleet"]["vms"] if vm.get("uuid", "-") in bare]
         inventory = parse_inventory("x", out["raw"]["inventory"], out["token"], 0, "")
         assert [i.vm.name for i in inventory.vms] == [
             f"vm-{vm['id']}" for vm in host["fleet"]["vms"]
@@ -117,6 +120,8 @@ def test_check_capture_anonymized_against_a_fake_host(fake_esxi: SshServer) -> N
     text = path.read_text(encoding="utf-8")
     for name in ("nut-client", "Web Server", "win2019", "second annotation line"):
         assert name not in text
+    assert "56 4d 00 00" not in text and "564d0000-" not in text  # esxcli's and get.summary's
+    assert "Config File: /vmfs/volumes/" in text  # esxcli's listing is there, anonymized
     (host,) = hosts(path)
     assert host["host"] == "esxi-host" and set(host["raw"]) == {
         "inventory",
