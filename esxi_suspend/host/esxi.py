@@ -51,11 +51,12 @@ SLOT_WAIT = 30
 
 
 def hostd_functions(slots: str) -> str:
-    """Shell functions for our host text: `call ARGS` is `vim-cmd ARGS` holding one of
-    CALLS_AT_ONCE slots (directories `SLOTS.N`, taken by `mkdir`, atomic on every release;
-    after SLOT_WAIT seconds without one it goes ahead), tried again after 1 s, then 2 s
-    while hostd turns it away, and failing (status 1 at least) on a fault text even when
-    vim-cmd exits 0. Its output always ends with a newline.
+    """Shell functions for our host text: `held PROGRAM ARGS` runs a hostd client (vim-cmd,
+    esxcli) holding one of CALLS_AT_ONCE slots (directories `SLOTS.N`, taken by `mkdir`,
+    atomic on every release; after SLOT_WAIT seconds without one it goes ahead), tried again
+    after 1 s, then 2 s while hostd turns it away, and failing (status 1 at least) on a fault
+    text even when it exits 0. Its output always ends with a newline. `call ARGS` is `held vim-cmd
+    ARGS`.
     """
     if not re.fullmatch(r"[A-Za-z0-9${}:/_.-]+", slots):
         raise ValueError(f"not a slot path: {slots!r}")
@@ -67,12 +68,12 @@ def hostd_functions(slots: str) -> str:
   cz=
   return 1
 }}
-call() {{
+held() {{
   ck=0
   while :; do
     cw=0
     while ! slot; do cw=$((cw + 1)); if [ $cw -ge {SLOT_WAIT} ]; then break; fi; sleep 1; done
-    co=$(vim-cmd "$@" 2>&1)
+    co=$("$@" 2>&1)
     cs=$?
     if [ -n "$cz" ]; then rmdir "$cz"; fi
     case $co in
@@ -86,7 +87,8 @@ call() {{
   if [ -n "$co" ]; then echo "$co"; fi
   case $co in {faults}) if [ $cs -eq 0 ]; then cs=1; fi ;; esac
   return $cs
-}}"""
+}}
+call() {{ held vim-cmd "$@"; }}"""
 
 
 def called(command: str) -> str:

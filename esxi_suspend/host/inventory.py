@@ -51,7 +51,7 @@ t={INVENTORY_FILES}
 a=$!
 {esxi.called(esxi.GET_DEFAULTS)} > $t.def 2>&1 &
 {esxi.called(esxi.GET_AUTOSTARTSEQ)} > $t.seq 2>&1 &
-{esxi.PROCESS_LIST} > $t.run 2>&1 &
+held {esxi.PROCESS_LIST} > $t.run 2>&1 &
 b=$!
 wait $a
 s=$?

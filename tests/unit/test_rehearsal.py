@@ -57,11 +57,12 @@ def test_the_rehearsal_cannot_reach_a_state_changing_command(plan: ShutdownPlan)
     # file of ours, `$q.done`), never as a command
     assert not re.search(r"(?<![.\w])(poweroff|autostop)\b", unquoted(text)), unquoted(text)
     assert "poweroff" not in commands(text)
-    # vim-cmd only in `call`'s body, and `call` is never called
+    # vim-cmd only in `call`'s body, and `call` is never called; `held` only by `call`
     assert [ln.strip() for ln in text.splitlines() if "vim-cmd" in ln] == [
-        'co=$(vim-cmd "$@" 2>&1)'
+        'call() { held vim-cmd "$@"; }'
     ]
     assert not re.findall(r"\bcall\b(?!\(\))", unquoted(text))
+    assert re.findall(r"\bheld\b(?!\(\))", unquoted(text)) == ["held"]
     assert STAND_IN in text and text.endswith(f'echo "$P {REHEARSAL_OVER}"')
 
 
