@@ -60,11 +60,16 @@ class VmStep:
 
 @dataclass(frozen=True)
 class Phase:
+    """`tools_looks`: VMs whose VMware Tools are unknown (the one-call look does not say) and
+    that autostop would stop by guest shutdown: the host looks at each, and suspends in this
+    phase those without Tools (autostop's guest shutdown would fail on them)."""
+
     label: str
     steps: tuple[VmStep, ...]
     budget: int
     wanted: int
     autostop: bool = False
+    tools_looks: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -274,11 +279,16 @@ def make_plan(
     if settings.strategy == "autostop":
         # First the VMs autostop would not stop cleanly, all at once; then autostop itself.
         own = [info for info in running if not autostop_stops_cleanly(info, inventory)]
-        if own:
-            steps = tuple(choose_step(info, inventory, settings) for info in own)
-            wanted = max(step.seconds for step in steps)
-            phases.append(Phase("before autostop", steps, wanted, wanted))
         rest = [info for info in running if info not in own]
+        unsure = tuple(
+            info.vmid
+            for info in rest
+            if info.tools_running is None and autostop_action(info, inventory) is Action.SHUTDOWN
+        )
+        if own or unsure:
+            steps = tuple(choose_step(info, inventory, settings) for info in own)
+            wanted = max([step.seconds for step in steps] + [SUSPEND_SECONDS] * bool(unsure))
+            phases.append(Phase("before autostop", steps, wanted, wanted, tools_looks=unsure))
         if rest:  # autostop has nothing to do when no other VM runs
             sequential = sum(_stop_delay(info, inventory) for info in rest)
             phases.append(Phase("autostop", (), sequential, sequential, autostop=True))
@@ -323,9 +333,6 @@ def _fit_budgets(plan: ShutdownPlan) -> ShutdownPlan:
     total = sum(phase.wanted for phase in plan.phases)
     if total <= available:
         return plan
-    phases = tuple(
-        Phase(p.label, p.steps, max(1, p.wanted * available // total), p.wanted, p.autostop)
-        for p in plan.phases
-    )
+    phases = tuple(replace(p, budget=max(1, p.wanted * available // total)) for p in plan.phases)
     note = f"the plan wants {plan.worst_case} s: budgets cut to fit the deadline"
     return replace(plan, phases=phases, notes=(*plan.notes, note))

@@ -47,7 +47,10 @@ def vm_fate(info: VmInfo, plan: ShutdownPlan, inventory: Inventory) -> str:
                 return f"{chain}, {where}; waits up to {step.seconds} s"
     if info.autostart is not None:
         action, delay = effective_stop(info.autostart, inventory.defaults)
-        return f"autostop: {action} (order {info.autostart.start_order}), waits up to {delay} s"
+        fate = f"autostop: {action} (order {info.autostart.start_order}), waits up to {delay} s"
+        if any(info.vmid in phase.tools_looks for phase in plan.phases):
+            fate += "; suspended before autostop if its VMware Tools do not run"
+        return fate
     return "?"
 
 
@@ -75,6 +78,11 @@ def describe_plan(inventory: Inventory, plan: ShutdownPlan, self_why: str) -> li
         what = (
             "ESXi's autostop, in sequence order" if phase.autostop else f"{len(phase.steps)} VM(s)"
         )
+        if phase.tools_looks:
+            what += (
+                f", and a look at the VMware Tools of {len(phase.tools_looks)} VM(s) autostop "
+                "would shut down (those without are suspended here)"
+            )
         lines.append(
             f"phase {number} {phase.label}: {what}, "
             f"budget {phase.budget} s (wants {phase.wanted} s)"

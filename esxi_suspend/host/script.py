@@ -70,6 +70,9 @@ say() {{ while read -r l || [ -n "$l" ]; do echo "$P {HOST_TEXT} $l"; done; }}
 down() {{
   {emit(_vm_command(esxi.power_getstate, "$1"))} 2>/dev/null | grep -q -e "Powered off" -e Suspended
 }}
+notools() {{
+  {emit(_vm_command(esxi.get_summary, "$1"))} 2>/dev/null | grep -q -e guestToolsNotRunning
+}}
 look() {{
   e=$(( $(date +%s) + $1 ))
   while [ -n "$w" ]; do
@@ -133,9 +136,34 @@ def _phase(phase: Phase, number: int, total: int, emit: Emit, poll: int | None) 
         lines.append(f"{{ {stop}; }} 2>&1 | say &")
     # A VM the loop saw down needs no second look at the end; the others go on `r`.
     ids = " ".join(str(step.vmid) for step in phase.steps)
-    every = look_seconds(len(phase.steps)) if poll is None else poll
+    if phase.tools_looks:
+        lines += _tools_looks(phase.tools_looks, emit)
+        ids = f"{ids} $x".strip()
+    every = look_seconds(len(phase.steps) + len(phase.tools_looks)) if poll is None else poll
     lines += [f'w="{ids}"', f"look {budget} {every}"]
     return lines
+
+
+def _tools_looks(vmids: tuple[int, ...], emit: Emit) -> list[str]:
+    """A look at each VM's VMware Tools, CALLS_AT_ONCE at a time; those without (`x`) are
+    suspended now, as autostop's guest shutdown would fail on them."""
+    ids = " ".join(str(esxi.vm_id(v)) for v in vmids)
+    said = _echo("VM $v: no VMware Tools running: suspending it before autostop")
+    return [
+        "x=$(",
+        "  n=0",
+        f"  for v in {ids}; do",
+        "    { if notools $v; then echo $v; fi; } &",
+        "    n=$((n + 1))",
+        f"    if [ $n -ge {esxi.CALLS_AT_ONCE} ]; then wait; n=0; fi",
+        "  done",
+        "  wait",
+        ")",
+        "x=$(echo $x)",
+        "for v in $x; do",
+        f"  {{ {said}; {emit(_vm_command(esxi.power_suspend, '$v'))} 2>&1 | say; }} &",
+        "done",
+    ]
 
 
 def _autostop(budget: int, emit: Emit) -> list[str]:

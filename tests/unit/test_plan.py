@@ -265,3 +265,35 @@ def test_this_machine_has_one_story(fleet: Inventory, strategy: str, expected: s
     said = story(fleet, strategy, 1)
     assert said == expected
     assert not ("suspended last" in said and "in its turn" in said)
+
+
+def test_unknown_tools_of_a_vm_autostop_would_shut_down_are_looked_at_on_the_host() -> None:
+    """The one-call look does not say whether VMware Tools run: for each VM autostop would
+    stop by guest shutdown, the host looks before autostop and suspends those without."""
+    fleet = inventory(
+        vm(2, "web", order=1, stop="guestShutdown", tools=None),
+        vm(3, "db", order=2, stop="guestShutdown", tools=True),
+        vm(1, "nut-client", order=3, stop="suspend", tools=None),
+        vm(4, "legacy", tools=None),
+    )
+    plan = make_plan(fleet, SETTINGS, None)
+    before, autostop = plan.phases
+    assert before.tools_looks == (2,)  # not 3 (Tools known), not 1 (suspended by autostop)
+    assert [step.vmid for step in before.steps] == [4]  # outside the sequence: ours
+    assert before.wanted >= 20 and autostop.autostop
+    assert "suspended before autostop if its VMware Tools do not run" in vm_fate(
+        fleet.vms[0], plan, fleet
+    )
+    assert any("a look at the VMware Tools of 1 VM(s)" in line for line in describe_plan(
+        fleet, plan, ""
+    ))  # fmt: skip
+    lines = sequence_script(plan).splitlines()
+    assert "  for v in 2; do" in lines and 'w="4 $x"' in lines
+    assert "    { if notools $v; then echo $v; fi; } &" in lines
+    # Only Tools unknown brings a phase: with all known, autostop alone
+    known = inventory(vm(2, "web", order=1, stop="guestShutdown", tools=True))
+    assert [p.autostop for p in make_plan(known, SETTINGS, None).phases] == [True]
+    alone = make_plan(inventory(vm(2, "web", order=1, stop="guestShutdown", tools=None)),
+                      SETTINGS, None)  # fmt: skip
+    assert [(p.steps, p.tools_looks) for p in alone.phases[:1]] == [((), (2,))]
+    assert 'w="$x"' in sequence_script(alone).splitlines()

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 from detached import detached
+from test_shutdown import SETTINGS
 from test_sim_shell import Recorder
 
 from esxi_suspend.host import esxi
 from esxi_suspend.host.inventory import HOST_TMP, inventory_command, parse_inventory
-from esxi_suspend.host.plan import Action, Phase, ShutdownPlan, VmStep
+from esxi_suspend.host.plan import Action, Phase, ShutdownPlan, VmStep, make_plan
 from esxi_suspend.host.script import (
     HOST_TEXT,
     LOG_PREFIX,
@@ -283,3 +284,33 @@ def test_the_shutdown_command_waits_for_a_script_that_only_powers_off(host: Host
         Shell(host, 7).run(COMMAND, term, Source(start_request(script, True)))
     assert term.out.split(f"{MARK}ready\n")[1] == f"\n{MARK}started\n"
     assert host.read_file(LOG_FILE) == f"{PREFIX}host poweroff\n"
+
+
+def test_a_vm_without_tools_that_autostop_would_shut_down_is_suspended_before_it() -> None:
+    """esxcli says which VMs run but not whether their Tools do: the host script looks at
+    each VM autostop would shut down, and suspends the one without Tools before autostop
+    (whose guest shutdown would fail on it), leaving the other to autostop."""
+    fleet = {"vms": [
+        {"id": 4, "name": "no tools", "tools": False, "autostart": 1,
+         "stop_action": "guestShutdown", "stop_delay": 60},
+        {"id": 5, "name": "tools", "shutdown_seconds": 10, "autostart": 2,
+         "stop_action": "guestShutdown", "stop_delay": 60},
+    ]}  # fmt: skip
+    model = HostModel(fleet_from_dict(fleet), time_scale=0.002)
+    try:
+        term = Recorder()
+        assert Shell(model, None).run(INVENTORY, term) == 0
+        inventory = parse_inventory("sim", term.out, TOKEN, 0, "")
+        assert {info.tools_running for info in inventory.vms} == {None}
+        plan = make_plan(inventory, SETTINGS, None)
+        assert plan.phases[0].tools_looks == (4, 5)
+        with pytest.raises(HostDown):
+            Shell(model, 7).run(sequence_script(plan), Recorder())
+        assert model.fates() == {4: Fate.SUSPENDED, 5: Fate.CLEAN_SHUTDOWN}
+        texts = [e.text for e in model.events]
+        suspended = next(i for i, t in enumerate(texts) if "power.suspend 4" in t)
+        autostop = next(i for i, t in enumerate(texts) if t.endswith("autostartmanager/autostop"))
+        assert suspended < autostop
+        assert not [t for t in texts if "power.suspend 5" in t]
+    finally:
+        model.stop()
