@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_wake import settings_with
 
 from esxi_suspend.errors import ExitCode
 from esxi_suspend.nut import powerback, ups
@@ -30,17 +32,8 @@ HOSTS = (
 
 
 def settings() -> Settings:
-    return Settings(
-        source=Path("/nonexistent.env"),
-        host="esxi1",
-        user="root",
-        port=22,
-        key_file=Path("/nonexistent/key"),
-        known_hosts=Path("/nonexistent/known_hosts"),
-        connect_timeout=10,
-        command_timeout=300,
-        restart=RestartSettings(),
-        targets=(Target("esxi1", "root", 22), Target("esxi2", "root", 22)),
+    return replace(
+        settings_with(), targets=(Target("esxi1", "root", 22), Target("esxi2", "root", 22))
     )
 
 
