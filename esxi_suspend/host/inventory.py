@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from esxi_suspend.errors import RemoteCommandFailed
@@ -161,6 +161,14 @@ class Inventory:
 
     def by_id(self) -> dict[int, VmInfo]:
         return {info.vmid: info for info in self.vms}
+
+    def as_a_shutdown_reads_it(self) -> Inventory:
+        """What a shutdown knows of this host where `check` read more: with the one-call look
+        (esxcli agreeing), no VM's VMware Tools; so that check plans, shows and rehearses the
+        very script a shutdown would run."""
+        if not self.look.startswith(esxi.PROCESS_LIST) or self.look_differs:
+            return self
+        return replace(self, vms=tuple(replace(i, tools_running=None) for i in self.vms))
 
 
 def read_inventory(remote: Remote, timeout: int) -> Inventory:

@@ -375,7 +375,8 @@ def _check_plan(
 ) -> ShutdownPlan:
     """The plan of a check, its steps and its report."""
     self_vm, why = find_self_vm(inventory, settings, machine.smbios_uuid())
-    plan = make_plan(inventory, settings, self_vm, clock.now() - settings.called_at)
+    seen = inventory.as_a_shutdown_reads_it()
+    plan = make_plan(seen, settings, self_vm, clock.now() - settings.called_at)
     result.add("inventory", ExitCode.OK, _inventory_text(inventory, plan, settings, took))
     look_code, look_text = _look_step(inventory)
     result.add(LOOK_STEP, look_code, look_text)

@@ -199,3 +199,25 @@ def test_check_says_when_the_one_call_look_is_missing() -> None:
     step = next(s for s in result.steps if s.name == LOOK_STEP)
     assert step.exit_code == ExitCode.OK
     assert step.detail.startswith("not available here: vim-cmd vmsvc/get.summary per VM")
+
+
+def test_check_plans_and_rehearses_what_a_shutdown_would_run() -> None:
+    """check reads every VM's Tools, a shutdown does not: check's plan is the shutdown's (the
+    host looks at the Tools of VM 12, which autostop would shut down), and its report says
+    what that look will find."""
+    text = both_reads({15: "Powered off"}).replace(
+        'stopAction = "systemDefault"', 'stopAction = "GuestShutdown"', 1
+    )
+    before, after = text.split("@@TOKEN summary 12\n")
+    after = after.replace('"guestToolsRunning"', '"guestToolsNotRunning"', 1)
+    no_tools = f"{before}@@TOKEN summary 12\n{after}"
+    assert no_tools != text
+    result = check_with(no_tools)
+    assert result.exit_code == ExitCode.OK, result.steps
+    assert "    |     { if notools $v; then echo $v; fi; } &" in result.report
+    assert "suspend, phase 1 (before autostop): no VMware Tools (the host looks first)" in (
+        result.report
+    )
+    inventory = parse_inventory("esxi1", no_tools.replace("TOKEN", "5"), 5, 0, "")
+    assert inventory.by_id()[12].tools_running is False  # shown in check's table
+    assert inventory.as_a_shutdown_reads_it().by_id()[12].tools_running is None
