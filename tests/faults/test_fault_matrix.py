@@ -338,6 +338,7 @@ def _hostile_checked(ctx: Ctx, run: Run) -> None:
         "vim-cmd vmsvc/getallvms",
         "vim-cmd hostsvc/autostartmanager/get_defaults",
         "vim-cmd hostsvc/autostartmanager/get_autostartseq",
+        "esxcli vm process list",
     } | {f"vim-cmd vmsvc/{what} {vmid}" for vmid in (1, 2, 3, 4) for what in READ_ONLY}
     assert set(ctx.server.commands()) <= allowed, ctx.server.commands()
     assert "\x1b" not in run.output  # terminal escapes from the host are neutralised
