@@ -53,5 +53,10 @@ def sim_settings(
 
 def sequence_started(host: SimulatedHost) -> bool:
     """The host sequence runs: its log on the host says so (it is the one command we send
-    that the host's own events do not name)."""
-    return any("host sequence started" in text for text in host.files.values())
+    that the host's own events do not name). The log, not the script's own file, which holds
+    those words before it runs."""
+    return any(
+        "host sequence started" in text
+        for path, text in host.files.items()
+        if path.endswith(".log")
+    )

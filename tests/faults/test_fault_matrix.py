@@ -956,8 +956,8 @@ def _sim_4x(ctx: Ctx, run: Run) -> None:
     """No nohup, no `command`: the script was still started detached, the host went down."""
     _none_killed(ctx, run)
     log = next(text for path, text in _sim(ctx).files.items() if "esxi-suspend-" in path
-               and "host sequence started" in text)  # fmt: skip
-    assert "host poweroff" in log, log
+               and path.endswith(".log") and "host sequence started" in text)  # fmt: skip
+    assert "esxi-suspend: host poweroff" in log, log  # said by the script as it ran
 
 
 def _summaries(ctx: Ctx) -> list[str]:
