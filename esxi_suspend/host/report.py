@@ -49,9 +49,11 @@ def vm_fate(info: VmInfo, plan: ShutdownPlan, inventory: Inventory) -> str:
         action, delay = effective_stop(info.autostart, inventory.defaults)
         fate = f"autostop: {action} (order {info.autostart.start_order}), waits up to {delay} s"
         if any(info.vmid in phase.tools_looks for phase in plan.phases):
-            if info.tools_running is False:  # check read them: the host's look will say so
+            # check read the Tools: it says what the host's look will find
+            if info.tools_running is False:
                 return "suspend, phase 1 (before autostop): no VMware Tools (the host looks first)"
-            fate += "; suspended before autostop if its VMware Tools do not run"
+            if info.tools_running is None:
+                fate += "; suspended before autostop if its VMware Tools do not run"
         return fate
     return "?"
 
