@@ -19,14 +19,11 @@ display name first and unindented; nothing at all when no VM runs.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
 
 from esxi_suspend.simulator.fleet import VmSpec
 from esxi_suspend.simulator.host import HostModel, Job
-from esxi_suspend.simulator.hostd import RESET
+from esxi_suspend.simulator.hostd import RESET, Write, shaped_call
 from esxi_suspend.simulator.vm import ON
-
-Write = Callable[[int, str], None]  # (fd, text)
 
 VM_PROCESS_LIST = ["vm", "process", "list"]
 USAGE = (
@@ -65,18 +62,12 @@ def esxcli(host: HostModel, job: Job, args: list[str], write: Write) -> int:
     namespace (exit 1). Every call first pays its round trip to hostd, as a vim-cmd does
     (`HostModel.hostd_call`); a busy hostd may turn it away. The fleet's `fault_exit0`,
     `no_final_newline` and `esxcli_namespace_missing` apply here."""
-    chunks: list[tuple[int, str]] = []
-    status = _esxcli(host, job, args, lambda fd, text: chunks.append((fd, text)))
-    fleet = host.fleet
-    if fleet.fault_exit0 and status == 1 and any(t.startswith("Error:") for _fd, t in chunks):
-        status = 0
-    if fleet.no_final_newline and chunks:
-        fd, text = chunks[-1]
-        chunks[-1] = (fd, text.rstrip("\n"))
-    for fd, text in chunks:
-        if text:
-            write(fd, text)
-    return status
+    return shaped_call(
+        host.fleet,
+        lambda out: _esxcli(host, job, args, out),
+        lambda text: text.startswith("Error:"),
+        write,
+    )
 
 
 def _esxcli(host: HostModel, job: Job, args: list[str], write: Write) -> int:

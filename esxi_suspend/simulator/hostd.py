@@ -4,7 +4,8 @@ takes `command_latency` simulated seconds in it (plus up to `command_jitter`, at
 Apart from `host.py` because it models a different thing: not the host's state but the time
 its management daemon takes to answer, which is most of a real shutdown's timing. The fleet
 sets the numbers (`command_latency`, `command_jitter`, `hostd_concurrency`) and what a call
-beyond the slots meets (`hostd_overflow`: it waits, or its login is reset at once).
+beyond the slots meets (`hostd_overflow`: it waits, or its login is reset at once), and how a
+hostd client's output comes back (`fault_exit0`, `no_final_newline`: `shaped_call`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,27 @@ from esxi_suspend.simulator.fleet import Fleet
 
 # What a busy hostd answers a login it has no room for (public reports of ESXi under load).
 RESET = "Failed to login: Connection reset by peer"
+
+Write = Callable[[int, str], None]  # (fd, text)
+
+
+def shaped_call(
+    fleet: Fleet, call: Callable[[Write], int], is_fault: Callable[[str], bool], write: Write
+) -> int:
+    """A hostd client's call (vim-cmd, esxcli) as the fleet has it come back: a failure whose
+    text `is_fault` exits 0 with `fault_exit0`; the last output without its final newline
+    with `no_final_newline`."""
+    chunks: list[tuple[int, str]] = []
+    status = call(lambda fd, text: chunks.append((fd, text)))
+    if fleet.fault_exit0 and status == 1 and any(is_fault(text) for _fd, text in chunks):
+        status = 0
+    if fleet.no_final_newline and chunks:
+        fd, text = chunks[-1]
+        chunks[-1] = (fd, text.rstrip("\n"))
+    for fd, text in chunks:
+        if text:
+            write(fd, text)
+    return status
 
 
 class HostdBusy(Exception):

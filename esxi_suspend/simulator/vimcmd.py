@@ -10,7 +10,7 @@ from typing import Callable
 
 from esxi_suspend.simulator.autostop import autostop
 from esxi_suspend.simulator.host import HostDown, HostModel, Job
-from esxi_suspend.simulator.hostd import RESET
+from esxi_suspend.simulator.hostd import RESET, Write, shaped_call
 from esxi_suspend.simulator.vimcmd_output import (
     get_autostartseq,
     get_config,
@@ -22,9 +22,6 @@ from esxi_suspend.simulator.vimcmd_output import (
 )
 from esxi_suspend.simulator.vm import VmOperationError
 
-Write = Callable[[int, str], None]  # (fd, text)
-
-
 _USAGE = "Usage: vim-cmd [options] [command]\n"
 
 
@@ -32,17 +29,9 @@ def vim_cmd(host: HostModel, job: Job, args: list[str], write: Write) -> int:
     """`vim-cmd SUBCOMMAND [ID]`; an unknown subcommand or VM id fails like ESXi's. Every call
     first pays its round trip to hostd (`HostModel.hostd_call`), failing ones too; a busy
     hostd may turn it away. The fleet's `fault_exit0` and `no_final_newline` apply here."""
-    chunks: list[tuple[int, str]] = []
-    status = _vim_cmd(host, job, args, lambda fd, text: chunks.append((fd, text)))
-    fleet = host.fleet
-    if fleet.fault_exit0 and status == 1 and any("fault." in text for _fd, text in chunks):
-        status = 0
-    if fleet.no_final_newline and chunks:
-        fd, text = chunks[-1]
-        chunks[-1] = (fd, text.rstrip("\n"))
-    for fd, text in chunks:
-        write(fd, text)
-    return status
+    return shaped_call(
+        host.fleet, lambda out: _vim_cmd(host, job, args, out), lambda t: "fault." in t, write
+    )
 
 
 def _vim_cmd(host: HostModel, job: Job, args: list[str], write: Write) -> int:
