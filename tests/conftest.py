@@ -1,7 +1,8 @@
 """Fixtures: real SSH servers on 127.0.0.1 standing in for ESXi hosts (see sshservers.py).
 
 `fake_esxi` runs each test against OpenSSH (ESXi 5.x and later) and dropbear (ESXi 4.x);
-`openssh_esxi` and `dropbear_esxi` pick one; `bmc` is a BMC (OpenIPMI's ipmi_sim, bmc.py).
+`openssh_esxi` and `dropbear_esxi` pick one; `bmc` is a BMC (OpenIPMI's ipmi_sim, bmc.py);
+`make_host` builds simulated hosts driven without SSH (HostModel), stopped after the test.
 A missing server binary skips those tests locally and fails them when CI=true.
 
 At the end of the session two checks can fail it though every test passed: no secret in any
@@ -13,13 +14,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import bmc as bmcs
 import leftovers
 import outputs
 import pytest
+from simhelpers import MakeHost
 from sshservers import (
     KINDS,
     ClientKeys,
@@ -30,6 +33,25 @@ from sshservers import (
     running_server,
 )
 from wol import Listener, listening
+
+from esxi_suspend.simulator.fleet import Fleet, default_fleet
+from esxi_suspend.simulator.host import HostModel
+
+
+@pytest.fixture
+def make_host() -> Iterator[MakeHost]:
+    """`make(fleet=None, time_scale=0.002, **knobs)`: a HostModel of `fleet` (the default
+    fleet) with `knobs` replaced in it; every one made is stopped after the test."""
+    made: list[HostModel] = []
+
+    def make(fleet: Fleet | None = None, time_scale: float = 0.002, **knobs: Any) -> HostModel:
+        model = HostModel(replace(fleet or default_fleet(), **knobs), time_scale)
+        made.append(model)
+        return model
+
+    yield make
+    for model in made:
+        model.stop()
 
 
 def unavailable(reason: str) -> NoReturn:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from esxi_suspend.settings.model import RestartSettings, Settings
 from esxi_suspend.simulator import SimulatedHost, generate_ed25519
+from esxi_suspend.simulator.host import HostModel
+
+# The `make_host` fixture's maker (conftest.py): make(fleet=None, time_scale=..., **knobs).
+MakeHost = Callable[..., HostModel]
 
 
 @dataclass(frozen=True)

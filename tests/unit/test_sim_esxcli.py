@@ -8,20 +8,16 @@ simulated times as test_sim_latency.py (about one latency of slack above the flo
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import replace
-from typing import Any, Callable
 
 import pytest
-from test_sim_shell import Recorder
+from simhelpers import MakeHost
+from test_sim_shell import sh
 
 from esxi_suspend.simulator import FleetError, VmSpec, fleet_from_dict
 from esxi_suspend.simulator.esxcli import config_file, esxcli_uuid, volume_uuid
-from esxi_suspend.simulator.fleet import Fleet, default_fleet
+from esxi_suspend.simulator.fleet import Fleet
 from esxi_suspend.simulator.host import HostModel
-from esxi_suspend.simulator.shell.interpreter import Shell
 
-MakeHost = Callable[..., HostModel]
 LIST = "esxcli vm process list"
 LATENCY = 40.0  # simulated seconds
 RESET = "Failed to login: Connection reset by peer"
@@ -36,26 +32,6 @@ RECORD = re.compile(
     r"   Config File: (?P<config>/vmfs/volumes/[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{12}/"
     r".*\.vmx)\n"
 )
-
-
-@pytest.fixture
-def make_host() -> Iterator[MakeHost]:
-    made: list[HostModel] = []
-
-    def make(fleet: Fleet | None = None, time_scale: float = 0.002, **knobs: Any) -> HostModel:
-        model = HostModel(replace(fleet or default_fleet(), **knobs), time_scale)
-        made.append(model)
-        return model
-
-    yield make
-    for model in made:
-        model.stop()
-
-
-def sh(host: HostModel, command: str) -> tuple[int, str, str]:
-    term = Recorder()
-    status = Shell(host, 1).run(command, term)
-    return status, term.out, term.err
 
 
 def records(out: str) -> list[dict[str, str]]:

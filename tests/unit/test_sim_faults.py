@@ -7,39 +7,12 @@ simulator rows (49-55) run the whole shutdown against each.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import replace
-from typing import Any, Callable
 
 import pytest
-from test_sim_shell import Recorder
+from simhelpers import MakeHost
+from test_sim_shell import sh
 
 from esxi_suspend.simulator import FleetError, fleet_from_dict
-from esxi_suspend.simulator.fleet import default_fleet
-from esxi_suspend.simulator.host import HostModel
-from esxi_suspend.simulator.shell.interpreter import Shell
-
-MakeHost = Callable[..., HostModel]
-
-
-@pytest.fixture
-def make_host() -> Iterator[MakeHost]:
-    made: list[HostModel] = []
-
-    def make(**knobs: Any) -> HostModel:
-        model = HostModel(replace(default_fleet(), **knobs), time_scale=0.002)
-        made.append(model)
-        return model
-
-    yield make
-    for model in made:
-        model.stop()
-
-
-def sh(host: HostModel, command: str) -> tuple[int, str, str]:
-    term = Recorder()
-    status = Shell(host, 1).run(command, term)
-    return status, term.out, term.err
 
 
 def test_the_knobs_are_checked() -> None:

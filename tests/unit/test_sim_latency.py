@@ -6,16 +6,15 @@ with about one latency of slack above its floor (the machine may be loaded).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
+from simhelpers import MakeHost
 
 from esxi_suspend.simulator import Fate, FleetError, VmSpec, fleet_from_dict, load_fleet, vimcmd
 from esxi_suspend.simulator.fleet import Fleet, default_fleet, generated_fleet
@@ -24,21 +23,11 @@ from esxi_suspend.simulator.host import HostDown, HostModel, Interrupted, Job
 SCALE = 0.005  # real seconds per simulated second
 LATENCY = 40.0  # simulated seconds: 0.2 real s, well above thread start-up noise
 
-MakeHost = Callable[..., HostModel]
-
 
 @pytest.fixture
-def make_host() -> Iterator[MakeHost]:
-    made: list[HostModel] = []
-
-    def make(fleet: Fleet | None = None, time_scale: float = SCALE, **keys: Any) -> HostModel:
-        model = HostModel(replace(fleet or default_fleet(), **keys), time_scale)
-        made.append(model)
-        return model
-
-    yield make
-    for model in made:
-        model.stop()
+def make_host(make_host: MakeHost) -> MakeHost:
+    """conftest's, at this module's time scale."""
+    return functools.partial(make_host, time_scale=SCALE)
 
 
 def run(host: HostModel, args: list[str], job: Job | None = None) -> tuple[int, str, str]:
