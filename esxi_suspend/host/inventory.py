@@ -24,9 +24,9 @@ from esxi_suspend.host.autostart import (
     parse_autostartseq,
     parse_defaults,
 )
-from esxi_suspend.host.processlist import parse_process_list, place_running
+from esxi_suspend.host.processlist import Placed, parse_process_list, place_running
 from esxi_suspend.host.vmlist import Vm, parse_getallvms
-from esxi_suspend.host.vmstate import PowerState, normalize_uuid, parse_summary
+from esxi_suspend.host.vmstate import PowerState, parse_summary
 from esxi_suspend.ssh.remote import CommandResult
 
 log = logging.getLogger(__name__)
@@ -150,12 +150,14 @@ class VmInfo:
 
 @dataclass(frozen=True)
 class Inventory:
-    """`look`: how the power states were read, in a few words (for the log and `check`);
+    """`one_call`: esxcli said which VMs run (a shutdown reads them so, no Tools);
+    `look`: how the power states were read, in a few words (for the log and `check`);
     `look_differs`: with both reads (check), the VMs esxcli and get.summary disagree on."""
 
     vms: tuple[VmInfo, ...]
     defaults: AutostartDefaults
     poweroff_path: str
+    one_call: bool = False
     look: str = ""
     look_differs: tuple[int, ...] = ()
 
@@ -166,7 +168,7 @@ class Inventory:
         """What a shutdown knows of this host where `check` read more: with the one-call look
         (esxcli agreeing), no VM's VMware Tools; so that check plans, shows and rehearses the
         very script a shutdown would run."""
-        if not self.look.startswith(esxi.PROCESS_LIST) or self.look_differs:
+        if not self.one_call or self.look_differs:
             return self
         return replace(self, vms=tuple(replace(i, tools_running=None) for i in self.vms))
 
@@ -210,73 +212,58 @@ def parse_inventory(
         vm.vmid: sections[f"summary {vm.vmid}"] for vm in vms if f"summary {vm.vmid}" in sections
     }
     ran = next((key for key in sections if key.startswith("running ")), None)
-    one_call = _one_call_look(vms, sections[ran]) if ran == "running 0" else None
+    placed, said = _one_call_look(vms, sections[ran]) if ran == "running 0" else (None, "")
     infos = []
     for vm in vms:
-        if vm.vmid in summaries or one_call is None:
+        if vm.vmid in summaries or placed is None:
             summary = parse_summary(summaries.get(vm.vmid, ""))
             running = summary.state is PowerState.ON
             tools = summary.tools_running if running else None
             state, uuid = summary.state, summary.bios_uuid
         else:
-            state, uuid, tools = one_call.state_of(vm.vmid), one_call.uuid_of(vm.vmid), None
+            state, uuid, tools = placed.state_of(vm.vmid), placed.uuid_of(vm.vmid), None
         infos.append(VmInfo(vm, state, tools, sequence.get(vm.vmid), uuid))
-    if one_call is None:
+    differs: tuple[int, ...] = ()
+    if placed is None:
         why = _tail(sections[ran]) if ran is not None else "not run"
         look = f"{esxi.GET_SUMMARY} per VM ({esxi.PROCESS_LIST}: {why})"
-        differs: tuple[int, ...] = ()
     elif summaries:
         differs = tuple(
             info.vmid
             for info in infos
             if info.state is not None
-            and one_call.state_of(info.vmid) is not None
-            and (info.state is PowerState.ON) != (one_call.state_of(info.vmid) is PowerState.ON)
+            and placed.state_of(info.vmid) is not None
+            and (info.state is PowerState.ON) != (placed.state_of(info.vmid) is PowerState.ON)
         )
         look = f"{esxi.PROCESS_LIST} and {esxi.GET_SUMMARY} per VM"
     else:
-        look, differs = one_call.said, ()
+        look = said
     return Inventory(
         vms=tuple(infos),
         defaults=defaults,
         poweroff_path=sections.get("poweroff", "").strip(),
+        one_call=placed is not None,
         look=look,
         look_differs=differs,
     )
 
 
-@dataclass(frozen=True)
-class _OneCallLook:
-    """What esxcli's listing says of each VM: running (with its BIOS UUID), not, or unknown."""
-
-    running: dict[int, str]
-    unknown: frozenset[int]
-    said: str
-
-    def state_of(self, vmid: int) -> PowerState | None:
-        if vmid in self.unknown:
-            return None
-        return PowerState.ON if vmid in self.running else PowerState.NOT_RUNNING
-
-    def uuid_of(self, vmid: int) -> str | None:
-        return normalize_uuid(self.running.get(vmid, ""))
-
-
-def _one_call_look(vms: list[Vm], text: str) -> _OneCallLook:
-    """esxcli's listing tied to the getallvms rows; an output we cannot read, or a VM we
-    cannot place, leaves VMs unknown (possibly running: looked at again at the end)."""
-    everyone = frozenset(vm.vmid for vm in vms)
+def _one_call_look(vms: list[Vm], text: str) -> tuple[Placed, str]:
+    """esxcli's listing tied to the getallvms rows, and what it said in a few words; an
+    output we cannot read, or a VM we cannot place, leaves VMs unknown (possibly running:
+    looked at again at the end)."""
     try:
         placed = place_running(vms, parse_process_list(text))
     except esxi.ParseError as exc:
-        return _OneCallLook({}, everyone, f"{esxi.PROCESS_LIST}: {exc}: every VM's state unknown")
+        everyone = frozenset(vm.vmid for vm in vms)
+        return Placed({}, everyone), f"{esxi.PROCESS_LIST}: {exc}: every VM's state unknown"
     said = f"{esxi.PROCESS_LIST}: {len(placed.running)} of {len(vms)} VM(s) running"
     if placed.unknown:
         said += (
             f"; a listed VM fits no single getallvms row: {len(placed.unknown)} VM(s) of unknown "
             "state, looked at again at the end"
         )
-    return _OneCallLook(placed.running, placed.unknown, said)
+    return placed, said
 
 
 def _tail(text: str) -> str:

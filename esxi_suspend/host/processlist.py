@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from esxi_suspend.host.esxi import ParseError
 from esxi_suspend.host.vmlist import Vm
+from esxi_suspend.host.vmstate import PowerState, normalize_uuid
 
 _FIELD = re.compile(r"^\s+([A-Za-z][A-Za-z ]*[A-Za-z]):\s?(.*)$")
 _VOLUMES = "/vmfs/volumes/"
@@ -69,6 +70,15 @@ class Placed:
 
     running: dict[int, str]
     unknown: frozenset[int]
+
+    def state_of(self, vmid: int) -> PowerState | None:
+        """Running, not running (off or suspended: esxcli does not say which), or unknown."""
+        if vmid in self.unknown:
+            return None
+        return PowerState.ON if vmid in self.running else PowerState.NOT_RUNNING
+
+    def uuid_of(self, vmid: int) -> str | None:
+        return normalize_uuid(self.running.get(vmid, ""))
 
 
 def place_running(vms: list[Vm], running: list[RunningVm]) -> Placed:

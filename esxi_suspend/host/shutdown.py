@@ -353,7 +353,7 @@ def _look_step(inventory: Inventory) -> tuple[ExitCode, str]:
             "them; run check again (a VM powering on or off meanwhile differs once), and if it "
             "stays, attach `esxi-suspend check --capture FILE` to a bug report"
         )
-    if inventory.look.startswith(esxi.GET_SUMMARY):
+    if not inventory.one_call:
         rounds = -(-len(inventory.vms) // esxi.CALLS_AT_ONCE)
         return ExitCode.OK, (
             f"not available here: {printable(inventory.look)}; a shutdown reads each VM's "

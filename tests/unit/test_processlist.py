@@ -123,6 +123,7 @@ def test_inventory_from_one_call() -> None:
     assert all(info.tools_running is None for info in inventory.vms)
     assert by_id[1].bios_uuid == "564d890e6865d486227880af6016e0e0"
     assert inventory.look == "esxcli vm process list: 2 of 3 VM(s) running"
+    assert inventory.one_call
     # This machine is still found by its SMBIOS UUID (esxcli's UUID is the BIOS UUID).
     assert find_self_vm(inventory, SETTINGS, "564d890e6865d486227880af6016e0e0")[0] == 1
     # Tools unknown: a guest shutdown is tried, the suspend follows its fault at once.
@@ -147,6 +148,7 @@ def test_without_esxcli_each_vm_is_read() -> None:
     inventory = parse_inventory("esxi1", text, 5, 0, "")
     assert inventory.by_id()[15].state is PowerState.SUSPENDED
     assert inventory.by_id()[12].tools_running is True
+    assert not inventory.one_call
     assert inventory.look == (
         "vim-cmd vmsvc/get.summary per VM (esxcli vm process list: sh: esxcli: not found)"
     )
