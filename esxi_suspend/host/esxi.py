@@ -55,12 +55,10 @@ def hostd_functions(slots: str) -> str:
     esxcli) holding one of CALLS_AT_ONCE slots (directories `SLOTS.N`, taken by `mkdir`,
     atomic on every release; after SLOT_WAIT seconds without one it goes ahead), tried again
     after 1 s, then 2 s while hostd turns it away, and failing (status 1 at least) on a fault
-    text even when it exits 0. Its output always ends with a newline. `call ARGS` is `held vim-cmd
-    ARGS`.
+    text even when it exits 0. Its output always ends with a newline. `call ARGS` is
+    `held vim-cmd ARGS`.
     """
-    if not re.fullmatch(r"[A-Za-z0-9${}:/_.-]+", slots):
-        raise ValueError(f"not a slot path: {slots!r}")
-    names = " ".join(f"{slots}.{n}" for n in range(1, CALLS_AT_ONCE + 1))
+    names = " ".join(slot_names(slots))
     transient = "|".join(f'*"{text}"*' for text in TRANSIENT_FAULTS)
     faults = "|".join(f'*"{text}"*' for text in FAULT_TEXTS)
     return f"""slot() {{
@@ -89,6 +87,13 @@ held() {{
   return $cs
 }}
 call() {{ held vim-cmd "$@"; }}"""
+
+
+def slot_names(slots: str) -> list[str]:
+    """The directories `hostd_functions(slots)` takes as its CALLS_AT_ONCE slots."""
+    if not re.fullmatch(r"[A-Za-z0-9${}:/_.-]+", slots):
+        raise ValueError(f"not a slot path: {slots!r}")
+    return [f"{slots}.{n}" for n in range(1, CALLS_AT_ONCE + 1)]
 
 
 def called(command: str) -> str:

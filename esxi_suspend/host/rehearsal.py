@@ -153,7 +153,7 @@ def cleanup_command(token: int, log: str) -> str:
             f'rm -f $d.out $d.sh $d.f "{log}" "{script_path(log)}"',
             # What a script the host killed left: its call slots and autostop's done-file.
             "rmdir "
-            + " ".join(f'"{slot_files(log)}.{n}"' for n in range(1, esxi.CALLS_AT_ONCE + 1))
+            + " ".join(f'"{name}"' for name in esxi.slot_names(slot_files(log)))
             + " 2>/dev/null",
             f'rm -f "{slot_files(log)}.done"',
             f'rmdir "{slot_files(log)}.go" 2>/dev/null',

@@ -252,14 +252,14 @@ def _script(plan: ShutdownPlan, emit: Emit, poll: int | None) -> list[str]:
     total = len(plan.phases)
     if any(phase.autostop for phase in plan.phases[:-1]):
         raise ValueError("autostop must be the plan's last phase")
-    if plan.phases and plan.phases[-1].autostop:
+    final = _final(plan, emit)
+    by_autostop = bool(plan.phases) and plan.phases[-1].autostop
+    if by_autostop:
         # The final step is a function, run by whichever ends first: autostop or its budget.
-        lines += ["fin() {", *(f"  {line}" for line in _final(plan, emit)), "}"]
+        lines += ["fin() {", *(f"  {line}" for line in final), "}"]
     for number, phase in enumerate(plan.phases, start=1):
         lines += _phase(phase, number, total, emit, poll)
-    if not (plan.phases and plan.phases[-1].autostop):
-        lines += _final(plan, emit)
-    return lines
+    return lines if by_autostop else lines + final
 
 
 # `check`'s rehearsal: the same script, every state-changing command (each `vim-cmd
