@@ -287,7 +287,8 @@ def make_plan(
         )
         if own or unsure:
             steps = tuple(choose_step(info, inventory, settings) for info in own)
-            wanted = max([step.seconds for step in steps] + [SUSPEND_SECONDS] * bool(unsure))
+            # a VM the Tools look finds without Tools is suspended in this phase
+            wanted = max([step.seconds for step in steps] + ([SUSPEND_SECONDS] if unsure else []))
             phases.append(Phase("before autostop", steps, wanted, wanted, tools_looks=unsure))
         if rest:  # autostop has nothing to do when no other VM runs
             sequential = sum(_stop_delay(info, inventory) for info in rest)
